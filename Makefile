@@ -1,0 +1,87 @@
+# ferrosession — every person and CI goes through these targets. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+MATURIN := $(VENV)/bin/maturin
+export VIRTUAL_ENV := $(abspath $(VENV))
+# Keep build artefacts between runs (the machine has 2 cores; builds are slow).
+export CARGO_TARGET_DIR ?= $(abspath target)
+
+DEPS_STAMP := $(VENV)/.deps-stamp
+SOURCES := $(shell find src python -name '*.rs' -o -name '*.py' -o -name '*.pyi' 2>/dev/null) Cargo.toml pyproject.toml
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(DEPS_STAMP): $(PY) pyproject.toml
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet "maturin>=1.9.4,<2"
+	$(PIP) install --quiet $$($(PY) -c 'import tomllib;d=tomllib.load(open("pyproject.toml","rb"));o=d["project"]["optional-dependencies"];print(" ".join(repr(x) for x in sorted(set(d["project"]["dependencies"]+o["test"]+o["lint"]+o["demo"]+o["bench"]))))' | tr -d "'")
+	touch $@
+
+.PHONY: venv
+venv: $(DEPS_STAMP) ## Create .venv with the build, test and lint tools
+
+$(VENV)/.build-stamp: $(DEPS_STAMP) $(SOURCES)
+	$(MATURIN) develop --quiet
+	touch $@
+
+.PHONY: develop
+develop: $(VENV)/.build-stamp ## Build the extension (debug) into .venv
+
+.PHONY: services
+services: ## Install what the tests need from Debian when it is missing (redis-server)
+	@command -v redis-server >/dev/null || { \
+	  echo "installing redis-server (Debian package)"; \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
+.PHONY: test
+test: develop services ## Build everything and run the Rust and Python tests
+	cargo test --lib --quiet
+	$(PY) -m pytest -q
+
+.PHONY: lint
+lint: develop ## ruff, mypy --strict, cargo fmt --check, clippy -D warnings
+	$(VENV)/bin/ruff format --check python tests benches
+	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/mypy
+	cargo fmt --check
+	cargo clippy --all-targets --features python --quiet -- -D warnings
+	cargo clippy --all-targets --quiet -- -D warnings
+
+.PHONY: fmt
+fmt: venv ## Format Python and Rust sources
+	$(VENV)/bin/ruff format python tests benches
+	$(VENV)/bin/ruff check --fix python tests benches
+	cargo fmt
+
+.PHONY: release
+release: $(DEPS_STAMP) ## Build the extension with the release profile into .venv
+	$(MATURIN) develop --release --quiet
+	rm -f $(VENV)/.build-stamp
+
+.PHONY: bench
+bench: release ## Benchmarks against the Python peers (release build)
+	$(PY) benches/asgi_overhead.py
+
+.PHONY: wheel
+wheel: $(DEPS_STAMP) ## Build an abi3 wheel and an sdist into dist/
+	$(MATURIN) build --release --out dist
+	$(MATURIN) sdist --out dist
+
+.PHONY: demo
+demo: develop ## Serve the demo app on http://127.0.0.1:8000 (sessions in ./.sessions)
+	$(PY) -m ferrosession.demo --host 127.0.0.1 --port 8000
+
+.PHONY: clean
+clean: ## Remove build outputs (keeps .venv)
+	cargo clean
+	rm -rf dist

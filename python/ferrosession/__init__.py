@@ -1,0 +1,48 @@
+"""ferrosession: typed HTTP sessions for ASGI and WSGI apps, with a Rust core.
+
+Register session types on a :class:`Sessions`, wrap the app in
+:class:`SessionMiddleware` (ASGI) or :class:`WSGISessionMiddleware` (WSGI), then in any
+handler ``get_sessions(request).get(T)`` / ``.set(value)`` / ``.clear(T)``.
+"""
+
+from __future__ import annotations
+
+from ferrosession._core import __version__
+from ferrosession.asgi import SessionMiddleware
+from ferrosession.config import Sessions
+from ferrosession.current import CurrentSessions, get_sessions
+from ferrosession.errors import (
+    ConfigurationError,
+    SessionError,
+    SessionNotRegistered,
+    SessionsNotInstalled,
+    SessionTooLarge,
+    StorageError,
+    TooLateSessionSet,
+)
+from ferrosession.serializers import JSONSerializer
+from ferrosession.storage import MemoryStorage
+from ferrosession.transformers import Digest, Encrypt, KtorEncrypt, MessageAuthentication
+from ferrosession.wsgi import WSGISessionMiddleware
+
+__all__ = [
+    "ConfigurationError",
+    "CurrentSessions",
+    "Digest",
+    "Encrypt",
+    "JSONSerializer",
+    "KtorEncrypt",
+    "MemoryStorage",
+    "MessageAuthentication",
+    "SessionError",
+    "SessionMiddleware",
+    "SessionNotRegistered",
+    "SessionTooLarge",
+    "Sessions",
+    "SessionsNotInstalled",
+    "StorageError",
+    "TooLateSessionSet",
+    "WSGISessionMiddleware",
+    "__version__",
+    "get_sessions",
+]

@@ -1,0 +1,374 @@
+"""The registry of session types: :class:`Sessions`."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+from datetime import timedelta
+from typing import Any, Callable, Optional, Sequence, Union
+
+from ferrosession import _core
+from ferrosession._keys import seconds
+from ferrosession.errors import ConfigurationError, SessionNotRegistered
+from ferrosession.serializers import JSONSerializer
+from ferrosession.transformers import BuiltinTransformer
+
+__all__ = ["Sessions"]
+
+DEFAULT_MAX_AGE = 604_800
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_SAME_SITE = {"strict": "Strict", "lax": "Lax", "none": "None"}
+_ENCODINGS = ("uri", "base64", "raw", "dquotes")
+
+
+class Provider:
+    """One registration: everything the middleware needs, prepared once."""
+
+    __slots__ = (
+        "async_storage",
+        "chain",
+        "codec",
+        "cookie_max_age",
+        "header",
+        "header_key",
+        "identity",
+        "name",
+        "rust_chain",
+        "send_only_if_modified",
+        "serializer",
+        "storage",
+        "storage_ttl",
+        "type",
+        "wsgi_key",
+    )
+
+    def __init__(
+        self,
+        *,
+        tp: type,
+        name: str,
+        header: bool,
+        codec: Any,
+        chain: tuple[Any, ...],
+        serializer: Any,
+        storage: Any,
+        max_age: Optional[int],
+        identity: Callable[[], str],
+        send_only_if_modified: bool,
+    ) -> None:
+        self.type = tp
+        self.name = name
+        self.header = header
+        self.codec = codec
+        self.chain = chain
+        # True when every transformer is built in: the codec runs the chain in one call.
+        self.rust_chain = all(isinstance(t, BuiltinTransformer) for t in chain)
+        self.serializer = serializer
+        self.storage = storage
+        self.async_storage = storage is not None and (
+            hasattr(storage, "aread") or inspect.iscoroutinefunction(storage.read)
+        )
+        self.cookie_max_age = max_age
+        self.storage_ttl = DEFAULT_MAX_AGE if max_age is None else max_age
+        self.identity = identity
+        self.send_only_if_modified = send_only_if_modified
+        self.header_key = name.lower().encode("latin-1")
+        self.wsgi_key = "HTTP_" + name.upper().replace("-", "_")
+
+
+def _check_name(name: object, what: str) -> str:
+    if not isinstance(name, str) or not _TOKEN.match(name):
+        raise ConfigurationError(
+            f"{name!r} is not a valid {what} name: use letters, digits and !#$%&'*+-.^_`|~ "
+            f"(no spaces, ';', ',', '=' or quotes)"
+        )
+    return name
+
+
+def _check_transformers(transformers: Sequence[Any]) -> tuple[Any, ...]:
+    if isinstance(transformers, (str, bytes)) or not isinstance(transformers, (list, tuple)):
+        raise ConfigurationError("transformers must be a list or tuple of transformers")
+    for t in transformers:
+        if not (callable(getattr(t, "transform_write", None)) and callable(
+            getattr(t, "transform_read", None)
+        )):
+            raise ConfigurationError(
+                f"{t!r} is not a transformer: it needs transform_write(str) -> str and "
+                f"transform_read(str) -> str | None"
+            )
+    return tuple(transformers)
+
+
+def _check_storage(storage: Any) -> Any:
+    if storage is None:
+        return None
+    for method in ("read", "write", "invalidate"):
+        if not callable(getattr(storage, method, None)):
+            raise ConfigurationError(
+                f"{storage!r} is not a storage: it needs read(id), write(id, value, ttl) "
+                f"and invalidate(id) (plain or async def)"
+            )
+    kinds = {inspect.iscoroutinefunction(getattr(storage, m)) for m in ("read", "write", "invalidate")}
+    if len(kinds) > 1:
+        raise ConfigurationError(
+            f"{storage!r} mixes async and plain methods: make read, write and invalidate "
+            f"all async def or all plain"
+        )
+    return storage
+
+
+class Sessions:
+    """The registry of session types. Register each with :meth:`cookie` or
+    :meth:`header`, then give it to :class:`~ferrosession.SessionMiddleware` or
+    :class:`~ferrosession.WSGISessionMiddleware`.
+
+    Each type and each name may be registered once.
+    """
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, Provider] = {}
+        self._by_type: dict[type, Provider] = {}
+        self._providers: tuple[Provider, ...] = ()
+        self._header_keys: frozenset[bytes] = frozenset()
+        self._frozen = False
+
+    def _freeze(self) -> None:
+        """Called by the middleware: the registry no longer changes."""
+        self._frozen = True
+        self._header_keys = frozenset(p.header_key for p in self._providers if p.header)
+
+    @property
+    def providers(self) -> tuple[Provider, ...]:
+        """The registrations, in order."""
+        return self._providers
+
+    def cookie(
+        self,
+        type: type,
+        name: str,
+        storage: Any = None,
+        *,
+        transformers: Sequence[Any] = (),
+        serializer: Any = None,
+        max_age: Union[int, timedelta, None] = DEFAULT_MAX_AGE,
+        path: str = "/",
+        domain: Optional[str] = None,
+        secure: bool = False,
+        http_only: bool = True,
+        same_site: Optional[str] = "Lax",
+        partitioned: bool = False,
+        encoding: str = "uri",
+        identity: Optional[Callable[[], str]] = None,
+        send_only_if_modified: bool = False,
+    ) -> None:
+        """Registers a session that travels in a cookie.
+
+        Args:
+            type: the session's type (a dataclass or ``dict``, or any type with a custom
+                serializer).
+            name: the cookie name.
+            storage: ``None`` keeps the whole value in the cookie (client-side); a
+                storage keeps it server-side and the cookie carries only an id.
+            transformers: applied in order on write, in reverse on read.
+            serializer: an object with ``serialize`` and ``deserialize``; JSON by default.
+            max_age: seconds or a timedelta; ``None`` for a browser-session cookie. Also
+                the server-side entry's lifetime (604800 s when ``None``).
+            path: the cookie's Path.
+            domain: the cookie's Domain.
+            secure: add ``Secure``.
+            http_only: add ``HttpOnly``.
+            same_site: ``"Strict"``, ``"Lax"``, ``"None"`` (needs ``secure=True``) or
+                ``None`` to omit the attribute.
+            partitioned: add ``Partitioned`` (CHIPS).
+            encoding: ``"uri"``, ``"base64"``, ``"raw"`` or ``"dquotes"``.
+            identity: server-side only: returns a new session id.
+            send_only_if_modified: skip sending and storing a ``set()`` value equal to
+                the incoming one.
+        """
+        _check_name(name, "cookie")
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ConfigurationError(f"path must be a str starting with '/', not {path!r}")
+        if domain is not None and (not isinstance(domain, str) or not domain):
+            raise ConfigurationError("domain must be a non-empty str or None")
+        site: Optional[str] = None
+        if same_site is not None:
+            if not isinstance(same_site, str) or same_site.lower() not in _SAME_SITE:
+                raise ConfigurationError(
+                    f'same_site must be "Strict", "Lax", "None" or None, not {same_site!r}'
+                )
+            site = _SAME_SITE[same_site.lower()]
+            if site == "None" and not secure:
+                raise ConfigurationError(
+                    'same_site="None" needs secure=True: browsers drop SameSite=None '
+                    "cookies that are not Secure"
+                )
+        if partitioned and not secure:
+            raise ConfigurationError("partitioned=True needs secure=True")
+        self._register(
+            type,
+            name,
+            storage,
+            header=False,
+            transformers=transformers,
+            serializer=serializer,
+            max_age=max_age,
+            encoding=encoding,
+            identity=identity,
+            send_only_if_modified=send_only_if_modified,
+            cookie_options={
+                "path": path,
+                "domain": domain,
+                "secure": bool(secure),
+                "http_only": bool(http_only),
+                "same_site": site,
+                "partitioned": bool(partitioned),
+            },
+        )
+
+    def header(
+        self,
+        type: type,
+        name: str,
+        storage: Any = None,
+        *,
+        transformers: Sequence[Any] = (),
+        serializer: Any = None,
+        max_age: Union[int, timedelta, None] = DEFAULT_MAX_AGE,
+        encoding: str = "raw",
+        identity: Optional[Callable[[], str]] = None,
+        send_only_if_modified: bool = False,
+    ) -> None:
+        """Registers a session that travels in a request / response header of the same
+        name (for API clients; browser sessions belong in cookies).
+
+        Args:
+            type: the session's type.
+            name: the header name, e.g. ``"X-Session"``.
+            storage: ``None`` for a client-side value, or a storage.
+            transformers: applied in order on write, in reverse on read.
+            serializer: an object with ``serialize`` and ``deserialize``; JSON by default.
+            max_age: server-side: the entry's lifetime (604800 s when ``None``).
+            encoding: ``"raw"`` (default), ``"uri"``, ``"base64"`` or ``"dquotes"``.
+            identity: server-side only: returns a new session id.
+            send_only_if_modified: skip sending and storing an unchanged value.
+        """
+        _check_name(name, "header")
+        if name.lower() in ("cookie", "set-cookie", "content-length", "content-type", "host"):
+            raise ConfigurationError(f"{name!r} cannot carry a session: choose another header")
+        self._register(
+            type,
+            name,
+            storage,
+            header=True,
+            transformers=transformers,
+            serializer=serializer,
+            max_age=max_age,
+            encoding=encoding,
+            identity=identity,
+            send_only_if_modified=send_only_if_modified,
+            cookie_options={},
+        )
+
+    def _register(
+        self,
+        tp: type,
+        name: str,
+        storage: Any,
+        *,
+        header: bool,
+        transformers: Sequence[Any],
+        serializer: Any,
+        max_age: Union[int, timedelta, None],
+        encoding: str,
+        identity: Optional[Callable[[], str]],
+        send_only_if_modified: bool,
+        cookie_options: dict[str, Any],
+    ) -> None:
+        if self._frozen:
+            raise ConfigurationError(
+                "register every session before creating the middleware that uses them"
+            )
+        if not isinstance(tp, type):
+            raise ConfigurationError(f"the session type must be a class, not {tp!r}")
+        if name in self._by_name:
+            raise ConfigurationError(
+                f"a session named {name!r} is already registered "
+                f"(for {self._by_name[name].type.__name__}): choose another name"
+            )
+        if tp in self._by_type:
+            raise ConfigurationError(
+                f"{tp.__name__} is already registered as {self._by_type[tp].name!r}: "
+                f"each type is registered once (wrap it in another dataclass for a second session)"
+            )
+        if encoding not in _ENCODINGS:
+            raise ConfigurationError(f"encoding must be one of {_ENCODINGS}, not {encoding!r}")
+        age = seconds(max_age, "max_age")
+        chain = _check_transformers(transformers)
+        storage = _check_storage(storage)
+        if identity is not None:
+            if storage is None:
+                raise ConfigurationError("identity is for server-side sessions: give a storage")
+            if not callable(identity):
+                raise ConfigurationError("identity must be a callable returning a new id")
+        if serializer is None:
+            if not (tp is dict or dataclasses.is_dataclass(tp)):
+                raise ConfigurationError(
+                    f"{tp.__name__} is neither a dataclass nor dict: make it a dataclass or "
+                    f"pass serializer= (an object with serialize and deserialize)"
+                )
+            serializer = JSONSerializer(tp)
+        elif not (callable(getattr(serializer, "serialize", None)) and callable(
+            getattr(serializer, "deserialize", None)
+        )):
+            raise ConfigurationError(
+                "serializer needs serialize(value) -> str and deserialize(text) -> value"
+            )
+        rust = [t._core for t in chain if isinstance(t, BuiltinTransformer)]
+        codec = _core.Codec(
+            name,
+            header=header,
+            encoding=encoding,
+            chain=rust if len(rust) == len(chain) else [],
+            **cookie_options,
+        )
+        provider = Provider(
+            tp=tp,
+            name=name,
+            header=header,
+            codec=codec,
+            chain=chain,
+            serializer=serializer,
+            storage=storage,
+            max_age=age,
+            identity=identity or _core.new_session_id,
+            send_only_if_modified=bool(send_only_if_modified),
+        )
+        self._by_name[name] = provider
+        self._by_type[tp] = provider
+        self._providers = (*self._providers, provider)
+
+    def lookup(self, key: Union[type, str]) -> Provider:
+        """The registration for a type or name; ``SessionNotRegistered`` otherwise."""
+        try:
+            if isinstance(key, str):
+                return self._by_name[key]
+            return self._by_type[key]
+        except (KeyError, TypeError):
+            raise SessionNotRegistered(
+                f"no session is registered for {getattr(key, '__name__', key)!r}: register it "
+                f"with Sessions.cookie() or Sessions.header()"
+            ) from None
+
+    def lookup_value(self, value: object) -> Provider:
+        """The registration for a value's type (or a registered base class)."""
+        provider = self._by_type.get(type(value))
+        if provider is not None:
+            return provider
+        for p in self._providers:
+            if isinstance(value, p.type):
+                return p
+        raise SessionNotRegistered(
+            f"no session is registered for type {type(value).__name__}: register it with "
+            f"Sessions.cookie() or Sessions.header()"
+        )

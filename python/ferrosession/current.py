@@ -1,0 +1,414 @@
+"""Per-request session access: :class:`CurrentSessions` and :func:`get_sessions`.
+
+Nothing is decoded until a handler touches a session: the middleware only keeps a
+reference to the request headers. The first ``get``/``set``/``clear``/``regenerate``/
+``session_id`` of a session makes one Rust call to find, decode and verify its value
+(and, server-side, one storage read). Writes happen when the response starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional, TypeVar, Union, overload
+
+from ferrosession.config import Provider, Sessions
+from ferrosession.errors import (
+    ConfigurationError,
+    SessionsNotInstalled,
+    StorageError,
+    TooLateSessionSet,
+)
+from ferrosession.transformers import BuiltinTransformer
+
+__all__ = ["SCOPE_KEY", "CurrentSessions", "get_sessions"]
+
+T = TypeVar("T")
+SCOPE_KEY = "ferrosession"
+log = logging.getLogger("ferrosession")
+
+_NONE, _SET, _CLEAR = 0, 1, 2
+
+
+class _State:
+    """What one request knows and wants for one registered session."""
+
+    __slots__ = (
+        "action",
+        "delete_ids",
+        "force",
+        "new",
+        "new_payload",
+        "out",
+        "payload",
+        "present",
+        "provider",
+        "reissue",
+        "sid",
+        "unknown",
+        "value",
+    )
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+        self.present = False  # something of this name came in, valid or not
+        self.value: Any = None  # the incoming value
+        self.payload: Optional[str] = None  # its serialized text
+        self.reissue = False  # verified by a retired key: send it again
+        self.unknown = False  # server-side: the incoming id is not in the storage
+        self.sid: Optional[str] = None  # server-side id (incoming and known, or minted)
+        self.action = _NONE
+        self.new: Any = None
+        self.new_payload: Optional[str] = None
+        self.out: Optional[str] = None  # rendered Set-Cookie / header value of `new`
+        self.force = False
+        self.delete_ids: list[str] = []
+
+
+def _storage_error(provider: Provider, op: str, exc: BaseException) -> StorageError:
+    if isinstance(exc, StorageError):
+        return exc
+    err = StorageError(f"session {provider.name!r}: storage {op} failed: {exc!r}")
+    err.__cause__ = exc
+    return err
+
+
+class CurrentSessions:
+    """The sessions of one request. Get it with :func:`get_sessions`."""
+
+    __slots__ = ("_config", "_cookie", "_scanned", "_started", "_states")
+
+    def __init__(self, config: Sessions) -> None:
+        self._config = config
+        self._states: dict[str, _State] = {}
+        self._started = False
+        self._cookie: Optional[str] = None
+        self._scanned = False
+
+    # -- request access, specialised by the ASGI and WSGI subclasses -----------------
+    def _raw(self, provider: Provider) -> Optional[str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- loading ----------------------------------------------------------------------
+    def _decode(self, st: _State) -> Optional[str]:
+        """Finds and verifies the incoming value: the payload (client-side) or the id."""
+        p = st.provider
+        raw = self._raw(p)
+        if raw is None:
+            return None
+        if p.rust_chain:
+            if p.header:
+                payload, reissue = p.codec.read_value(raw)
+            else:
+                found = p.codec.read_cookie(raw)
+                if found is None:
+                    return None
+                payload, reissue = found
+        else:
+            if not p.header:
+                raw = p.codec.find_cookie(raw)
+                if raw is None:
+                    return None
+            payload, reissue = _read_chain(p, raw)
+        st.present = True
+        st.reissue = reissue
+        return payload
+
+    def _accept(self, st: _State, text: Optional[str]) -> None:
+        if text is None:
+            return
+        try:
+            st.value = st.provider.serializer.deserialize(text)
+        except Exception as exc:  # a payload that no longer fits its type: absent
+            log.debug("session %r: stored value does not deserialize: %r", st.provider.name, exc)
+            return
+        st.payload = text
+
+    def _load_sync(self, st: _State) -> None:
+        p = st.provider
+        decoded = self._decode(st)
+        if decoded is None or p.storage is None:
+            self._accept(st, decoded)
+            return
+        if p.async_storage and not hasattr(p.storage, "aread"):
+            raise ConfigurationError(
+                f"session {p.name!r} has an async storage: it works only under the ASGI "
+                f"middleware"
+            )
+        try:
+            text = p.storage.read(decoded)
+        except Exception as exc:
+            raise _storage_error(p, "read", exc) from exc
+        self._found(st, decoded, text)
+
+    async def _load_async(self, st: _State) -> None:
+        p = st.provider
+        decoded = self._decode(st)
+        if decoded is None:
+            return
+        storage = p.storage
+        try:
+            reader = getattr(storage, "aread", None) or storage.read
+            text = await reader(decoded)
+        except Exception as exc:
+            raise _storage_error(p, "read", exc) from exc
+        self._found(st, decoded, text)
+
+    def _found(self, st: _State, sid: str, text: Optional[str]) -> None:
+        if text is None:
+            st.unknown = True
+            return
+        st.sid = sid
+        self._accept(st, text)
+
+    def _state(self, provider: Provider) -> _State:
+        st = self._states.get(provider.name)
+        if st is None:
+            st = _State(provider)
+            self._states[provider.name] = st
+            self._load_sync(st)
+        return st
+
+    async def _preload(self) -> None:
+        """Reads every async storage whose id came in (ASGI, before the handler)."""
+        for p in self._config.providers:
+            if p.async_storage and p.name not in self._states and self._raw(p) is not None:
+                st = _State(p)
+                self._states[p.name] = st
+                await self._load_async(st)
+
+    # -- public API -------------------------------------------------------------------
+    @overload
+    def get(self, key: type[T]) -> Optional[T]: ...
+    @overload
+    def get(self, key: str) -> Any: ...
+    def get(self, key: Union[type[Any], str]) -> Any:
+        """The value set in this request, else the incoming one, else ``None``.
+
+        Args:
+            key: the session's registered type or name.
+        """
+        st = self._state(self._config.lookup(key))
+        if st.action == _SET:
+            return st.new
+        return st.value
+
+    def set(self, value: object) -> None:
+        """Sets the session of ``value``'s type; sent when the response starts.
+
+        Raises:
+            TypeError: ``value`` is ``None`` (use :meth:`clear`).
+            SessionNotRegistered: no session is registered for that type.
+            SessionTooLarge: the value would not fit in its cookie or header.
+            TooLateSessionSet: the response has already started.
+        """
+        if value is None:
+            raise TypeError("set(None) is not a clear: call clear(T) to end a session")
+        provider = self._config.lookup_value(value)
+        self._check_not_started("set")
+        self._set(self._state(provider), value, force=False)
+
+    def _set(self, st: _State, value: object, *, force: bool) -> None:
+        p = st.provider
+        payload = p.serializer.serialize(value)
+        if not isinstance(payload, str):
+            raise TypeError(f"the serializer of {p.name!r} returned {type(payload).__name__}, not str")
+        if p.storage is None:
+            out = _write(p, payload)
+        else:
+            if st.sid is None:
+                st.sid = _mint(p)
+            out = _write(p, st.sid)
+        st.action = _SET
+        st.new = value
+        st.new_payload = payload
+        st.out = out
+        st.force = force
+
+    def clear(self, key: Union[type[Any], str]) -> None:
+        """Ends the session: ``get`` returns ``None``; an expiring cookie goes out if one
+        came in; a server-side entry is deleted."""
+        self._check_not_started("clear")
+        st = self._state(self._config.lookup(key))
+        if st.sid is not None:
+            st.delete_ids.append(st.sid)
+            st.sid = None
+        st.action = _CLEAR
+        st.value = None
+        st.payload = None
+        st.new = None
+        st.out = None
+
+    def regenerate(self, key: Union[type[Any], str]) -> None:
+        """Server-side: moves the session to a new id (same data) and deletes the old
+        entry; call it on login. Client-side: issues the value again."""
+        self._check_not_started("regenerate")
+        st = self._state(self._config.lookup(key))
+        value = st.new if st.action == _SET else st.value
+        if value is None:
+            return
+        if st.sid is not None:
+            st.delete_ids.append(st.sid)
+            st.sid = None
+        self._set(st, value, force=True)
+
+    def session_id(self, key: Union[type[Any], str]) -> Optional[str]:
+        """The server-side id of the session, or ``None`` when there is none.
+
+        Raises:
+            ConfigurationError: the session is client-side.
+        """
+        provider = self._config.lookup(key)
+        if provider.storage is None:
+            raise ConfigurationError(
+                f"session {provider.name!r} is client-side: it has no id (give it a storage)"
+            )
+        return self._state(provider).sid
+
+    def invalidate(self, key: Union[type[Any], str], session_id: str) -> None:
+        """Deletes another id's entry when the response starts (log out other devices)."""
+        provider = self._config.lookup(key)
+        if provider.storage is None:
+            raise ConfigurationError(
+                f"session {provider.name!r} is client-side: there is no entry to invalidate"
+            )
+        if not isinstance(session_id, str):
+            raise TypeError("session_id must be a str")
+        self._check_not_started("invalidate")
+        self._state(provider).delete_ids.append(session_id)
+
+    def _check_not_started(self, what: str) -> None:
+        if self._started:
+            raise TooLateSessionSet(
+                f"it is too late to {what} a session: the response has already started"
+            )
+
+    # -- commit -----------------------------------------------------------------------
+    def _plan(self) -> tuple[list[tuple[Provider, str]], list[tuple[Provider, str, Any]]]:
+        """The headers to send and the storage operations to run first."""
+        headers: list[tuple[Provider, str]] = []
+        ops: list[tuple[Provider, str, Any]] = []
+        for st in self._states.values():
+            p = st.provider
+            for sid in st.delete_ids:
+                ops.append((p, "invalidate", (sid,)))
+            if st.action == _SET:
+                if (
+                    p.send_only_if_modified
+                    and not st.force
+                    and st.value is not None
+                    and st.new is not st.value
+                    and st.new == st.value
+                ):
+                    continue
+                if p.storage is not None:
+                    ops.append((p, "write", (st.sid, st.new_payload, p.storage_ttl)))
+                headers.append((p, st.out))  # type: ignore[arg-type]
+            elif st.action == _CLEAR:
+                if st.present and not p.header:
+                    headers.append((p, p.codec.clear_line))
+            elif st.unknown:
+                if not p.header:
+                    headers.append((p, p.codec.clear_line))
+            elif st.reissue and st.payload is not None:
+                # Verified by a retired key: issue it again under the current one.
+                headers.append((p, _write(p, st.payload if p.storage is None else st.sid)))  # type: ignore[arg-type]
+        return headers, ops
+
+    def _commit_sync(self) -> list[tuple[str, str]]:
+        self._started = True
+        headers, ops = self._plan()
+        for p, op, args in ops:
+            try:
+                getattr(p.storage, op)(*args)
+            except Exception as exc:
+                raise _storage_error(p, op, exc) from exc
+        return [(_header_name(p), v) for p, v in headers]
+
+    async def _commit_async(self) -> list[tuple[bytes, bytes]]:
+        self._started = True
+        headers, ops = self._plan()
+        for p, op, args in ops:
+            storage = p.storage
+            try:
+                method = getattr(storage, "a" + op, None)
+                if method is not None:
+                    await method(*args)
+                elif p.async_storage:
+                    await getattr(storage, op)(*args)
+                else:
+                    getattr(storage, op)(*args)
+            except Exception as exc:
+                raise _storage_error(p, op, exc) from exc
+        return [
+            (b"set-cookie" if not p.header else p.header_key, v.encode("latin-1"))
+            for p, v in headers
+        ]
+
+
+def _header_name(p: Provider) -> str:
+    return p.name if p.header else "Set-Cookie"
+
+
+def _mint(p: Provider) -> str:
+    sid = p.identity()
+    if not isinstance(sid, str) or not sid:
+        raise ConfigurationError(f"the identity of {p.name!r} must return a non-empty str")
+    return sid
+
+
+def _write(p: Provider, payload: str) -> str:
+    """The rendered header value carrying ``payload`` (one Rust call for built-in chains)."""
+    if p.rust_chain:
+        return p.codec.write(payload, p.cookie_max_age)  # type: ignore[no-any-return]
+    value = payload
+    for t in p.chain:
+        value = t._core.write(value, p.name) if isinstance(t, BuiltinTransformer) else t.transform_write(value)
+    return p.codec.render(value, p.cookie_max_age)  # type: ignore[no-any-return]
+
+
+def _read_chain(p: Provider, raw: str) -> tuple[Optional[str], bool]:
+    """Reads a value through a chain that holds custom (Python) transformers."""
+    value: Optional[str] = p.codec.decode(raw)
+    reissue = False
+    for t in reversed(p.chain):
+        if value is None:
+            break
+        if isinstance(t, BuiltinTransformer):
+            opened = t._core.read(value, p.name)
+            if opened is None:
+                value = None
+            else:
+                value, again = opened
+                reissue = reissue or again
+        else:
+            try:
+                value = t.transform_read(value)
+            except Exception as exc:  # a custom transformer choking on hostile input
+                log.debug("session %r: transformer %r raised %r", p.name, t, exc)
+                value = None
+    return value, reissue and value is not None
+
+
+def get_sessions(request: Any) -> CurrentSessions:
+    """The sessions of a request.
+
+    Args:
+        request: a Starlette/FastAPI ``Request`` or ``WebSocket``, a Flask/Werkzeug
+            request, an ASGI scope or a WSGI environ.
+
+    Raises:
+        SessionsNotInstalled: the request did not pass through the session middleware.
+    """
+    if isinstance(request, dict):
+        holder: Any = request
+    else:
+        holder = getattr(request, "scope", None)
+        if holder is None:
+            holder = getattr(request, "environ", None)
+    current = holder.get(SCOPE_KEY) if isinstance(holder, dict) else None
+    if current is None:
+        raise SessionsNotInstalled(
+            "this request has no sessions: add ferrosession.SessionMiddleware (ASGI) or "
+            "WSGISessionMiddleware (WSGI) around the app"
+        )
+    return current  # type: ignore[no-any-return]

@@ -1,0 +1,1 @@
+"""The demo shop: ``make demo`` or ``python -m ferrosession.demo``."""

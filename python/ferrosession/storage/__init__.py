@@ -1,0 +1,33 @@
+"""Server-side storages: only a session id travels; the data lives here.
+
+A storage is any object with ``read(id) -> str | None``, ``write(id, value, ttl)`` and
+``invalidate(id)``, either all plain methods or all ``async def``. ``value`` is the
+serialized session text and ``ttl`` whole seconds. A storage that can do both (like
+:class:`~ferrosession.RedisStorage`) offers the async trio as ``aread``, ``awrite`` and
+``ainvalidate``; the ASGI middleware uses those, the WSGI middleware the plain ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Optional, Protocol, Union, runtime_checkable
+
+from ferrosession.storage.memory import MemoryStorage
+
+__all__ = ["MemoryStorage", "SessionStorage"]
+
+
+@runtime_checkable
+class SessionStorage(Protocol):
+    """The storage protocol (sync or async)."""
+
+    def read(self, session_id: str) -> Union[Optional[str], Awaitable[Optional[str]]]:
+        """The stored text, or ``None`` when the id is unknown or expired."""
+        ...
+
+    def write(self, session_id: str, value: str, ttl: int) -> Union[None, Awaitable[None]]:
+        """Stores ``value`` under ``session_id`` for ``ttl`` seconds."""
+        ...
+
+    def invalidate(self, session_id: str) -> Union[Any, Awaitable[Any]]:
+        """Deletes the entry (no error when it does not exist)."""
+        ...

@@ -1,0 +1,66 @@
+"""WSGI middleware."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Optional
+
+from ferrosession.config import Provider, Sessions
+from ferrosession.current import SCOPE_KEY, CurrentSessions
+from ferrosession.errors import ConfigurationError
+
+__all__ = ["WSGISessionMiddleware"]
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class _WSGISessions(CurrentSessions):
+    __slots__ = ("_environ",)
+
+    def __init__(self, config: Sessions, environ: dict[str, Any]) -> None:
+        super().__init__(config)
+        self._environ = environ
+
+    def _raw(self, provider: Provider) -> Optional[str]:
+        if provider.header:
+            return self._environ.get(provider.wsgi_key)  # type: ignore[no-any-return]
+        return self._environ.get("HTTP_COOKIE")  # type: ignore[no-any-return]
+
+
+class WSGISessionMiddleware:
+    """WSGI middleware: ``app.wsgi_app = WSGISessionMiddleware(app.wsgi_app, sessions)``.
+
+    Storages are called with their plain (sync) methods; an ``async def`` storage is a
+    configuration error here.
+    """
+
+    def __init__(self, app: WSGIApp, sessions: Sessions) -> None:
+        if not isinstance(sessions, Sessions):
+            raise ConfigurationError("sessions must be a ferrosession.Sessions")
+        for p in sessions.providers:
+            if p.async_storage and not hasattr(p.storage, "aread"):
+                raise ConfigurationError(
+                    f"session {p.name!r} has an async storage, which WSGI cannot await: "
+                    f"use a storage with plain methods"
+                )
+        sessions._freeze()
+        self.app = app
+        self.sessions = sessions
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        current = _WSGISessions(self.sessions, environ)
+        environ[SCOPE_KEY] = current
+
+        def start_with_sessions(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
+            if current._states and not current._started:
+                extra = current._commit_sync()
+                if isinstance(headers, list):
+                    headers.extend(extra)
+                else:
+                    headers = [*headers, *extra]
+            current._started = True
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start_with_sessions)

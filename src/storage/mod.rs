@@ -1,0 +1,1 @@
+//! Server-side storages implemented in Rust.
