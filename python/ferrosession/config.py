@@ -28,6 +28,7 @@ class Provider:
     __slots__ = (
         "async_storage",
         "chain",
+        "clear_line",
         "codec",
         "cookie_max_age",
         "header",
@@ -49,7 +50,7 @@ class Provider:
         tp: type,
         name: str,
         header: bool,
-        codec: Any,
+        codec: _core.Codec,
         chain: tuple[Any, ...],
         serializer: Any,
         storage: Any,
@@ -61,6 +62,8 @@ class Provider:
         self.name = name
         self.header = header
         self.codec = codec
+        # The clearing Set-Cookie line (None for headers), built once.
+        self.clear_line: Optional[str] = codec.clear_line
         self.chain = chain
         # True when every transformer is built in: the codec runs the chain in one call.
         self.rust_chain = all(isinstance(t, BuiltinTransformer) for t in chain)
@@ -90,9 +93,10 @@ def _check_transformers(transformers: Sequence[Any]) -> tuple[Any, ...]:
     if isinstance(transformers, (str, bytes)) or not isinstance(transformers, (list, tuple)):
         raise ConfigurationError("transformers must be a list or tuple of transformers")
     for t in transformers:
-        if not (callable(getattr(t, "transform_write", None)) and callable(
-            getattr(t, "transform_read", None)
-        )):
+        if not (
+            callable(getattr(t, "transform_write", None))
+            and callable(getattr(t, "transform_read", None))
+        ):
             raise ConfigurationError(
                 f"{t!r} is not a transformer: it needs transform_write(str) -> str and "
                 f"transform_read(str) -> str | None"
@@ -109,7 +113,9 @@ def _check_storage(storage: Any) -> Any:
                 f"{storage!r} is not a storage: it needs read(id), write(id, value, ttl) "
                 f"and invalidate(id) (plain or async def)"
             )
-    kinds = {inspect.iscoroutinefunction(getattr(storage, m)) for m in ("read", "write", "invalidate")}
+    kinds = {
+        inspect.iscoroutinefunction(getattr(storage, m)) for m in ("read", "write", "invalidate")
+    }
     if len(kinds) > 1:
         raise ConfigurationError(
             f"{storage!r} mixes async and plain methods: make read, write and invalidate "
@@ -318,9 +324,10 @@ class Sessions:
                     f"pass serializer= (an object with serialize and deserialize)"
                 )
             serializer = JSONSerializer(tp)
-        elif not (callable(getattr(serializer, "serialize", None)) and callable(
-            getattr(serializer, "deserialize", None)
-        )):
+        elif not (
+            callable(getattr(serializer, "serialize", None))
+            and callable(getattr(serializer, "deserialize", None))
+        ):
             raise ConfigurationError(
                 "serializer needs serialize(value) -> str and deserialize(text) -> value"
             )

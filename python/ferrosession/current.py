@@ -131,8 +131,7 @@ class CurrentSessions:
             return
         if p.async_storage and not hasattr(p.storage, "aread"):
             raise ConfigurationError(
-                f"session {p.name!r} has an async storage: it works only under the ASGI "
-                f"middleware"
+                f"session {p.name!r} has an async storage: it works only under the ASGI middleware"
             )
         try:
             text = p.storage.read(decoded)
@@ -211,7 +210,9 @@ class CurrentSessions:
         p = st.provider
         payload = p.serializer.serialize(value)
         if not isinstance(payload, str):
-            raise TypeError(f"the serializer of {p.name!r} returned {type(payload).__name__}, not str")
+            raise TypeError(
+                f"the serializer of {p.name!r} returned {type(payload).__name__}, not str"
+            )
         if p.storage is None:
             out = _write(p, payload)
         else:
@@ -302,16 +303,16 @@ class CurrentSessions:
                     continue
                 if p.storage is not None:
                     ops.append((p, "write", (st.sid, st.new_payload, p.storage_ttl)))
-                headers.append((p, st.out))  # type: ignore[arg-type]
-            elif st.action == _CLEAR:
-                if st.present and not p.header:
-                    headers.append((p, p.codec.clear_line))
-            elif st.unknown:
-                if not p.header:
-                    headers.append((p, p.codec.clear_line))
+                assert st.out is not None
+                headers.append((p, st.out))
+            elif st.action == _CLEAR or st.unknown:
+                # Expire the browser's cookie: it was cleared, or names an unknown id.
+                if p.clear_line is not None and (st.present or st.unknown):
+                    headers.append((p, p.clear_line))
             elif st.reissue and st.payload is not None:
                 # Verified by a retired key: issue it again under the current one.
-                headers.append((p, _write(p, st.payload if p.storage is None else st.sid)))  # type: ignore[arg-type]
+                wire = st.payload if st.sid is None else st.sid
+                headers.append((p, _write(p, wire)))
         return headers, ops
 
     def _commit_sync(self) -> list[tuple[str, str]]:
@@ -359,11 +360,15 @@ def _mint(p: Provider) -> str:
 def _write(p: Provider, payload: str) -> str:
     """The rendered header value carrying ``payload`` (one Rust call for built-in chains)."""
     if p.rust_chain:
-        return p.codec.write(payload, p.cookie_max_age)  # type: ignore[no-any-return]
+        return p.codec.write(payload, p.cookie_max_age)
     value = payload
     for t in p.chain:
-        value = t._core.write(value, p.name) if isinstance(t, BuiltinTransformer) else t.transform_write(value)
-    return p.codec.render(value, p.cookie_max_age)  # type: ignore[no-any-return]
+        value = (
+            t._core.write(value, p.name)
+            if isinstance(t, BuiltinTransformer)
+            else t.transform_write(value)
+        )
+    return p.codec.render(value, p.cookie_max_age)
 
 
 def _read_chain(p: Provider, raw: str) -> tuple[Optional[str], bool]:

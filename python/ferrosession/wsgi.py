@@ -23,8 +23,8 @@ class _WSGISessions(CurrentSessions):
 
     def _raw(self, provider: Provider) -> Optional[str]:
         if provider.header:
-            return self._environ.get(provider.wsgi_key)  # type: ignore[no-any-return]
-        return self._environ.get("HTTP_COOKIE")  # type: ignore[no-any-return]
+            return self._environ.get(provider.wsgi_key)
+        return self._environ.get("HTTP_COOKIE")
 
 
 class WSGISessionMiddleware:

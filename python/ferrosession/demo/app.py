@@ -80,7 +80,8 @@ def _page(request: Request, body: str) -> HTMLResponse:
         f'<button id="logout">Log out</button></form>'
         if login
         else '<form method="post" action="/login" style="display:inline">'
-        '<input name="user" id="user" placeholder="name"> <button id="login">Log in</button></form>'
+        '<input name="user" id="user" placeholder="name"> '
+        '<button id="login">Log in</button></form>'
     )
     cart_text = html.escape(repr(dataclasses.asdict(cart))) if cart else "(not sent here or empty)"
     return HTMLResponse(

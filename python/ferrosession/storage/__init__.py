@@ -24,7 +24,7 @@ class SessionStorage(Protocol):
         """The stored text, or ``None`` when the id is unknown or expired."""
         ...
 
-    def write(self, session_id: str, value: str, ttl: int) -> Union[None, Awaitable[None]]:
+    def write(self, session_id: str, value: str, ttl: int) -> Union[Awaitable[None], None]:
         """Stores ``value`` under ``session_id`` for ``ttl`` seconds."""
         ...
 
