@@ -51,16 +51,21 @@ class WSGISessionMiddleware:
         current = _WSGISessions(self.sessions, environ)
         environ[SCOPE_KEY] = current
 
+        committed: list[tuple[str, str]] = []
+
         def start_with_sessions(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Any:
             if current._states and not current._started:
-                extra = current._commit_sync()
-                if isinstance(headers, list):
-                    headers.extend(extra)
-                else:
-                    headers = [*headers, *extra]
+                committed.extend(current._commit_sync())
             current._started = True
+            # A second start_response (with exc_info, PEP 3333) replaces the headers:
+            # the storage work is done, so the session headers go out with it too.
+            if committed:
+                if isinstance(headers, list):
+                    headers.extend(committed)
+                else:
+                    headers = [*headers, *committed]
             return start_response(status, headers, exc_info)
 
         return self.app(environ, start_with_sessions)
