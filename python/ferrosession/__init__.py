@@ -21,7 +21,7 @@ from ferrosession.errors import (
     TooLateSessionSet,
 )
 from ferrosession.serializers import JSONSerializer
-from ferrosession.storage import MemoryStorage
+from ferrosession.storage import DirectoryStorage, MemoryStorage
 from ferrosession.transformers import Digest, Encrypt, KtorEncrypt, MessageAuthentication
 from ferrosession.wsgi import WSGISessionMiddleware
 
@@ -29,6 +29,7 @@ __all__ = [
     "ConfigurationError",
     "CurrentSessions",
     "Digest",
+    "DirectoryStorage",
     "Encrypt",
     "JSONSerializer",
     "KtorEncrypt",

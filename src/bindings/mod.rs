@@ -15,6 +15,7 @@ use crate::codec::{ids, unix_now, Context, Transformer};
 use crate::error::CoreError;
 
 mod crypto;
+mod storage;
 
 pyo3::import_exception!(ferrosession.errors, ConfigurationError);
 pyo3::import_exception!(ferrosession.errors, SessionTooLarge);
@@ -223,5 +224,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(new_session_id, m)?)?;
     m.add_function(wrap_pyfunction!(random_bytes, m)?)?;
     crypto::register(m)?;
+    storage::register(m)?;
     Ok(())
 }

@@ -62,13 +62,6 @@ def _demo_key(folder: Path) -> bytes:
         return key
 
 
-def _storage(folder: Path) -> Any:
-    directory = getattr(fs, "DirectoryStorage", None)
-    if directory is not None:
-        return directory(folder, cached=True)
-    return fs.MemoryStorage()
-
-
 def _page(request: Request, body: str) -> HTMLResponse:
     s = fs.get_sessions(request)
     login = s.get(Login)
@@ -154,7 +147,7 @@ def create_app(folder: str | os.PathLike[str] = ".sessions") -> Any:
     sessions.cookie(
         Cart, "SESSION_CART", path="/shop", transformers=[fs.MessageAuthentication(key)]
     )
-    sessions.cookie(Login, "SESSION_ID", storage=_storage(path))
+    sessions.cookie(Login, "SESSION_ID", storage=fs.DirectoryStorage(path, cached=True))
     sessions.header(ApiToken, "X-Session", storage=fs.MemoryStorage())
     app = Starlette(
         routes=[

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Optional, Protocol, Union, runtime_checkable
 
+from ferrosession.storage.directory import DirectoryStorage
 from ferrosession.storage.memory import MemoryStorage
 
-__all__ = ["MemoryStorage", "SessionStorage"]
+__all__ = ["DirectoryStorage", "MemoryStorage", "SessionStorage"]
 
 
 @runtime_checkable

@@ -1,0 +1,424 @@
+"""Sessions in Redis, Valkey or a Redis Cluster, on redis-py.
+
+Needs ``pip install "ferrosession[redis]"`` (redis-py) for a ``url``.
+
+One round trip per operation: ``GET`` to read, ``SET key value EX ttl`` to write, ``DEL``
+to invalidate. Keys are ``prefix + session id``; values are the session text as UTF-8,
+whatever ``decode_responses`` or ``encoding`` the client was built with (replies are read
+undecoded, so the client's settings are used as they are and never changed).
+
+asyncio clients belong to the event loop that first uses them, so a client built from a
+``url`` (or by an ``async_client`` factory) is made once per running loop, on its first
+await there, and closed when that loop shuts down (``asyncio.run``, ``asyncio.Runner``,
+uvicorn and anyio all shut their loop down that way); a client bound to a closed loop is
+never used again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+from types import ModuleType
+from typing import Any, AsyncGenerator, Awaitable, Callable, Optional
+from urllib.parse import urlsplit, urlunsplit
+
+from ferrosession.errors import ConfigurationError, StorageError
+
+__all__ = ["RedisStorage"]
+
+log = logging.getLogger("ferrosession")
+
+# Lifetimes past this are clamped (about 68 years, the cookie Max-Age limit).
+_MAX_TTL = 2**31 - 1
+# redis.client.NEVER_DECODE: the option that makes redis-py return this one reply as raw
+# bytes, whatever the client's decode_responses says (redis-py uses it for DUMP).
+_RAW: dict[str, Any] = {"NEVER_DECODE": []}
+
+AsyncReader = Callable[[str], Awaitable[Optional[str]]]
+AsyncWriter = Callable[[str, str, int], Awaitable[None]]
+AsyncInvalidator = Callable[[str], Awaitable[None]]
+
+
+def _import_redis() -> ModuleType:
+    try:
+        import redis
+    except ImportError as exc:
+        raise ConfigurationError(
+            'RedisStorage needs redis-py, which is not installed: pip install "ferrosession[redis]"'
+        ) from exc
+    return redis
+
+
+def _check_ttl(ttl: int) -> int:
+    if isinstance(ttl, bool) or not isinstance(ttl, int):
+        raise TypeError(f"ttl must be whole seconds as an int, not {type(ttl).__name__}")
+    if ttl < 1:
+        raise ValueError(
+            f"ttl must be at least 1 second for Redis (it rejects EX {ttl}); a server-side "
+            "session's max_age must be at least 1"
+        )
+    return min(ttl, _MAX_TTL)
+
+
+def _failed(op: str, exc: BaseException) -> StorageError:
+    # The key is left out on purpose: it holds a live session id.
+    err = StorageError(f"RedisStorage {op} failed: {exc!r}")
+    err.__cause__ = exc
+    return err
+
+
+def _text(raw: Any) -> Optional[str]:
+    if raw is None or isinstance(raw, str):
+        return raw
+    try:
+        return bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        # Not written by ferrosession: treat it like a value that no longer deserializes.
+        log.debug("RedisStorage: a stored value is not UTF-8 text: reading it as absent")
+        return None
+
+
+def _redacted(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        user = parts.username or ""
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        port = f":{parts.port}" if parts.port is not None else ""
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    except ValueError:
+        return "<url>"
+
+
+def _is_asyncio_client(client: Any) -> bool:
+    return inspect.iscoroutinefunction(getattr(client, "execute_command", None))
+
+
+class RedisStorage:
+    """Server-side sessions in Redis (also Valkey, and Redis Cluster through a cluster
+    client), on redis-py.
+
+    Give either a ``url`` or explicit clients:
+
+    - ``RedisStorage("redis://127.0.0.1:6379/0")``: the storage builds a sync
+      ``redis.Redis.from_url(url)`` on first sync use and an asyncio
+      ``redis.asyncio.Redis.from_url(url)`` per running event loop, on first use in it.
+      Client options go in the URL's query (``?socket_timeout=0.5&socket_connect_timeout=0.5``
+      — recommended: without a socket timeout, a Redis that hangs hangs the request).
+    - ``RedisStorage(client=redis.RedisCluster(...), async_client=...)``: the clients are
+      used as they are (a ``redis.Redis``, ``redis.RedisCluster``, their asyncio versions,
+      or the Valkey equivalents). ``async_client`` is either an asyncio client, which is
+      then bound to the one event loop that uses it (create it for the loop that serves the
+      app), or a callable returning a new asyncio client, which the storage calls once per
+      event loop like it does for a ``url``.
+
+    The sync methods (``read``, ``write``, ``invalidate``) serve the WSGI middleware and
+    direct calls; the asyncio ones (``aread``, ``awrite``, ``ainvalidate``) serve the ASGI
+    middleware. A storage with only a sync ``client`` has no asyncio methods (reading
+    ``storage.aread`` raises ``AttributeError``): it is a plain sync storage, which the
+    ASGI middleware calls directly, blocking the loop for each round trip. A storage with
+    only an ``async_client`` works only under ASGI: its sync methods raise
+    ``ConfigurationError``.
+
+    Every failure of a round trip (connection refused, timeout, an error reply, a cluster
+    without a reachable node) raises :class:`~ferrosession.StorageError` naming the
+    operation, with the client's exception as ``__cause__``.
+
+    Args:
+        url: a ``redis://``, ``rediss://`` or ``unix://`` URL.
+        client: a sync redis-py client (not with ``url``).
+        async_client: an asyncio redis-py client, or a callable returning one (not with
+            ``url``).
+        prefix: put before every session id to make the key.
+
+    Raises:
+        ConfigurationError: no url and no client, both, a malformed url, a client of the
+            wrong kind, or redis-py is not installed (for ``url``).
+    """
+
+    __slots__ = (
+        "_async_factory",
+        "_async_fixed",
+        "_lock",
+        "_loops",
+        "_prefix",
+        "_sync",
+        "_sync_owned",
+        "_url",
+    )
+
+    def __init__(
+        self,
+        url: Optional[str] = None,
+        *,
+        client: Any = None,
+        async_client: Any = None,
+        prefix: str = "ferrosession:",
+    ) -> None:
+        if not isinstance(prefix, str):
+            raise ConfigurationError(f"RedisStorage prefix must be a str, not {prefix!r}")
+        self._prefix = prefix
+        self._url = url
+        self._lock = threading.Lock()
+        # Clients this storage made, one per running event loop, with the async
+        # generator that closes each when its loop shuts down (see _new_async_client).
+        self._loops: dict[asyncio.AbstractEventLoop, tuple[Any, AsyncGenerator[None, None]]] = {}
+        self._sync: Any = None  # the sync client (redis-py's types are not worth it here)
+        self._sync_owned = False
+        self._async_fixed: Any = None
+        self._async_factory: Optional[Callable[[], Any]] = None
+        if url is not None:
+            if client is not None or async_client is not None:
+                raise ConfigurationError(
+                    "RedisStorage takes a url or explicit client / async_client, not both"
+                )
+            if not isinstance(url, str):
+                raise ConfigurationError(f"RedisStorage url must be a str, not {url!r}")
+            redis = _import_redis()
+            try:
+                redis.connection.parse_url(url)
+            except ValueError as exc:
+                raise ConfigurationError(
+                    f"RedisStorage url {_redacted(url)!r} is not a Redis URL: {exc}"
+                ) from None
+            self._sync_owned = True
+            self._async_factory = self._client_from_url
+            return
+        if client is None and async_client is None:
+            raise ConfigurationError(
+                'RedisStorage needs a url (RedisStorage("redis://127.0.0.1:6379/0")) or a '
+                "client / async_client"
+            )
+        if client is not None:
+            if not callable(getattr(client, "execute_command", None)):
+                raise ConfigurationError(f"RedisStorage client {client!r} is not a redis client")
+            if _is_asyncio_client(client):
+                raise ConfigurationError(
+                    f"{client!r} is an asyncio client: pass it as async_client="
+                )
+            self._sync = client
+        if async_client is not None:
+            if callable(getattr(async_client, "execute_command", None)):
+                if not _is_asyncio_client(async_client):
+                    raise ConfigurationError(
+                        f"{async_client!r} is a sync client: pass it as client="
+                    )
+                self._async_fixed = async_client
+            elif callable(async_client):
+                self._async_factory = async_client
+            else:
+                raise ConfigurationError(
+                    "RedisStorage async_client must be an asyncio redis client or a callable "
+                    f"returning one, not {async_client!r}"
+                )
+
+    def __repr__(self) -> str:
+        if self._url is not None:
+            return f"RedisStorage({_redacted(self._url)!r}, prefix={self._prefix!r})"
+        return f"RedisStorage(client={self._sync!r}, prefix={self._prefix!r})"
+
+    @property
+    def prefix(self) -> str:
+        """What is put before a session id to make its key."""
+        return self._prefix
+
+    def _key(self, session_id: str) -> bytes:
+        return (self._prefix + session_id).encode("utf-8", "surrogatepass")
+
+    # -- sync -------------------------------------------------------------------------
+    def _client(self) -> Any:
+        client = self._sync
+        if client is None:
+            if not self._sync_owned:
+                raise ConfigurationError(
+                    "this RedisStorage has only an asyncio client, so it works only under the "
+                    "ASGI middleware: give it client= (or a url) for sync use"
+                )
+            with self._lock:
+                if self._sync is None:
+                    self._sync = _import_redis().Redis.from_url(self._url)
+                client = self._sync
+        return client
+
+    def read(self, session_id: str) -> Optional[str]:
+        """The stored text, or ``None`` when the id is unknown or expired (one ``GET``).
+
+        Raises:
+            StorageError: Redis could not be reached or answered with an error.
+        """
+        key = self._key(session_id)
+        client = self._client()
+        try:
+            raw = client.execute_command("GET", key, keys=[key], **_RAW)
+        except Exception as exc:
+            raise _failed("read (GET)", exc) from exc
+        return _text(raw)
+
+    def write(self, session_id: str, value: str, ttl: int) -> None:
+        """Stores ``value`` for ``ttl`` seconds (one ``SET … EX ttl``).
+
+        Raises:
+            TypeError: ``value`` is not a str or ``ttl`` not an int.
+            ValueError: ``ttl`` is less than 1.
+            StorageError: Redis could not be reached or answered with an error.
+        """
+        key, data, ttl = self._key(session_id), _data(value), _check_ttl(ttl)
+        client = self._client()
+        try:
+            client.set(key, data, ex=ttl)
+        except Exception as exc:
+            raise _failed("write (SET)", exc) from exc
+
+    def invalidate(self, session_id: str) -> None:
+        """Deletes the entry, if there is one (one ``DEL``).
+
+        Raises:
+            StorageError: Redis could not be reached or answered with an error.
+        """
+        key = self._key(session_id)
+        client = self._client()
+        try:
+            client.delete(key)
+        except Exception as exc:
+            raise _failed("invalidate (DEL)", exc) from exc
+
+    def close(self) -> None:
+        """Closes the sync client if this storage made it (from ``url``); a later sync
+        call makes a new one. Explicit clients are left to their owner."""
+        if not self._sync_owned:
+            return
+        with self._lock:
+            client, self._sync = self._sync, None
+        if client is not None:
+            client.close()
+
+    # -- asyncio ----------------------------------------------------------------------
+    @property
+    def aread(self) -> AsyncReader:
+        """Async :meth:`read`; absent (``AttributeError``) without an asyncio client."""
+        self._check_async()
+        return self._aread
+
+    @property
+    def awrite(self) -> AsyncWriter:
+        """Async :meth:`write`; absent (``AttributeError``) without an asyncio client."""
+        self._check_async()
+        return self._awrite
+
+    @property
+    def ainvalidate(self) -> AsyncInvalidator:
+        """Async :meth:`invalidate`; absent (``AttributeError``) without an asyncio client."""
+        self._check_async()
+        return self._ainvalidate
+
+    def _check_async(self) -> None:
+        if self._async_fixed is None and self._async_factory is None:
+            raise AttributeError(
+                "this RedisStorage has only a sync client, so it has no asyncio methods: give "
+                "it async_client= (or a url) to use asyncio"
+            )
+
+    async def _aread(self, session_id: str) -> Optional[str]:
+        key = self._key(session_id)
+        client = self._loop_client()
+        if client is None:
+            client = await self._new_async_client()
+        try:
+            raw = await client.execute_command("GET", key, keys=[key], **_RAW)
+        except Exception as exc:
+            raise _failed("read (GET)", exc) from exc
+        return _text(raw)
+
+    async def _awrite(self, session_id: str, value: str, ttl: int) -> None:
+        key, data, ttl = self._key(session_id), _data(value), _check_ttl(ttl)
+        client = self._loop_client()
+        if client is None:
+            client = await self._new_async_client()
+        try:
+            await client.set(key, data, ex=ttl)
+        except Exception as exc:
+            raise _failed("write (SET)", exc) from exc
+
+    async def _ainvalidate(self, session_id: str) -> None:
+        key = self._key(session_id)
+        client = self._loop_client()
+        if client is None:
+            client = await self._new_async_client()
+        try:
+            await client.delete(key)
+        except Exception as exc:
+            raise _failed("invalidate (DEL)", exc) from exc
+
+    def _loop_client(self) -> Any:
+        """The asyncio client for the running loop, or ``None`` when it must be made."""
+        fixed = self._async_fixed
+        if fixed is not None:
+            return fixed
+        entry = self._loops.get(asyncio.get_running_loop())
+        return None if entry is None else entry[0]
+
+    def _client_from_url(self) -> Any:
+        import redis.asyncio
+
+        assert self._url is not None
+        return redis.asyncio.Redis.from_url(self._url)
+
+    async def _new_async_client(self) -> Any:
+        """Makes the running loop's client, and arranges for it to be closed when the
+        loop shuts down: an async generator started here is one of the loop's open
+        generators, which ``loop.shutdown_asyncgens()`` closes (inside the loop, before
+        it is closed); its ``finally`` closes the client."""
+        factory = self._async_factory
+        if factory is None:  # pragma: no cover - aread & co. do not exist then
+            raise ConfigurationError("this RedisStorage has no asyncio client")
+        loop = asyncio.get_running_loop()
+        client = factory()
+        if not _is_asyncio_client(client):
+            raise ConfigurationError(
+                f"RedisStorage async_client factory returned {client!r}, not an asyncio client"
+            )
+        keeper = self._keeper(loop, client)
+        with self._lock:
+            # Loops closed without shutting down their generators: their clients cannot
+            # be used, nor closed cleanly any more. Forget them.
+            for old in [other for other in self._loops if other.is_closed()]:
+                del self._loops[old]
+            self._loops[loop] = (client, keeper)
+        await keeper.__anext__()
+        return client
+
+    async def _keeper(
+        self, loop: asyncio.AbstractEventLoop, client: Any
+    ) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            with self._lock:
+                entry = self._loops.get(loop)
+                if entry is not None and entry[0] is client:
+                    del self._loops[loop]
+            try:
+                await client.aclose()
+            except Exception as exc:  # closing a client whose server is gone
+                log.debug("RedisStorage: closing an asyncio client failed: %r", exc)
+
+    async def aclose(self) -> None:
+        """Closes the running loop's asyncio client if this storage made it (from ``url``
+        or a factory); the next asyncio call makes a new one. Not needed with
+        ``asyncio.run`` or uvicorn, which close it when the loop shuts down. Explicit
+        clients are left to their owner."""
+        with self._lock:
+            entry = self._loops.pop(asyncio.get_running_loop(), None)
+        if entry is not None:
+            await entry[1].aclose()
+
+
+def _data(value: str) -> bytes:
+    if not isinstance(value, str):
+        raise TypeError(f"value must be the session text as a str, not {type(value).__name__}")
+    return value.encode("utf-8")

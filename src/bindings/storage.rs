@@ -1,0 +1,152 @@
+//! `ferrosession._core.DirectoryStorage`: the Python face of `storage::directory`.
+//!
+//! Every method that may touch the disk releases the GIL (`py.detach`); a cache hit
+//! of an unshared cache is answered without releasing it (no I/O, a few hundred ns).
+//! Errors go through the crate's one `CoreError -> PyErr` mapping (`bindings/mod.rs`):
+//! `Storage` → `ferrosession.errors.StorageError`, `Config` → `ConfigurationError`.
+//!
+//! Tests move this storage's clock with `_set_clock_offset(seconds)` (entry expiry,
+//! cache freshness and `gc` all read it); `_io_counts()` tells how many entry files
+//! were opened and how many revalidating stats were made.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+
+use crate::error::CoreError;
+use crate::storage::clock::NANOS_PER_SEC;
+use crate::storage::{DirectoryStorage as Core, OffsetClock};
+
+/// A folder of session files with an in-memory cache (see `storage::directory`).
+#[pyclass(name = "DirectoryStorage", module = "ferrosession._core", frozen)]
+pub(crate) struct DirectoryStorage {
+    inner: Core,
+    clock: Arc<OffsetClock>,
+}
+
+fn seconds_to_nanos(what: &str, seconds: f64) -> Result<i64, CoreError> {
+    let nanos = seconds * NANOS_PER_SEC as f64;
+    if !nanos.is_finite() || nanos.abs() >= i64::MAX as f64 {
+        return Err(CoreError::Config(format!(
+            "{what} must be a finite number of seconds, not {seconds}"
+        )));
+    }
+    Ok(nanos as i64)
+}
+
+#[pymethods]
+impl DirectoryStorage {
+    #[new]
+    #[pyo3(signature = (path, cached = true, cache_ttl = 60.0, shared = true, cache_max_entries = 100_000))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        cached: bool,
+        cache_ttl: f64,
+        shared: bool,
+        cache_max_entries: usize,
+    ) -> PyResult<Self> {
+        let ttl_nanos = seconds_to_nanos("cache_ttl", cache_ttl)?;
+        if ttl_nanos < 0 {
+            return Err(CoreError::Config(format!(
+                "cache_ttl must not be negative, not {cache_ttl}"
+            ))
+            .into());
+        }
+        let cache_ttl = Duration::from_nanos(ttl_nanos.unsigned_abs());
+        let clock = Arc::new(OffsetClock::new(0));
+        let inner = py
+            .detach(|| Core::new(&path, cached, cache_ttl, shared, cache_max_entries))?
+            .with_clock(clock.clone());
+        Ok(Self { inner, clock })
+    }
+
+    /// The stored value, or `None` (absent, expired, unreadable record, invalid id).
+    fn read(&self, py: Python<'_>, id: Cow<'_, str>) -> PyResult<Option<String>> {
+        if let Some(answer) = self.inner.read_without_io(&id) {
+            return Ok(answer);
+        }
+        Ok(py.detach(|| self.inner.read(&id))?)
+    }
+
+    /// Stores `value` for `ttl` seconds (0 deletes). An invalid id raises
+    /// `ConfigurationError` and touches nothing.
+    fn write(
+        &self,
+        py: Python<'_>,
+        id: Cow<'_, str>,
+        value: Cow<'_, str>,
+        ttl: u64,
+    ) -> PyResult<()> {
+        Ok(py.detach(|| self.inner.write(&id, &value, ttl))?)
+    }
+
+    /// Deletes the entry (nothing for an absent entry or an invalid id).
+    fn invalidate(&self, py: Python<'_>, id: Cow<'_, str>) -> PyResult<()> {
+        Ok(py.detach(|| self.inner.invalidate(&id))?)
+    }
+
+    /// Makes a live entry expire `ttl` seconds from now without rewriting it; returns
+    /// whether there was one.
+    fn touch(&self, py: Python<'_>, id: Cow<'_, str>, ttl: u64) -> PyResult<bool> {
+        Ok(py.detach(|| self.inner.touch(&id, ttl))?)
+    }
+
+    /// Deletes expired entries (and temp files left by crashed writers); returns how
+    /// many entries it deleted.
+    fn gc(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(py.detach(|| self.inner.gc())?)
+    }
+
+    /// The folder, absolute.
+    #[getter]
+    fn path(&self) -> PathBuf {
+        self.inner.path().to_owned()
+    }
+
+    #[getter]
+    fn cached(&self) -> bool {
+        self.inner.cached()
+    }
+
+    #[getter]
+    fn shared(&self) -> bool {
+        self.inner.shared()
+    }
+
+    /// Test hook: this storage's clock runs `seconds` ahead of the system clock
+    /// (negative = behind). Only this instance is affected.
+    fn _set_clock_offset(&self, seconds: f64) -> PyResult<()> {
+        self.clock
+            .set_offset(seconds_to_nanos("the clock offset", seconds)?);
+        Ok(())
+    }
+
+    /// Test hook: `(entry files opened, revalidating stats)` so far.
+    fn _io_counts(&self) -> (usize, usize) {
+        let c = self.inner.io_counts();
+        (c.opens, c.stats)
+    }
+
+    /// Test hook: entries in the in-memory cache.
+    fn _cache_len(&self) -> usize {
+        self.inner.cache_len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "DirectoryStorage({:?}, cached={}, shared={})",
+            self.inner.path().display().to_string(),
+            if self.inner.cached() { "True" } else { "False" },
+            if self.inner.shared() { "True" } else { "False" },
+        )
+    }
+}
+
+/// Adds `DirectoryStorage` to the `_core` module.
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<DirectoryStorage>()
+}

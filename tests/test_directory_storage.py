@@ -1,0 +1,625 @@
+"""DirectoryStorage: protocol, expiry, safety of odd ids, permissions, errors, gc, and
+real processes sharing one folder (cache revalidation, a 4-process hammer, SIGKILL).
+
+Time is driven by the storage's injectable clock (``_set_clock_offset``), not by
+sleeping, except for one short real-time expiry check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+from ferrosession.errors import ConfigurationError, StorageError
+from ferrosession.storage import SessionStorage
+from ferrosession.storage.directory import DirectoryStorage
+
+ODD_IDS = [
+    "../x",
+    "a/b",
+    "a\0b",
+    "\0",
+    "x" * 200,
+    "y" * 129,
+    "",
+    ".",
+    "..",
+    "/",
+    "/etc/passwd",
+    "..\\x",
+    "a b",
+    "é",
+    "a.b",
+    "~",
+]
+
+SPAWN = multiprocessing.get_context("spawn")
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def entry_path(root: Path, session_id: str) -> Path:
+    """Where the storage keeps ``session_id`` (the documented layout)."""
+    name = hashlib.sha256(session_id.encode()).hexdigest()
+    return root / name[:2] / name[2:4] / name
+
+
+def parse_record(data: bytes) -> Optional[str]:
+    """An independent reader of the record format: ``ferrosession 1 <len> <sum>\\n``."""
+    header, sep, value = data.partition(b"\n")
+    if not sep:
+        return None
+    parts = header.split(b" ")
+    if len(parts) != 4 or parts[0] != b"ferrosession" or parts[1] != b"1":
+        return None
+    if int(parts[2]) != len(value):
+        return None
+    if hashlib.sha256(value).hexdigest()[:16].encode() != parts[3]:
+        return None
+    return value.decode("utf-8")
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int, int, int]]:
+    """Every path under ``root`` with mode, size, inode and mtime."""
+    out: dict[str, tuple[int, int, int, int]] = {}
+    for folder, dirs, files in os.walk(root):
+        for name in [folder, *(os.path.join(folder, n) for n in dirs + files)]:
+            st = os.lstat(name)
+            out[name] = (st.st_mode, st.st_size, st.st_ino, st.st_mtime_ns)
+    return out
+
+
+def entry_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")]
+
+
+def temp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob(".tmp-*")]
+
+
+def framed(writer: int, seq: int, rng: random.Random) -> str:
+    """A value that carries its own checksum, of varied length."""
+    body = json.dumps({"w": writer, "t": seq, "pad": "x" * rng.randrange(0, 3000)})
+    return json.dumps({"sum": hashlib.sha256(body.encode()).hexdigest(), "body": body})
+
+
+def unframe(value: str) -> dict[str, Any]:
+    """The body of a framed value; raises on a corrupt one."""
+    outer = json.loads(value)
+    if hashlib.sha256(outer["body"].encode()).hexdigest() != outer["sum"]:
+        raise AssertionError(f"checksum mismatch: {value[:80]!r}")
+    body: dict[str, Any] = json.loads(outer["body"])
+    return body
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "sessions"
+
+
+# --- the protocol --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("cached", "shared"), [(False, False), (True, False), (True, True)])
+def test_protocol_round_trip(root: Path, cached: bool, shared: bool) -> None:
+    st = DirectoryStorage(root, cached=cached, shared=shared)
+    assert isinstance(st, SessionStorage)
+    assert st.read("abc") is None
+    st.write("abc", '{"user":"jöhn","n":1}', 3600)
+    assert st.read("abc") == '{"user":"jöhn","n":1}'
+    st.write("abc", "x" * 5000, 3600)
+    st.write("abc", "short", 3600)
+    assert st.read("abc") == "short"
+    assert DirectoryStorage(root, cached=False).read("abc") == "short"
+    assert parse_record(entry_path(root, "abc").read_bytes()) == "short"
+    st.invalidate("abc")
+    assert st.read("abc") is None
+    assert not entry_path(root, "abc").exists()
+    st.invalidate("abc")  # absent: no error
+    st.write("abc", "v", 0)  # ttl 0 deletes
+    assert st.read("abc") is None
+    assert temp_files(root) == []
+
+
+def test_path_is_absolute_and_created_0700(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    st = DirectoryStorage("rel/sessions", cache_ttl=timedelta(seconds=5))
+    assert st.path == tmp_path / "rel" / "sessions"
+    assert st.path.is_dir()
+    assert stat.S_IMODE(st.path.stat().st_mode) == 0o700
+    assert "rel/sessions" in repr(st)
+
+
+def test_files_0600_and_folders_0700_whatever_the_umask(root: Path) -> None:
+    old = os.umask(0)
+    try:
+        st = DirectoryStorage(root)
+        st.write("abc", "v", 100)
+    finally:
+        os.umask(old)
+    path = entry_path(root, "abc")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    for folder in (root, path.parent, path.parent.parent):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+
+
+# --- expiry --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("cached", "shared"), [(False, False), (True, False), (True, True)])
+def test_expiry_by_the_injected_clock(root: Path, cached: bool, shared: bool) -> None:
+    st = DirectoryStorage(root, cached=cached, shared=shared, cache_ttl=3600)
+    st.write("abc", "v", 10)
+    st._set_clock_offset(9)
+    assert st.read("abc") == "v"
+    st._set_clock_offset(10.01)
+    assert st.read("abc") is None
+    assert not st.touch("abc", 100), "an expired entry is not revived"
+    st._set_clock_offset(0)
+
+
+def test_expiry_in_real_time(root: Path) -> None:
+    st = DirectoryStorage(root, cached=True, shared=False)
+    st.write("abc", "v", 1)
+    assert st.read("abc") == "v"
+    time.sleep(1.05)
+    assert st.read("abc") is None
+    assert DirectoryStorage(root, cached=False).read("abc") is None
+
+
+def test_touch_extends_without_rewriting(root: Path) -> None:
+    st = DirectoryStorage(root, cache_ttl=3600)
+    st.write("abc", "value", 10)
+    before = entry_path(root, "abc").stat()
+    st._set_clock_offset(5)
+    assert st.touch("abc", 100)
+    after = entry_path(root, "abc").stat()
+    assert after.st_ino == before.st_ino
+    assert parse_record(entry_path(root, "abc").read_bytes()) == "value"
+    st._set_clock_offset(50)
+    assert st.read("abc") == "value"
+    other = DirectoryStorage(root, cached=False)
+    other._set_clock_offset(50)
+    assert other.read("abc") == "value"
+    assert not st.touch("missing", 100)
+    assert not st.touch("../x", 100)
+
+
+def test_gc_counts_expired_entries(root: Path) -> None:
+    st = DirectoryStorage(root)
+    for i in range(5):
+        st.write(f"short{i}", "v", 10)
+    for i in range(3):
+        st.write(f"long{i}", "v", 1000)
+    leaf = entry_path(root, "short0").parent
+    (leaf / ".tmp-crashed").write_bytes(b"half")
+    assert st.gc() == 0
+    st._set_clock_offset(60)
+    assert st.gc() == 5
+    assert len(entry_files(root)) == 3
+    assert (leaf / ".tmp-crashed").exists(), "a recent temp file may belong to a live write"
+    st._set_clock_offset(3600)
+    assert st.gc() == 3
+    assert entry_files(root) == [] and temp_files(root) == []
+
+
+# --- ids that are not ids ------------------------------------------------------------
+
+
+def test_odd_ids_touch_no_file(root: Path) -> None:
+    st = DirectoryStorage(root)
+    st.write("known", "v", 100)
+    before = snapshot(root)
+    for odd in ODD_IDS:
+        assert st.read(odd) is None
+        with pytest.raises(ConfigurationError, match="invalid session id"):
+            st.write(odd, "v", 100)
+        st.invalidate(odd)
+        assert st.touch(odd, 100) is False
+    assert snapshot(root) == before
+    assert st._core._io_counts() == (0, 0), "no file opened, nothing stat-ed"
+    fresh = root.parent / "fresh"
+    st2 = DirectoryStorage(fresh)
+    for odd in ODD_IDS:
+        st2.read(odd)
+        st2.invalidate(odd)
+        st2.touch(odd, 1)
+    assert list(fresh.iterdir()) == [], "no folder created"
+
+
+def test_edge_ids_are_valid(root: Path) -> None:
+    st = DirectoryStorage(root)
+    for ok in ["a" * 128, "-", "_", "Ab-09_z", "aB"]:
+        st.write(ok, ok, 100)
+    for ok in ["a" * 128, "-", "_", "Ab-09_z", "aB"]:
+        assert st.read(ok) == ok
+    assert st.read("ab") is None, "ids differing by case are different sessions"
+
+
+# --- the cache -----------------------------------------------------------------------
+
+
+def test_unshared_cache_hit_reads_no_file(root: Path) -> None:
+    st = DirectoryStorage(root, shared=False, cache_ttl=60)
+    st.write("abc", "v", 3600)
+    entry_path(root, "abc").unlink()  # behind the cache's back
+    for _ in range(10):
+        assert st.read("abc") == "v"
+    assert st._core._io_counts() == (0, 0)
+    st._set_clock_offset(61)
+    assert st.read("abc") is None, "trusted for cache_ttl only"
+
+
+def test_shared_cache_hit_costs_one_stat(root: Path) -> None:
+    a = DirectoryStorage(root)
+    b = DirectoryStorage(root)
+    a.write("abc", "v1", 3600)
+    assert a.read("abc") == "v1"
+    assert a._core._io_counts() == (0, 1)
+    b.write("abc", "v2", 3600)
+    assert a.read("abc") == "v2"
+    assert a._core._io_counts() == (1, 2)
+    b.invalidate("abc")
+    assert a.read("abc") is None
+
+
+def test_cache_is_bounded(root: Path) -> None:
+    st = DirectoryStorage(root, cache_max_entries=10)
+    for i in range(50):
+        st.write(f"id{i}", "v", 100)
+        assert st._core._cache_len() <= 10
+    assert DirectoryStorage(root, cache_max_entries=0)._core._cache_len() == 0
+
+
+# --- errors --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"cache_ttl": -1},
+        {"cache_ttl": float("nan")},
+        {"cache_ttl": float("inf")},
+        {"cache_ttl": timedelta(seconds=-1)},
+        {"cache_ttl": "60"},
+        {"cache_ttl": True},
+        {"cached": 1},
+        {"shared": None},
+        {"cache_max_entries": -1},
+        {"cache_max_entries": 1.5},
+        {"cache_max_entries": True},
+    ],
+)
+def test_bad_arguments_are_configuration_errors(root: Path, kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError, match="DirectoryStorage"):
+        DirectoryStorage(root, **kwargs)
+    assert not root.exists()
+
+
+@pytest.mark.parametrize("path", [b"/tmp/x", "", 42, "a\0b"])
+def test_bad_paths_are_configuration_errors(path: Any) -> None:
+    with pytest.raises(ConfigurationError):
+        DirectoryStorage(path)
+
+
+def test_bad_ttl(root: Path) -> None:
+    st = DirectoryStorage(root)
+    with pytest.raises(ValueError):
+        st.write("abc", "v", -1)
+    with pytest.raises(TypeError):
+        st.write("abc", "v", True)
+    with pytest.raises(TypeError):
+        st.write("abc", "v", 1.5)  # type: ignore[arg-type]
+    st.write("abc", "v", 10**30)  # clamped, not an overflow
+    assert st.read("abc") == "v"
+
+
+def test_unwritable_folder_is_a_storage_error_with_the_path(tmp_path: Path) -> None:
+    # chmod does not stop root: a folder whose parent is a regular file fails for anyone
+    blocker = tmp_path / "file"
+    blocker.write_bytes(b"x")
+    with pytest.raises(StorageError) as info:
+        DirectoryStorage(blocker / "sessions")
+    assert str(blocker / "sessions") in str(info.value)
+    assert "os error" in str(info.value)
+
+    root = tmp_path / "sessions"
+    st = DirectoryStorage(root)
+    shard = entry_path(root, "abc").parent.parent
+    shard.write_bytes(b"not a folder")
+    before = snapshot(root)
+    with pytest.raises(StorageError) as info:
+        st.write("abc", "v", 100)
+    assert str(shard) in str(info.value)
+    assert snapshot(root) == before, "nothing half-written"
+    assert st.read("abc") is None
+
+
+def _mount_tmpfs(where: Path, size: str) -> bool:
+    if sys.platform != "linux" or os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    where.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where)],
+        capture_output=True,
+        check=False,
+    )
+    return done.returncode == 0
+
+
+def test_full_disk_is_a_storage_error_and_keeps_the_old_value(tmp_path: Path) -> None:
+    mnt = tmp_path / "small"
+    if not _mount_tmpfs(mnt, "256k"):
+        pytest.skip("cannot mount a small tmpfs here (needs root and CAP_SYS_ADMIN)")
+    try:
+        st = DirectoryStorage(mnt / "sessions")
+        st.write("abc", "old", 100)
+        with pytest.raises(StorageError) as info:
+            st.write("abc", "n" * 1_000_000, 100)
+        message = str(info.value)
+        assert str(mnt / "sessions") in message and "os error" in message, message
+        assert st.read("abc") == "old"
+        assert DirectoryStorage(mnt / "sessions", cached=False).read("abc") == "old"
+        assert temp_files(mnt) == [], "the temp file is removed"
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_corrupt_files_read_as_absent(root: Path) -> None:
+    st = DirectoryStorage(root, cached=False)
+    st.write("abc", "hello", 3600)
+    path = entry_path(root, "abc")
+    mtime = path.stat().st_mtime_ns
+    for bad in [b"", b"hello", b"ferrosession 1 5 0000000000000000\nhello", b"\0" * 40]:
+        path.write_bytes(bad)
+        os.utime(path, ns=(mtime, mtime))
+        assert st.read("abc") is None, bad
+        assert st.touch("abc", 100) is False
+
+
+# --- threads -------------------------------------------------------------------------
+
+
+def test_threads_share_one_storage(root: Path) -> None:
+    st = DirectoryStorage(root)
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        rng = random.Random(t)
+        try:
+            for n in range(300):
+                sid = f"id{rng.randrange(6)}"
+                if n % 3 == 0:
+                    st.write(sid, framed(t, n, rng), 100)
+                elif n % 17 == 0:
+                    st.invalidate(sid)
+                else:
+                    value = st.read(sid)
+                    if value is not None:
+                        unframe(value)
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+# --- real processes ------------------------------------------------------------------
+
+
+def _child_write(folder: str, session_id: str, value: Optional[str]) -> None:
+    st = DirectoryStorage(folder)
+    if value is None:
+        st.invalidate(session_id)
+    else:
+        st.write(session_id, value, 3600)
+
+
+def _run_child(target: Any, *args: Any) -> None:
+    proc = SPAWN.Process(target=target, args=args)
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == 0
+
+
+def test_shared_cache_sees_another_process(root: Path) -> None:
+    a = DirectoryStorage(root, shared=True, cache_ttl=3600)
+    a.write("abc", "from A", 3600)
+    assert a.read("abc") == "from A"
+    _run_child(_child_write, str(root), "abc", "from B, same len")
+    assert a.read("abc") == "from B, same len"
+    _run_child(_child_write, str(root), "abc", "from B, same lex")
+    assert a.read("abc") == "from B, same lex"
+    _run_child(_child_write, str(root), "abc", None)
+    assert a.read("abc") is None
+    # an unshared cache keeps its value for cache_ttl (documented)
+    u = DirectoryStorage(root, shared=False, cache_ttl=3600)
+    u.write("xyz", "mine", 3600)
+    _run_child(_child_write, str(root), "xyz", "theirs")
+    assert u.read("xyz") == "mine"
+
+
+HAMMER_OPS = 2000
+CHECKED_IDS = 6  # writes serialised by a lock: staleness is checked
+FREE_IDS = 6  # writes race freely: corruption is checked
+
+
+def _hammer(
+    folder: str,
+    worker: int,
+    lock: Any,
+    ticket: Any,
+    latest: Any,
+    results: Any,
+) -> None:
+    """One process of the hammer test; reports (ops, reads seen, errors)."""
+    st = DirectoryStorage(folder, cached=True, shared=True, cache_ttl=3600)
+    rng = random.Random(worker)
+    errors: list[str] = []
+    seen = 0
+
+    def check_value(value: str) -> dict[str, Any]:
+        return unframe(value)
+
+    for n in range(HAMMER_OPS):
+        try:
+            op = rng.random()
+            if rng.random() < 0.5:
+                # checked ids: every write/clear takes the next ticket under the lock
+                i = rng.randrange(CHECKED_IDS)
+                sid = f"checked-{i}"
+                # latest[i]: +t after write t completed, -t after clear t, 0 while busy
+                if op < 0.35:
+                    with lock:
+                        ticket.value += 1
+                        t = ticket.value
+                        latest[i] = 0
+                        st.write(sid, framed(worker, t, rng), 3600)
+                        latest[i] = t
+                elif op < 0.42:
+                    with lock:
+                        ticket.value += 1
+                        t = ticket.value
+                        latest[i] = 0
+                        st.invalidate(sid)
+                        latest[i] = -t
+                else:
+                    before = latest[i]
+                    value = st.read(sid)
+                    after = latest[i]
+                    got = None if value is None else check_value(value)["t"]
+                    seen += value is not None
+                    if before != 0 and after == before:
+                        # no other op on this id began during the read: it must
+                        # return exactly the last completed write (or nothing)
+                        want = before if before > 0 else None
+                        if got != want:
+                            errors.append(f"{sid}: read {got}, last completed op {before}")
+            else:
+                sid = f"free-{rng.randrange(FREE_IDS)}"
+                if op < 0.35:
+                    st.write(sid, framed(worker, n, rng), 3600)
+                elif op < 0.40:
+                    st.invalidate(sid)
+                elif op < 0.45:
+                    # regenerate: same data under a new id, the old entry deleted
+                    value = st.read(sid)
+                    if value is not None:
+                        check_value(value)
+                        new_id = f"regen-{worker}-{n}"
+                        st.write(new_id, value, 3600)
+                        st.invalidate(sid)
+                        if st.read(new_id) != value:
+                            errors.append(f"{new_id}: own write not read back")
+                        st.invalidate(new_id)
+                elif op < 0.50:
+                    st.touch(sid, 3600)
+                else:
+                    value = st.read(sid)
+                    if value is not None:
+                        seen += 1
+                        check_value(value)
+        except Exception:
+            errors.append(traceback.format_exc())
+    results.put((worker, HAMMER_OPS, seen, errors))
+
+
+@pytest.mark.slow
+def test_four_processes_hammer_one_folder(root: Path) -> None:
+    DirectoryStorage(root)
+    lock = SPAWN.Lock()
+    ticket = SPAWN.Value("q", 0, lock=False)
+    latest = SPAWN.Array("q", CHECKED_IDS, lock=False)
+    results = SPAWN.Queue()
+    procs = [
+        SPAWN.Process(target=_hammer, args=(str(root), w, lock, ticket, latest, results))
+        for w in range(4)
+    ]
+    for p in procs:
+        p.start()
+    reports = [results.get(timeout=300) for _ in procs]
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    total_ops = sum(r[1] for r in reports)
+    total_seen = sum(r[2] for r in reports)
+    problems = [e for r in reports for e in r[3]]
+    assert problems == [], problems[:3]
+    assert total_ops == 4 * HAMMER_OPS
+    assert total_seen > 500, "the readers did see values"
+    # every file left is a whole record of a value some writer wrote
+    for path in entry_files(root):
+        value = parse_record(path.read_bytes())
+        assert value is not None, path
+        unframe(value)
+    assert temp_files(root) == []
+
+
+def _write_forever(folder: str, counter: Any) -> None:
+    st = DirectoryStorage(folder, cached=False)
+    rng = random.Random(7)
+    n = 0
+    while True:
+        n += 1
+        st.write(f"id{rng.randrange(20)}", framed(0, n, rng), 3600)
+        counter.value = n
+
+
+@pytest.mark.slow
+def test_writer_killed_mid_stream_leaves_whole_files(root: Path) -> None:
+    st = DirectoryStorage(root, cached=False)
+    rng = random.Random(1)
+    for i in range(20):
+        st.write(f"id{i}", framed(1, 0, rng), 3600)
+    for _round in range(3):
+        counter = SPAWN.Value("q", 0, lock=False)
+        proc = SPAWN.Process(target=_write_forever, args=(str(root), counter))
+        proc.start()
+        deadline = time.monotonic() + 60
+        start = counter.value
+        while counter.value < start + 300 + rng.randrange(300) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert counter.value >= start + 300, "the writer is writing"
+        assert proc.pid is not None
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(10)
+        assert proc.exitcode == -signal.SIGKILL
+
+        files = entry_files(root)
+        assert len(files) == 20
+        for path in files:
+            value = parse_record(path.read_bytes())
+            assert value is not None, f"{path} is not a whole record"
+            unframe(value)
+        for i in range(20):
+            value = st.read(f"id{i}")
+            assert value is not None
+            unframe(value)
+    # a temp file a kill left behind is collected once stale (not before)
+    left_temp = len(temp_files(root))
+    st.gc()
+    assert len(temp_files(root)) == left_temp
+    st._set_clock_offset(601)
+    st.gc()
+    assert temp_files(root) == []
