@@ -86,7 +86,8 @@ nav a{{margin-right:1rem}}</style></head><body>
 <p id="who">{who}</p>
 {body}
 <h2>What travels</h2>
-<p>Cart session (signed cookie <code>SESSION_CART</code>, path /shop): <code id="cart">{cart_text}</code></p>
+<p>Cart session (signed cookie <code>SESSION_CART</code>, path /shop):
+   <code id="cart">{cart_text}</code></p>
 <p>Login session (id in <code>SESSION_ID</code>, data on the server):
    <code id="login-value">{html.escape(repr(login))}</code></p>
 <p>Cookie header your browser sent: <code id="raw-cookie">{html.escape(raw) or "(none)"}</code></p>
