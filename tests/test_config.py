@@ -142,3 +142,9 @@ def test_error_hierarchy() -> None:
         fs.StorageError,
     ):
         assert issubclass(cls, fs.SessionError)
+
+
+def test_server_side_max_age_zero_is_refused() -> None:
+    with pytest.raises(fs.ConfigurationError, match="max_age=0"):
+        fs.Sessions().cookie(A, "S", storage=fs.MemoryStorage(), max_age=0)
+    fs.Sessions().cookie(A, "S", storage=fs.MemoryStorage(), max_age=None)

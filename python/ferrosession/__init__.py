@@ -21,7 +21,7 @@ from ferrosession.errors import (
     TooLateSessionSet,
 )
 from ferrosession.serializers import JSONSerializer
-from ferrosession.storage import DirectoryStorage, MemoryStorage
+from ferrosession.storage import DirectoryStorage, MemoryStorage, RedisStorage
 from ferrosession.transformers import Digest, Encrypt, KtorEncrypt, MessageAuthentication
 from ferrosession.wsgi import WSGISessionMiddleware
 
@@ -35,6 +35,7 @@ __all__ = [
     "KtorEncrypt",
     "MemoryStorage",
     "MessageAuthentication",
+    "RedisStorage",
     "SessionError",
     "SessionMiddleware",
     "SessionNotRegistered",

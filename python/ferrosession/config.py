@@ -312,6 +312,12 @@ class Sessions:
         age = seconds(max_age, "max_age")
         chain = _check_transformers(transformers)
         storage = _check_storage(storage)
+        if storage is not None and age == 0:
+            raise ConfigurationError(
+                "max_age=0 would store server-side entries that expire at once: give a "
+                "positive max_age, or None for a browser-session cookie (entries then live "
+                f"{DEFAULT_MAX_AGE} s)"
+            )
         if identity is not None:
             if storage is None:
                 raise ConfigurationError("identity is for server-side sessions: give a storage")

@@ -65,11 +65,9 @@ class _State:
 
 
 def _storage_error(provider: Provider, op: str, exc: BaseException) -> StorageError:
-    if isinstance(exc, StorageError):
-        return exc
-    err = StorageError(f"session {provider.name!r}: storage {op} failed: {exc!r}")
-    err.__cause__ = exc
-    return err
+    """A StorageError for a storage that failed with another exception (raised ``from``
+    it; a storage's own StorageError is re-raised as it is)."""
+    return StorageError(f"session {provider.name!r}: storage {op} failed: {exc!r}")
 
 
 class CurrentSessions:
@@ -135,6 +133,8 @@ class CurrentSessions:
             )
         try:
             text = p.storage.read(decoded)
+        except StorageError:
+            raise
         except Exception as exc:
             raise _storage_error(p, "read", exc) from exc
         self._found(st, decoded, text)
@@ -148,6 +148,8 @@ class CurrentSessions:
         try:
             reader = getattr(storage, "aread", None) or storage.read
             text = await reader(decoded)
+        except StorageError:
+            raise
         except Exception as exc:
             raise _storage_error(p, "read", exc) from exc
         self._found(st, decoded, text)
@@ -321,6 +323,8 @@ class CurrentSessions:
         for p, op, args in ops:
             try:
                 getattr(p.storage, op)(*args)
+            except StorageError:
+                raise
             except Exception as exc:
                 raise _storage_error(p, op, exc) from exc
         return [(_header_name(p), v) for p, v in headers]
@@ -338,6 +342,8 @@ class CurrentSessions:
                     await getattr(storage, op)(*args)
                 else:
                     getattr(storage, op)(*args)
+            except StorageError:
+                raise
             except Exception as exc:
                 raise _storage_error(p, op, exc) from exc
         return [

@@ -13,8 +13,9 @@ from typing import Any, Awaitable, Optional, Protocol, Union, runtime_checkable
 
 from ferrosession.storage.directory import DirectoryStorage
 from ferrosession.storage.memory import MemoryStorage
+from ferrosession.storage.redis import RedisStorage
 
-__all__ = ["DirectoryStorage", "MemoryStorage", "SessionStorage"]
+__all__ = ["DirectoryStorage", "MemoryStorage", "RedisStorage", "SessionStorage"]
 
 
 @runtime_checkable

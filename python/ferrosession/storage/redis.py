@@ -64,7 +64,8 @@ def _check_ttl(ttl: int) -> int:
 
 def _failed(op: str, exc: BaseException) -> StorageError:
     # The key is left out on purpose: it holds a live session id.
-    err = StorageError(f"RedisStorage {op} failed: {exc!r}")
+    # redis-py 8's repr of its errors drops the message: spell out both.
+    err = StorageError(f"RedisStorage {op} failed: {type(exc).__name__}: {exc}")
     err.__cause__ = exc
     return err
 
@@ -220,7 +221,10 @@ class RedisStorage:
     def __repr__(self) -> str:
         if self._url is not None:
             return f"RedisStorage({_redacted(self._url)!r}, prefix={self._prefix!r})"
-        return f"RedisStorage(client={self._sync!r}, prefix={self._prefix!r})"
+        clients = (
+            f"client={self._sync!r}, async_client={self._async_fixed or self._async_factory!r}"
+        )
+        return f"RedisStorage({clients}, prefix={self._prefix!r})"
 
     @property
     def prefix(self) -> str:
