@@ -68,9 +68,17 @@ release: $(DEPS_STAMP) ## Build the extension with the release profile into .ven
 	$(MATURIN) develop --release --quiet
 	rm -f $(VENV)/.build-stamp
 
+BENCH_SITE := $(abspath target/bench-site)
+
+.PHONY: bench-build
+bench-build: $(DEPS_STAMP) ## Build a release snapshot for the benchmarks (leaves .venv's build alone)
+	rm -rf target/bench-wheels $(BENCH_SITE)
+	$(MATURIN) build --release --quiet --out target/bench-wheels
+	$(PIP) install --quiet --no-deps --target $(BENCH_SITE) target/bench-wheels/*.whl
+
 .PHONY: bench
-bench: release ## Benchmarks against the Python peers (release build)
-	$(PY) benches/asgi_overhead.py
+bench: bench-build ## Benchmarks against the Python peers (release build, in-process)
+	PYTHONPATH=$(BENCH_SITE) $(PY) benches/asgi_overhead.py
 
 .PHONY: wheel
 wheel: $(DEPS_STAMP) ## Build an abi3 wheel and an sdist into dist/

@@ -78,16 +78,18 @@ class SessionMiddleware:
         async def send_with_sessions(message: Message) -> None:
             mtype = message["type"]
             if mtype == "http.response.start" or mtype == "websocket.accept":
-                if current._states:
-                    extra = await current._commit_async()
+                current._started = True
+                if current._dirty:
+                    extra, ops = current._plan()
+                    if ops:
+                        await current._run_async(ops)
                     if extra:
+                        added = [(p.response_key, v.encode("latin-1")) for p, v in extra]
                         headers = message.get("headers")
                         if isinstance(headers, list):
-                            headers.extend(extra)
+                            headers.extend(added)
                         else:
-                            message["headers"] = [*(headers or ()), *extra]
-                else:
-                    current._started = True
+                            message["headers"] = [*(headers or ()), *added]
             await send(message)
 
         await self.app(scope, receive, send_with_sessions)

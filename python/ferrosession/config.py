@@ -35,6 +35,8 @@ class Provider:
         "header_key",
         "identity",
         "name",
+        "response_key",
+        "response_name",
         "rust_chain",
         "send_only_if_modified",
         "serializer",
@@ -77,6 +79,9 @@ class Provider:
         self.identity = identity
         self.send_only_if_modified = send_only_if_modified
         self.header_key = name.lower().encode("latin-1")
+        # The response header that carries the value: WSGI (str) and ASGI (bytes) forms.
+        self.response_name = name if header else "Set-Cookie"
+        self.response_key = self.header_key if header else b"set-cookie"
         self.wsgi_key = "HTTP_" + name.upper().replace("-", "_")
 
 
@@ -135,6 +140,8 @@ class Sessions:
     def __init__(self) -> None:
         self._by_name: dict[str, Provider] = {}
         self._by_type: dict[type, Provider] = {}
+        # types and names together: the one dict `get` looks in
+        self._lookup: dict[Union[type, str], Provider] = {}
         self._providers: tuple[Provider, ...] = ()
         self._header_keys: frozenset[bytes] = frozenset()
         self._frozen = False
@@ -359,6 +366,8 @@ class Sessions:
         )
         self._by_name[name] = provider
         self._by_type[tp] = provider
+        self._lookup[name] = provider
+        self._lookup[tp] = provider
         self._providers = (*self._providers, provider)
 
     def lookup(self, key: Union[type, str]) -> Provider:

@@ -30,38 +30,26 @@ _NONE, _SET, _CLEAR = 0, 1, 2
 
 
 class _State:
-    """What one request knows and wants for one registered session."""
+    """What one request knows and wants for one registered session. The defaults live
+    on the class, so a new state costs one attribute write."""
 
-    __slots__ = (
-        "action",
-        "delete_ids",
-        "force",
-        "new",
-        "new_payload",
-        "out",
-        "payload",
-        "present",
-        "provider",
-        "reissue",
-        "sid",
-        "unknown",
-        "value",
-    )
+    provider: Provider
+    loaded = False  # the incoming value has been looked up
+    present = False  # something of this name came in, valid or not
+    value: Any = None  # the incoming value
+    payload: Optional[str] = None  # its serialized text
+    reissue = False  # verified by a retired key: send it again
+    unknown = False  # server-side: the incoming id is not in the storage
+    sid: Optional[str] = None  # server-side id (incoming and known, or minted)
+    action = _NONE
+    new: Any = None
+    new_payload: Optional[str] = None
+    out: Optional[str] = None  # rendered Set-Cookie / header value of `new`
+    force = False
+    delete_ids: tuple[str, ...] = ()
 
     def __init__(self, provider: Provider) -> None:
         self.provider = provider
-        self.present = False  # something of this name came in, valid or not
-        self.value: Any = None  # the incoming value
-        self.payload: Optional[str] = None  # its serialized text
-        self.reissue = False  # verified by a retired key: send it again
-        self.unknown = False  # server-side: the incoming id is not in the storage
-        self.sid: Optional[str] = None  # server-side id (incoming and known, or minted)
-        self.action = _NONE
-        self.new: Any = None
-        self.new_payload: Optional[str] = None
-        self.out: Optional[str] = None  # rendered Set-Cookie / header value of `new`
-        self.force = False
-        self.delete_ids: list[str] = []
 
 
 def _storage_error(provider: Provider, op: str, exc: BaseException) -> StorageError:
@@ -73,12 +61,13 @@ def _storage_error(provider: Provider, op: str, exc: BaseException) -> StorageEr
 class CurrentSessions:
     """The sessions of one request. Get it with :func:`get_sessions`."""
 
-    __slots__ = ("_config", "_cookie", "_scanned", "_started", "_states")
+    __slots__ = ("_config", "_cookie", "_dirty", "_scanned", "_started", "_states")
 
     def __init__(self, config: Sessions) -> None:
         self._config = config
-        self._states: dict[str, _State] = {}
+        self._states: dict[Provider, _State] = {}
         self._started = False
+        self._dirty = False  # something to send or store when the response starts
         self._cookie: Optional[str] = None
         self._scanned = False
 
@@ -108,7 +97,9 @@ class CurrentSessions:
                     return None
             payload, reissue = _read_chain(p, raw)
         st.present = True
-        st.reissue = reissue
+        if reissue:
+            st.reissue = True
+            self._dirty = True
         return payload
 
     def _accept(self, st: _State, text: Optional[str]) -> None:
@@ -122,6 +113,7 @@ class CurrentSessions:
         st.payload = text
 
     def _load_sync(self, st: _State) -> None:
+        st.loaded = True
         p = st.provider
         decoded = self._decode(st)
         if decoded is None or p.storage is None:
@@ -140,6 +132,7 @@ class CurrentSessions:
         self._found(st, decoded, text)
 
     async def _load_async(self, st: _State) -> None:
+        st.loaded = True
         p = st.provider
         decoded = self._decode(st)
         if decoded is None:
@@ -157,24 +150,24 @@ class CurrentSessions:
     def _found(self, st: _State, sid: str, text: Optional[str]) -> None:
         if text is None:
             st.unknown = True
+            self._dirty = True
             return
         st.sid = sid
         self._accept(st, text)
 
-    def _state(self, provider: Provider) -> _State:
-        st = self._states.get(provider.name)
+    def _state(self, provider: Provider, load: bool = True) -> _State:
+        st = self._states.get(provider)
         if st is None:
-            st = _State(provider)
-            self._states[provider.name] = st
+            st = self._states[provider] = _State(provider)
+        if load and not st.loaded:
             self._load_sync(st)
         return st
 
     async def _preload(self) -> None:
         """Reads every async storage whose id came in (ASGI, before the handler)."""
         for p in self._config.providers:
-            if p.async_storage and p.name not in self._states and self._raw(p) is not None:
-                st = _State(p)
-                self._states[p.name] = st
+            if p.async_storage and p not in self._states and self._raw(p) is not None:
+                st = self._states[p] = _State(p)
                 await self._load_async(st)
 
     # -- public API -------------------------------------------------------------------
@@ -188,7 +181,12 @@ class CurrentSessions:
         Args:
             key: the session's registered type or name.
         """
-        st = self._state(self._config.lookup(key))
+        p = self._config._lookup.get(key)
+        if p is None:
+            p = self._config.lookup(key)  # raises SessionNotRegistered
+        st = self._states.get(p)
+        if st is None or not st.loaded:
+            st = self._state(p)
         if st.action == _SET:
             return st.new
         return st.value
@@ -205,8 +203,12 @@ class CurrentSessions:
         if value is None:
             raise TypeError("set(None) is not a clear: call clear(T) to end a session")
         provider = self._config.lookup_value(value)
-        self._check_not_started("set")
-        self._set(self._state(provider), value, force=False)
+        if self._started:
+            self._too_late("set")
+        # A client-side value replaces the incoming one without reading it (unless it
+        # must be compared); a server-side one needs the incoming id.
+        load = provider.storage is not None or provider.send_only_if_modified
+        self._set(self._state(provider, load), value, force=False)
 
     def _set(self, st: _State, value: object, *, force: bool) -> None:
         p = st.provider
@@ -226,6 +228,7 @@ class CurrentSessions:
         st.new_payload = payload
         st.out = out
         st.force = force
+        self._dirty = True
 
     def clear(self, key: Union[type[Any], str]) -> None:
         """Ends the session: ``get`` returns ``None``; an expiring cookie goes out if one
@@ -233,8 +236,9 @@ class CurrentSessions:
         self._check_not_started("clear")
         st = self._state(self._config.lookup(key))
         if st.sid is not None:
-            st.delete_ids.append(st.sid)
+            st.delete_ids = (*st.delete_ids, st.sid)
             st.sid = None
+        self._dirty = True
         st.action = _CLEAR
         st.value = None
         st.payload = None
@@ -250,7 +254,7 @@ class CurrentSessions:
         if value is None:
             return
         if st.sid is not None:
-            st.delete_ids.append(st.sid)
+            st.delete_ids = (*st.delete_ids, st.sid)
             st.sid = None
         self._set(st, value, force=True)
 
@@ -277,21 +281,26 @@ class CurrentSessions:
         if not isinstance(session_id, str):
             raise TypeError("session_id must be a str")
         self._check_not_started("invalidate")
-        self._state(provider).delete_ids.append(session_id)
+        st = self._state(provider, load=False)
+        st.delete_ids = (*st.delete_ids, session_id)
+        self._dirty = True
 
     def _check_not_started(self, what: str) -> None:
         if self._started:
-            raise TooLateSessionSet(
-                f"it is too late to {what} a session: the response has already started"
-            )
+            self._too_late(what)
+
+    @staticmethod
+    def _too_late(what: str) -> None:
+        raise TooLateSessionSet(
+            f"it is too late to {what} a session: the response has already started"
+        )
 
     # -- commit -----------------------------------------------------------------------
     def _plan(self) -> tuple[list[tuple[Provider, str]], list[tuple[Provider, str, Any]]]:
         """The headers to send and the storage operations to run first."""
         headers: list[tuple[Provider, str]] = []
         ops: list[tuple[Provider, str, Any]] = []
-        for st in self._states.values():
-            p = st.provider
+        for p, st in self._states.items():
             for sid in st.delete_ids:
                 ops.append((p, "invalidate", (sid,)))
             if st.action == _SET:
@@ -318,6 +327,7 @@ class CurrentSessions:
         return headers, ops
 
     def _commit_sync(self) -> list[tuple[str, str]]:
+        """Runs the storage work with the plain methods; the headers to add (WSGI)."""
         self._started = True
         headers, ops = self._plan()
         for p, op, args in ops:
@@ -327,11 +337,10 @@ class CurrentSessions:
                 raise
             except Exception as exc:
                 raise _storage_error(p, op, exc) from exc
-        return [(_header_name(p), v) for p, v in headers]
+        return [(p.response_name, v) for p, v in headers]
 
-    async def _commit_async(self) -> list[tuple[bytes, bytes]]:
-        self._started = True
-        headers, ops = self._plan()
+    async def _run_async(self, ops: list[tuple[Provider, str, Any]]) -> None:
+        """Runs the storage work, awaiting async storages (ASGI)."""
         for p, op, args in ops:
             storage = p.storage
             try:
@@ -346,14 +355,6 @@ class CurrentSessions:
                 raise
             except Exception as exc:
                 raise _storage_error(p, op, exc) from exc
-        return [
-            (b"set-cookie" if not p.header else p.header_key, v.encode("latin-1"))
-            for p, v in headers
-        ]
-
-
-def _header_name(p: Provider) -> str:
-    return p.name if p.header else "Set-Cookie"
 
 
 def _mint(p: Provider) -> str:

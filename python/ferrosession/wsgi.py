@@ -56,7 +56,7 @@ class WSGISessionMiddleware:
         def start_with_sessions(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Any:
-            if current._states and not current._started:
+            if current._dirty and not current._started:
                 committed.extend(current._commit_sync())
             current._started = True
             # A second start_response (with exc_info, PEP 3333) replaces the headers:

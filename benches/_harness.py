@@ -1,0 +1,343 @@
+"""Shared machinery of the in-process benchmarks (ASGI now; WSGI and peers later).
+
+The model: a *variant* is one configuration under test (an app, its request, its
+middleware) that knows how to run a *batch* of ``n`` calls and return the elapsed
+nanoseconds. :func:`measure` calibrates ``n`` per variant so that a batch lasts about
+``batch_ms``, then runs *rounds* until the time budget is spent: every round runs one
+batch of every variant, in a freshly shuffled order, so slow drifts of a shared, noisy
+machine hit every variant alike. The figure of a variant is the median of its per-call
+batch times; a paired figure (variant minus baseline *in the same round*) gives the
+spread of an overhead.
+
+Batches may be plain callables (WSGI) or coroutine functions (ASGI); ASGI variants are
+all awaited inside the one event loop that runs :func:`measure`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import inspect
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Optional, Union
+
+__all__ = [
+    "ASGI_RECEIVE",
+    "Progress",
+    "Variant",
+    "asgi_batch",
+    "asgi_call",
+    "asgi_discard",
+    "asgi_scope",
+    "environment",
+    "markdown_table",
+    "measure",
+    "paired",
+    "quantiles",
+    "response_headers",
+    "write_json",
+]
+
+BatchFn = Callable[[int], Union[int, Awaitable[int]]]
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+# -- statistics -----------------------------------------------------------------------
+def quantiles(samples: list[float]) -> dict[str, float]:
+    """Median, quartiles and extremes of ``samples`` (per-call times in µs)."""
+    if not samples:
+        raise ValueError("no samples")
+    ordered = sorted(samples)
+    if len(ordered) >= 2:
+        q1, q2, q3 = statistics.quantiles(ordered, n=4, method="inclusive")
+    else:
+        q1 = q2 = q3 = ordered[0]
+    return {
+        "median": q2,
+        "p25": q1,
+        "p75": q3,
+        "iqr": q3 - q1,
+        "min": ordered[0],
+        "max": ordered[-1],
+        "n": float(len(ordered)),
+    }
+
+
+def paired(a: list[float], b: list[float]) -> list[float]:
+    """Round-by-round differences ``a[i] - b[i]`` (both measured in the same rounds)."""
+    return [x - y for x, y in zip(a, b)]
+
+
+# -- variants and the measuring loop ----------------------------------------------------
+@dataclasses.dataclass
+class Variant:
+    """One configuration under test.
+
+    Attributes:
+        key: a unique, stable name such as ``"read/ferrosession"`` (used in the JSON).
+        batch: runs ``n`` calls and returns the elapsed ns (plain or ``async def``).
+        n: calls per batch; 0 = calibrate.
+        samples: per-call µs of every batch, one per round.
+    """
+
+    key: str
+    batch: BatchFn
+    n: int = 0
+    samples: list[float] = dataclasses.field(default_factory=list)
+
+
+async def _run(v: Variant, n: int) -> int:
+    result = v.batch(n)
+    if inspect.isawaitable(result):
+        result = await result
+    return int(result)  # type: ignore[arg-type]
+
+
+async def measure(
+    variants: list[Variant],
+    *,
+    budget_s: float,
+    batch_ms: float = 4.0,
+    min_rounds: int = 20,
+    warmup_rounds: int = 3,
+    progress: Optional[Progress] = None,
+    seed: int = 12345,
+) -> int:
+    """Calibrates and runs interleaved rounds until ``budget_s`` is spent.
+
+    Returns the number of measured rounds (each variant has that many samples).
+    """
+    target_ns = batch_ms * 1e6
+    for v in variants:
+        if v.n:
+            continue
+        n = 1
+        while True:
+            elapsed = await _run(v, n)
+            if elapsed >= target_ns / 4 or n >= 1 << 22:
+                break
+            n *= 2
+        # the fastest of a few batches: a neighbour's burst must not shrink the batch size
+        elapsed = min([elapsed] + [await _run(v, n) for _ in range(4)])
+        v.n = max(1, round(n * target_ns / max(elapsed, 1)))
+    rng = random.Random(seed)
+    order = list(variants)
+    for _ in range(warmup_rounds):
+        for v in order:
+            await _run(v, v.n)
+    gc.collect()
+    rounds = 0
+    start = time.monotonic()
+    deadline = start + budget_s
+    while rounds < min_rounds or time.monotonic() < deadline:
+        rng.shuffle(order)
+        for v in order:
+            v.samples.append(await _run(v, v.n) / v.n / 1000.0)
+        rounds += 1
+        if progress is not None:
+            progress.update(rounds, time.monotonic() - start, budget_s, variants)
+    if progress is not None:
+        progress.done(rounds, time.monotonic() - start)
+    return rounds
+
+
+class Progress:
+    """A progress line on stderr: rewritten in place on a terminal, every few seconds
+    otherwise (logs stay readable)."""
+
+    def __init__(self, label: str, *, every_s: float = 5.0) -> None:
+        self.label = label
+        self.tty = sys.stderr.isatty()
+        self.every_s = 0.25 if self.tty else every_s
+        self._last = 0.0
+
+    def note(self, text: str) -> None:
+        self._clear()
+        print(f"[{self.label}] {text}", file=sys.stderr, flush=True)
+
+    def update(self, rounds: int, elapsed: float, budget: float, variants: list[Variant]) -> None:
+        now = time.monotonic()
+        if now - self._last < self.every_s:
+            return
+        self._last = now
+        pct = min(100.0, 100.0 * elapsed / budget) if budget > 0 else 100.0
+        calls = sum(v.n for v in variants) * rounds
+        line = (
+            f"[{self.label}] round {rounds}, {elapsed:5.1f}/{budget:.0f} s ({pct:3.0f} %), "
+            f"{calls:,} calls"
+        )
+        if self.tty:
+            sys.stderr.write("\r\x1b[2K" + line)
+            sys.stderr.flush()
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def done(self, rounds: int, elapsed: float) -> None:
+        self._clear()
+        print(f"[{self.label}] {rounds} rounds in {elapsed:.1f} s", file=sys.stderr, flush=True)
+
+    def _clear(self) -> None:
+        if self.tty:
+            sys.stderr.write("\r\x1b[2K")
+
+
+# -- ASGI helpers -----------------------------------------------------------------------
+ASGI_RECEIVE: dict[str, Any] = {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def asgi_receive() -> dict[str, Any]:
+    """A ``receive`` that hands out one empty request body (every time it is asked)."""
+    return ASGI_RECEIVE
+
+
+async def asgi_discard(message: Any) -> None:
+    """A ``send`` that drops every message."""
+
+
+def asgi_scope(
+    path: str = "/", *, headers: Optional[list[tuple[bytes, bytes]]] = None, method: str = "GET"
+) -> dict[str, Any]:
+    """An HTTP scope as uvicorn builds it for a plain request over HTTP/1.1."""
+    base = [
+        (b"host", b"127.0.0.1:8000"),
+        (b"user-agent", b"bench/1.0"),
+        (b"accept", b"*/*"),
+    ]
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 50000),
+        "scheme": "http",
+        "method": method,
+        "root_path": "",
+        "path": path,
+        "raw_path": path.encode("latin-1"),
+        "query_string": b"",
+        "headers": base + list(headers or ()),
+        "state": {},
+    }
+
+
+def asgi_batch(app: Any, scope: dict[str, Any]) -> Callable[[int], Awaitable[int]]:
+    """A batch function that awaits ``app`` ``n`` times, each on a shallow copy of
+    ``scope`` (a server builds a fresh scope per request; middleware write into it).
+    The copy and the loop cost the same for every variant, so they cancel in an
+    overhead."""
+    receive = asgi_receive
+    send = asgi_discard
+    clock = time.perf_counter_ns
+
+    async def batch(n: int) -> int:
+        t0 = clock()
+        for _ in range(n):
+            await app(scope.copy(), receive, send)
+        return clock() - t0
+
+    return batch
+
+
+async def asgi_call(app: Any, scope: dict[str, Any]) -> list[dict[str, Any]]:
+    """Runs one request and returns every message the app sent (for sanity checks)."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    await app(scope.copy(), asgi_receive, send)
+    return sent
+
+
+def response_headers(messages: list[dict[str, Any]]) -> list[tuple[bytes, bytes]]:
+    """The headers of the ``http.response.start`` among ``messages``."""
+    for m in messages:
+        if m["type"] == "http.response.start":
+            return list(m.get("headers") or ())
+    raise AssertionError("the app sent no http.response.start")
+
+
+# -- environment and output -------------------------------------------------------------
+def _version(dist: str) -> Optional[str]:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> Optional[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def _git_revision() -> Optional[str]:
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment(packages: list[str], **extra: Any) -> dict[str, Any]:
+    """What a reader needs to trust (or reproduce) a figure."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        usable = os.cpu_count() or 0
+    return {
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "nproc": usable,
+        "cpu_count": os.cpu_count(),
+        "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "git": _git_revision(),
+        "packages": {name: _version(name) for name in packages},
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **extra,
+    }
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table with right-aligned columns after the first."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        out = []
+        for i, c in enumerate(cells):
+            out.append(str(c).ljust(widths[i]) if i == 0 else str(c).rjust(widths[i]))
+        return "| " + " | ".join(out) + " |"
+
+    sep = ["-" * (widths[0] + 2)] + ["-" * (w + 1) + ":" for w in widths[1:]]
+    rows_text = [line(r) for r in rows]
+    return "\n".join([line(header), "|" + "|".join(sep) + "|", *rows_text])
