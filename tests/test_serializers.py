@@ -650,3 +650,66 @@ def test_type_hints_of_this_module_are_postponed() -> None:
     # Guards the premise of this module: annotations are strings until resolved.
     assert KtorVector.__annotations__["cart"] == "list[str]"
     assert typing.get_type_hints(KtorVector)["cart"] == list[str]
+
+
+# --- the fast paths must behave exactly like the class --------------------------------
+
+
+def test_fast_construction_matches_the_class() -> None:
+    import dataclasses as dc
+
+    @dc.dataclass(frozen=True)
+    class Fast:
+        a: str
+        b: list[int] = dc.field(default_factory=list)
+        c: int = 7
+
+    s = JSONSerializer(Fast)
+    got = s.deserialize('{"c":1,"a":"x"}')
+    assert got == Fast(a="x", c=1)
+    assert list(vars(got)) == ["a", "b", "c"]  # declaration order, as __init__ builds it
+    assert s.serialize(got) == '{"a":"x","b":[],"c":1}'
+    other = s.deserialize('{"a":"y"}')
+    assert other.b is not got.b  # default_factory runs per value
+    with pytest.raises(dc.FrozenInstanceError):
+        got.a = "z"  # type: ignore[misc]
+
+
+def test_post_init_custom_init_and_slots_still_run_through_the_class() -> None:
+    import dataclasses as dc
+
+    calls: list[str] = []
+
+    @dc.dataclass
+    class Checked:
+        n: int
+
+        def __post_init__(self) -> None:
+            calls.append("post_init")
+            if self.n < 0:
+                raise ValueError("negative")
+
+    s = JSONSerializer(Checked)
+    assert s.deserialize('{"n":1}') == Checked(1)
+    assert calls == ["post_init", "post_init"]
+    with pytest.raises(DeserializationError):
+        s.deserialize('{"n":-1}')
+
+    @dc.dataclass(slots=True)
+    class Slotted:
+        n: int
+
+    assert JSONSerializer(Slotted).deserialize('{"n":2}') == Slotted(2)
+    assert JSONSerializer(Slotted).serialize(Slotted(3)) == '{"n":3}'
+
+
+def test_extra_instance_attributes_are_not_written() -> None:
+    import dataclasses as dc
+
+    @dc.dataclass
+    class Plain:
+        n: int
+
+    value = Plain(1)
+    value.secret = "leak"  # type: ignore[attr-defined]
+    assert JSONSerializer(Plain).serialize(value) == '{"n":1}'

@@ -119,30 +119,40 @@ fn is_raw_safe(b: u8) -> bool {
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 
-fn uri_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
+/// `URI_UNRESERVED[b]` is true for the bytes that stay literal: `A-Za-z0-9-._~`.
+const URI_UNRESERVED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~');
+        b += 1;
+    }
+    table
+};
 
 /// URI-encodes the UTF-8 form of `value` the way Ktor's `encodeURLParameter(spaceToPlus = true)` does.
 pub fn uri_encode(value: &str) -> String {
     let bytes = value.as_bytes();
-    let extra = bytes
-        .iter()
-        .filter(|&&b| !uri_unreserved(b) && b != b' ')
-        .count();
-    let mut out = String::with_capacity(bytes.len() + 2 * extra);
-    for &b in bytes {
-        if uri_unreserved(b) {
-            out.push(b as char);
-        } else if b == b' ' {
-            out.push('+');
-        } else {
-            out.push('%');
-            out.push(HEX_UPPER[(b >> 4) as usize] as char);
-            out.push(HEX_UPPER[(b & 15) as usize] as char);
+    let mut out: Vec<u8> = Vec::with_capacity(bytes.len() + bytes.len() / 2 + 8);
+    let mut run = 0; // start of the current run of literal bytes
+    for (i, &b) in bytes.iter().enumerate() {
+        if !URI_UNRESERVED[b as usize] {
+            out.extend_from_slice(&bytes[run..i]);
+            if b == b' ' {
+                out.push(b'+');
+            } else {
+                out.extend_from_slice(&[
+                    b'%',
+                    HEX_UPPER[(b >> 4) as usize],
+                    HEX_UPPER[(b & 15) as usize],
+                ]);
+            }
+            run = i + 1;
         }
     }
-    out
+    out.extend_from_slice(&bytes[run..]);
+    String::from_utf8(out).expect("the encoded form is ASCII")
 }
 
 fn hex_val(b: u8) -> Option<u8> {
