@@ -2,11 +2,26 @@
 
 import os
 import pathlib
-from typing import Optional, Union
+from typing import Any, Optional, Union, final
+
+__all__ = [
+    "Codec",
+    "DirectoryStorage",
+    "Transform",
+    "__version__",
+    "build_profile",
+    "digest_transformer",
+    "encrypt_transformer",
+    "ktor_encrypt_transformer",
+    "mac_transformer",
+    "new_session_id",
+    "random_bytes",
+]
 
 __version__: str
 build_profile: str
 
+@final
 class Transform:
     """A built-in transformer (MessageAuthentication, Digest, Encrypt, …)."""
 
@@ -15,25 +30,29 @@ class Transform:
         self, value: str, name: str = "", now: Optional[int] = None
     ) -> Optional[tuple[str, bool]]: ...
 
+@final
 class Codec:
     """The wire codec of one registered session."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         name: str,
         *,
         header: bool = False,
         encoding: str = "uri",
         chain: list[Transform] = ...,
         domain: Optional[str] = None,
-        path: str = "/",
+        path: str = ...,  # "/"
         secure: bool = False,
         http_only: bool = True,
         same_site: Optional[str] = None,
         partitioned: bool = False,
-    ) -> None: ...
+    ) -> Codec: ...
     def read_cookie(
         self, header: str, now: Optional[int] = None
+    ) -> Optional[tuple[Optional[str], bool]]: ...
+    def read_asgi(
+        self, headers: Any, now: Optional[int] = None
     ) -> Optional[tuple[Optional[str], bool]]: ...
     def read_value(self, raw: str, now: Optional[int] = None) -> tuple[Optional[str], bool]: ...
     def find_cookie(self, header: str) -> Optional[str]: ...
@@ -58,17 +77,18 @@ def ktor_encrypt_transformer(
     encryption_key: bytes, sign_key: bytes, backward_compatible_read: bool = False
 ) -> Transform: ...
 
+@final
 class DirectoryStorage:
     """Sessions as files under a folder (see ``ferrosession.DirectoryStorage``)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         path: Union[str, os.PathLike[str]],
         cached: bool = True,
         cache_ttl: float = 60.0,
         shared: bool = True,
         cache_max_entries: int = 100000,
-    ) -> None: ...
+    ) -> DirectoryStorage: ...
     def read(self, id: str) -> Optional[str]: ...
     def write(self, id: str, value: str, ttl: int) -> None: ...
     def invalidate(self, id: str) -> None: ...

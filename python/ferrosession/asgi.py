@@ -32,6 +32,10 @@ class _ASGISessions(CurrentSessions):
             return self._values.get(provider.header_key) if self._values else None
         return self._cookie
 
+    def _read_rust(self, p: Provider) -> Optional[tuple[Optional[str], bool]]:
+        # Rust walks the ASGI header list itself.
+        return p.codec.read_asgi(self._headers)
+
     def _scan(self) -> None:
         """One pass over the raw header list (no copy of it)."""
         self._scanned = True

@@ -75,22 +75,29 @@ class CurrentSessions:
     def _raw(self, provider: Provider) -> Optional[str]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _read_rust(self, p: Provider) -> Optional[tuple[Optional[str], bool]]:
+        """One Rust call for a chain of built-in transformers: ``None`` when nothing of
+        that name came in, else ``(payload or None, reissue)``."""
+        raw = self._raw(p)
+        if raw is None:
+            return None
+        if p.header:
+            return p.codec.read_value(raw)
+        return p.codec.read_cookie(raw)
+
     # -- loading ----------------------------------------------------------------------
     def _decode(self, st: _State) -> Optional[str]:
         """Finds and verifies the incoming value: the payload (client-side) or the id."""
         p = st.provider
-        raw = self._raw(p)
-        if raw is None:
-            return None
         if p.rust_chain:
-            if p.header:
-                payload, reissue = p.codec.read_value(raw)
-            else:
-                found = p.codec.read_cookie(raw)
-                if found is None:
-                    return None
-                payload, reissue = found
+            found = self._read_rust(p)
+            if found is None:
+                return None
+            payload, reissue = found
         else:
+            raw = self._raw(p)
+            if raw is None:
+                return None
             if not p.header:
                 raw = p.codec.find_cookie(raw)
                 if raw is None:

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 use crate::codec::chain::Chain;
 use crate::codec::cookie::{CookieAttributes, CookieSpec};
@@ -96,6 +97,17 @@ fn digest_transformer(salt: Vec<u8>, algorithm: &str) -> PyResult<Transform> {
 #[pyclass(name = "Codec", module = "ferrosession._core", frozen)]
 struct Codec {
     inner: SessionCodec,
+    /// Header sessions: the lowercase header name to look for in ASGI headers.
+    header_key: Option<Vec<u8>>,
+}
+
+/// Header bytes as text: ASCII as it is, any other byte as its Latin-1 character (what
+/// ASGI servers and WSGI do), so hostile bytes cannot fail the decoding.
+fn latin1(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if text.is_ascii() => text.to_owned(),
+        _ => bytes.iter().map(|&b| b as char).collect(),
+    }
 }
 
 fn incoming_to_py(incoming: Incoming) -> Option<(Option<String>, bool)> {
@@ -144,6 +156,7 @@ impl Codec {
         let chain = Chain::new(chain.iter().map(|t| Arc::clone(&t.inner)).collect());
         Ok(Self {
             inner: SessionCodec::new(name, transport, encoding, chain),
+            header_key: header.then(|| name.to_ascii_lowercase().into_bytes()),
         })
     }
 
@@ -152,6 +165,45 @@ impl Codec {
     #[pyo3(signature = (header, now = None))]
     fn read_cookie(&self, header: &str, now: Option<u64>) -> Option<(Option<String>, bool)> {
         incoming_to_py(self.inner.read_cookie(header, now.unwrap_or_else(unix_now)))
+    }
+
+    /// Like `read_cookie` (cookie sessions) or `read_value` (header sessions), straight
+    /// from an ASGI `headers` list of `(name, value)` byte pairs: one call finds, decodes
+    /// and verifies, with no copy of the list.
+    #[pyo3(signature = (headers, now = None))]
+    fn read_asgi(
+        &self,
+        headers: &Bound<'_, PyAny>,
+        now: Option<u64>,
+    ) -> PyResult<Option<(Option<String>, bool)>> {
+        let now = now.unwrap_or_else(unix_now);
+        let wanted = self.header_key.as_deref().unwrap_or(b"cookie");
+        let mut found: Option<String> = None;
+        for item in headers.try_iter()? {
+            let item = item?;
+            let key = item.get_item(0)?;
+            let key = key.cast::<PyBytes>()?;
+            if key.as_bytes() != wanted {
+                continue;
+            }
+            let value = item.get_item(1)?;
+            let text = latin1(value.cast::<PyBytes>()?.as_bytes());
+            match (&mut found, self.header_key.is_some()) {
+                (Some(_), true) => break, // header sessions: the first header wins
+                (Some(all), false) => {
+                    all.push_str("; ");
+                    all.push_str(&text);
+                }
+                (None, _) => found = Some(text),
+            }
+        }
+        Ok(match found {
+            None => None,
+            Some(raw) if self.header_key.is_some() => {
+                incoming_to_py(self.inner.read_value(&raw, now))
+            }
+            Some(header) => incoming_to_py(self.inner.read_cookie(&header, now)),
+        })
     }
 
     /// `(payload, reissue)` for one wire value, `payload = None` when it is rejected.
