@@ -21,7 +21,14 @@ class _ASGISessions(CurrentSessions):
     __slots__ = ("_headers", "_values")
 
     def __init__(self, config: Sessions, headers: Any) -> None:
-        super().__init__(config)
+        # Every request makes one of these: the fields are set here directly rather
+        # than through super().__init__ (a measurable share of an untouched request).
+        self._config = config
+        self._states = {}
+        self._started = False
+        self._dirty = False
+        self._cookie = None
+        self._scanned = False
         self._headers = headers
         self._values: Optional[dict[bytes, str]] = None
 

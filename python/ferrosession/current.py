@@ -192,8 +192,12 @@ class CurrentSessions:
         if p is None:
             p = self._config.lookup(key)  # raises SessionNotRegistered
         st = self._states.get(p)
-        if st is None or not st.loaded:
-            st = self._state(p)
+        if st is None:
+            st = self._states[p] = _State(p)
+            self._load_sync(st)
+            return st.value
+        if not st.loaded:
+            self._load_sync(st)
         if st.action == _SET:
             return st.new
         return st.value
