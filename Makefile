@@ -24,7 +24,7 @@ $(PY):
 $(DEPS_STAMP): $(PY) pyproject.toml
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "maturin>=1.9.4,<2"
-	$(PIP) install --quiet $$($(PY) -c 'import tomllib;d=tomllib.load(open("pyproject.toml","rb"));o=d["project"]["optional-dependencies"];print(" ".join(repr(x) for x in sorted(set(d["project"]["dependencies"]+o["test"]+o["lint"]+o["demo"]+o["bench"]))))' | tr -d "'")
+	$(PIP) install --quiet $$($(PY) -c 'import tomllib;d=tomllib.load(open("pyproject.toml","rb"));o=d["project"]["optional-dependencies"];print(" ".join(repr(x) for x in sorted(set(d["project"]["dependencies"]+o["test"]+o["lint"]+o["demo"]+o["bench"]+o["browser"]))))' | tr -d "'")
 	touch $@
 
 .PHONY: venv
@@ -43,8 +43,14 @@ services: ## Install what the tests need from Debian when it is missing (redis-s
 	  echo "installing redis-server (Debian package)"; \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 
+.PHONY: browser
+browser: ## Install Debian's Chromium for the browser test when it is missing
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium (Debian package)"; \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 .PHONY: test
-test: develop services ## Build everything and run the Rust and Python tests
+test: develop services browser ## Build everything and run the Rust and Python tests
 	cargo test --lib --quiet
 	$(PY) -m pytest -q
 
