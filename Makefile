@@ -85,6 +85,7 @@ bench-build: $(DEPS_STAMP) ## Build a release snapshot for the benchmarks (leave
 .PHONY: bench
 bench: bench-build ## Benchmarks against the Python peers (release build, in-process)
 	PYTHONPATH=$(BENCH_SITE) $(PY) benches/asgi_overhead.py
+	$(PY) benches/render.py
 
 .PHONY: wheel
 wheel: $(DEPS_STAMP) ## Build an abi3 wheel and an sdist into dist/
