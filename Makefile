@@ -52,7 +52,22 @@ browser: ## Install Debian's Chromium for the browser test when it is missing
 .PHONY: test
 test: develop services browser ## Build everything and run the Rust and Python tests
 	cargo test --lib --quiet
+	cargo test --lib --quiet -- --ignored a_million_nonces_are_distinct
+	CARGO_TARGET_DIR=$(abspath target/fuzz-replay) cargo test --manifest-path fuzz/Cargo.toml --lib --quiet
 	$(PY) -m pytest -q
+
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS := read_cookie round_trip
+
+.PHONY: fuzz
+fuzz: ## Fuzz the Rust cookie codec with cargo-fuzz (FUZZ_SECONDS per target, default 300)
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p target/fuzz-corpus/$$t && \
+	  RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=$(abspath target/fuzz) cargo fuzz run --features fuzz -O $$t \
+	    target/fuzz-corpus/$$t fuzz/seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
+	    -rss_limit_mb=4096 || exit 1; \
+	done
 
 .PHONY: lint
 lint: develop ## ruff, mypy --strict, cargo fmt --check, clippy -D warnings
@@ -60,7 +75,9 @@ lint: develop ## ruff, mypy --strict, cargo fmt --check, clippy -D warnings
 	$(VENV)/bin/ruff check python tests benches
 	$(VENV)/bin/mypy
 	cargo fmt --check
+	cargo fmt --manifest-path fuzz/Cargo.toml --check
 	cargo clippy --all-targets --features python --quiet -- -D warnings
+	CARGO_TARGET_DIR=$(abspath target/fuzz-replay) cargo clippy --manifest-path fuzz/Cargo.toml --all-targets --quiet -- -D warnings
 	cargo clippy --all-targets --quiet -- -D warnings
 
 .PHONY: fmt

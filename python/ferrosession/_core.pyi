@@ -11,7 +11,11 @@ __all__ = [
     "__version__",
     "build_profile",
     "digest_transformer",
+    "encrypt_envelope",
+    "encrypt_key_id",
+    "encrypt_open",
     "encrypt_transformer",
+    "ktor_encrypt_open",
     "ktor_encrypt_transformer",
     "mac_transformer",
     "new_session_id",
@@ -103,3 +107,18 @@ class DirectoryStorage:
     def _set_clock_offset(self, seconds: float) -> None: ...
     def _io_counts(self) -> tuple[int, int]: ...
     def _cache_len(self) -> int: ...
+
+def encrypt_open(
+    keys: list[bytes],
+    value: str,
+    name: str = "",
+    now: Optional[int] = None,
+    max_age: Optional[int] = None,
+) -> tuple[Optional[str], bool, Optional[str], str]: ...
+def encrypt_envelope(
+    value: str,
+) -> tuple[Optional[tuple[int, bytes, Optional[int], int]], Optional[str], str]: ...
+def encrypt_key_id(key: bytes) -> bytes: ...
+def ktor_encrypt_open(
+    encryption_key: bytes, sign_key: bytes, value: str, backward_compatible_read: bool = False
+) -> tuple[Optional[str], bool, Optional[str], str]: ...

@@ -16,6 +16,7 @@ use crate::codec::{ids, unix_now, Context, Transformer};
 use crate::error::CoreError;
 
 mod crypto;
+mod inspect;
 mod storage;
 
 pyo3::import_exception!(ferrosession.errors, ConfigurationError);
@@ -276,6 +277,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(new_session_id, m)?)?;
     m.add_function(wrap_pyfunction!(random_bytes, m)?)?;
     crypto::register(m)?;
+    inspect::register(m)?;
     storage::register(m)?;
     Ok(())
 }

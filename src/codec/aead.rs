@@ -96,6 +96,70 @@ pub enum Rejection {
     FromTheFuture,
 }
 
+impl Rejection {
+    /// A stable snake_case name for tools and tests.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotBase64 => "not_base64",
+            Self::TooShort => "too_short",
+            Self::UnknownVersion(_) => "unknown_version",
+            Self::NoIssueTime => "no_issue_time",
+            Self::UnknownKey => "unknown_key",
+            Self::BadTag => "bad_tag",
+            Self::NotUtf8 => "not_utf8",
+            Self::Expired => "expired",
+            Self::FromTheFuture => "from_the_future",
+        }
+    }
+}
+
+/// The header of an `Encrypt` value, read without a key, for debugging tools. Nothing
+/// in it is trustworthy until `Encrypt::open` accepts the value (the header is under the
+/// tag, so an accepted value's header is authentic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Envelope {
+    /// The format version byte.
+    pub version: u8,
+    /// The id of the key it claims to be encrypted under (see [`key_id`]).
+    pub key_id: [u8; KEY_ID_LEN],
+    /// The issue time (Unix seconds), version 0x02 only.
+    pub issued_at: Option<u64>,
+    /// Length of the encrypted value in bytes.
+    pub plaintext_len: usize,
+}
+
+/// Reads the header of an `Encrypt` value without decrypting it; the same structural
+/// checks as `Encrypt::open`, in the same order.
+pub fn envelope(value: &str) -> std::result::Result<Envelope, Rejection> {
+    let blob = URL_SAFE_NO_PAD
+        .decode(value)
+        .map_err(|_| Rejection::NotBase64)?;
+    if URL_SAFE_NO_PAD.encode(&blob) != value {
+        return Err(Rejection::NotBase64);
+    }
+    let version = *blob.first().ok_or(Rejection::TooShort)?;
+    if version != VERSION_PLAIN && version != VERSION_TIMED {
+        return Err(Rejection::UnknownVersion(version));
+    }
+    let header_len = Encrypt::header_len(version);
+    if blob.len() < header_len + NONCE_LEN + TAG_LEN {
+        return Err(Rejection::TooShort);
+    }
+    let mut key_id = [0u8; KEY_ID_LEN];
+    key_id.copy_from_slice(&blob[1..1 + KEY_ID_LEN]);
+    let issued_at = (version == VERSION_TIMED).then(|| {
+        let mut ts = [0u8; ISSUED_LEN];
+        ts.copy_from_slice(&blob[1 + KEY_ID_LEN..header_len]);
+        u64::from_be_bytes(ts)
+    });
+    Ok(Envelope {
+        version,
+        key_id,
+        issued_at,
+        plaintext_len: blob.len() - header_len - NONCE_LEN - TAG_LEN,
+    })
+}
+
 impl std::fmt::Display for Rejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -589,6 +653,63 @@ mod tests {
             let mut n = [0u8; NONCE_LEN];
             n.copy_from_slice(&blob[5..17]);
             assert!(seen.insert(n));
+        }
+    }
+
+    #[test]
+    fn the_envelope_is_readable_without_a_key() {
+        let key = vec![1u8; 32];
+        let timed = Encrypt::new(vec![key.clone()], Some(60)).unwrap();
+        let w = timed.write("héllo", &ctx(1_234)).unwrap();
+        assert_eq!(
+            envelope(&w),
+            Ok(Envelope {
+                version: VERSION_TIMED,
+                key_id: key_id(&key),
+                issued_at: Some(1_234),
+                plaintext_len: "héllo".len(),
+            })
+        );
+        let plain = enc(&[1], None).write("", &ctx(0)).unwrap();
+        let e = envelope(&plain).unwrap();
+        assert_eq!(
+            (e.version, e.issued_at, e.plaintext_len),
+            (VERSION_PLAIN, None, 0)
+        );
+        // The same structural rejections as `open`, in the same order.
+        let e = enc(&[1], None);
+        let mut blob = decode(&plain);
+        blob[0] = 7;
+        for bad in [
+            format!("{plain}="),
+            "!".to_owned(),
+            String::new(),
+            encode(&blob),
+            plain[..20].to_owned(),
+        ] {
+            assert_eq!(envelope(&bad).err(), e.open(&bad, &ctx(0)).err(), "{bad:?}");
+            assert!(envelope(&bad).is_err());
+        }
+    }
+
+    #[test]
+    fn rejection_codes_are_stable() {
+        let all = [
+            Rejection::NotBase64,
+            Rejection::TooShort,
+            Rejection::UnknownVersion(9),
+            Rejection::NoIssueTime,
+            Rejection::UnknownKey,
+            Rejection::BadTag,
+            Rejection::NotUtf8,
+            Rejection::Expired,
+            Rejection::FromTheFuture,
+        ];
+        let codes: HashSet<&str> = all.iter().map(Rejection::code).collect();
+        assert_eq!(codes.len(), all.len());
+        assert!(codes.contains("from_the_future"));
+        for r in all {
+            assert!(!r.to_string().is_empty());
         }
     }
 

@@ -115,6 +115,62 @@ fn os_iv(iv: &mut [u8; IV_LEN]) -> Result<()> {
     random_bytes(iv)
 }
 
+/// Why a `KtorEncrypt` value was rejected. `read` collapses all of these to `None`
+/// (one opaque outcome for clients); `KtorEncrypt::open` gives them to debugging tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KtorRejection {
+    /// Not of the form `iv/ciphertext:mac`.
+    Malformed,
+    /// The IV is not 32 lowercase hex digits.
+    BadIv,
+    /// The ciphertext is not lowercase hex of one or more AES blocks.
+    BadCiphertext,
+    /// The MAC is not 64 lowercase hex digits.
+    BadMacEncoding,
+    /// The MAC does not verify: another sign key, or the ciphertext was changed.
+    BadMac,
+    /// The MAC verifies but the ciphertext does not decrypt to valid padding: the value
+    /// was encrypted under another encryption key.
+    BadPadding,
+    /// The decrypted value is not UTF-8.
+    NotUtf8,
+}
+
+impl KtorRejection {
+    /// A stable snake_case name for tools and tests.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::BadIv => "bad_iv",
+            Self::BadCiphertext => "bad_ciphertext",
+            Self::BadMacEncoding => "bad_mac_encoding",
+            Self::BadMac => "bad_mac",
+            Self::BadPadding => "bad_padding",
+            Self::NotUtf8 => "not_utf8",
+        }
+    }
+}
+
+impl std::fmt::Display for KtorRejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Malformed => "not a KtorEncrypt value (hex(iv)/hex(ciphertext):hex(mac))",
+            Self::BadIv => "the IV is not 32 lowercase hex digits",
+            Self::BadCiphertext => {
+                "the ciphertext is not lowercase hex of a whole number of AES blocks"
+            }
+            Self::BadMacEncoding => "the MAC is not 64 lowercase hex digits",
+            Self::BadMac => {
+                "the MAC does not verify: another sign key, or the value was tampered with"
+            }
+            Self::BadPadding => {
+                "the MAC verifies but the value does not decrypt: another encryption key"
+            }
+            Self::NotUtf8 => "the decrypted value is not UTF-8",
+        })
+    }
+}
+
 /// The `KtorEncrypt` transformer.
 #[derive(Clone)]
 pub struct KtorEncrypt {
@@ -178,6 +234,44 @@ impl KtorEncrypt {
         m.update(data);
         m
     }
+
+    /// Opens `value`, saying why it is rejected. `read` is `open(..).ok()`.
+    pub fn open(&self, value: &str) -> std::result::Result<Opened, KtorRejection> {
+        let (iv_hex, rest) = value.rsplit_once('/').ok_or(KtorRejection::Malformed)?;
+        let (ct_hex, mac_hex) = rest.rsplit_once(':').ok_or(KtorRejection::Malformed)?;
+        let iv: [u8; IV_LEN] = decode_lower_hex(iv_hex, IV_LEN)
+            .and_then(|iv| iv.try_into().ok())
+            .ok_or(KtorRejection::BadIv)?;
+        if ct_hex.is_empty() || ct_hex.len() % (2 * BLOCK_LEN) != 0 {
+            return Err(KtorRejection::BadCiphertext);
+        }
+        let ct = decode_lower_hex(ct_hex, ct_hex.len() / 2).ok_or(KtorRejection::BadCiphertext)?;
+        let tag = decode_lower_hex(mac_hex, MAC_LEN).ok_or(KtorRejection::BadMacEncoding)?;
+
+        if self.mac(&ct).verify_slice(&tag).is_ok() {
+            let plain = self
+                .cipher
+                .decrypt(&iv, &ct)
+                .ok_or(KtorRejection::BadPadding)?;
+            return Ok(Opened {
+                value: String::from_utf8(plain).map_err(|_| KtorRejection::NotUtf8)?,
+                reissue: false,
+            });
+        }
+        if !self.backward_compatible_read {
+            return Err(KtorRejection::BadMac);
+        }
+        // Pre-3.0 "encrypt-and-MAC": the MAC covers the plaintext, so decrypt first.
+        let plain = self.cipher.decrypt(&iv, &ct).ok_or(KtorRejection::BadMac)?;
+        self.mac(&plain)
+            .verify_slice(&tag)
+            .map_err(|_| KtorRejection::BadMac)?;
+        Ok(Opened {
+            value: String::from_utf8(plain).map_err(|_| KtorRejection::NotUtf8)?,
+            // Upgrade the cookie to the 3.0 format on this response.
+            reissue: true,
+        })
+    }
 }
 
 impl Transformer for KtorEncrypt {
@@ -196,33 +290,7 @@ impl Transformer for KtorEncrypt {
     }
 
     fn read(&self, value: &str, _ctx: &Context<'_>) -> Option<Opened> {
-        let (iv_hex, rest) = value.rsplit_once('/')?;
-        let (ct_hex, mac_hex) = rest.rsplit_once(':')?;
-        let iv: [u8; IV_LEN] = decode_lower_hex(iv_hex, IV_LEN)?.try_into().ok()?;
-        if ct_hex.is_empty() || ct_hex.len() % (2 * BLOCK_LEN) != 0 {
-            return None;
-        }
-        let ct = decode_lower_hex(ct_hex, ct_hex.len() / 2)?;
-        let tag = decode_lower_hex(mac_hex, MAC_LEN)?;
-
-        if self.mac(&ct).verify_slice(&tag).is_ok() {
-            let plain = self.cipher.decrypt(&iv, &ct)?;
-            return Some(Opened {
-                value: String::from_utf8(plain).ok()?,
-                reissue: false,
-            });
-        }
-        if !self.backward_compatible_read {
-            return None;
-        }
-        // Pre-3.0 "encrypt-and-MAC": the MAC covers the plaintext, so decrypt first.
-        let plain = self.cipher.decrypt(&iv, &ct)?;
-        self.mac(&plain).verify_slice(&tag).ok()?;
-        Some(Opened {
-            value: String::from_utf8(plain).ok()?,
-            // Upgrade the cookie to the 3.0 format on this response.
-            reissue: true,
-        })
+        self.open(value).ok()
     }
 }
 
@@ -390,6 +458,79 @@ mod tests {
         let mac = hex::encode(t.mac(&ct_bad_pad).finalize().into_bytes());
         let w = format!("{}/{}:{mac}", hex::encode(iv), hex::encode(ct_bad_pad));
         assert!(t.read(&w, &ctx()).is_none());
+    }
+
+    #[test]
+    fn open_says_why() {
+        let doc = vectors();
+        let sign = h(&doc["sign_key"]);
+        let key = hex::decode(ENC_KEY).unwrap();
+        let t = KtorEncrypt::new(&key, &sign, false).unwrap();
+        let wire = doc["vectors"][0]["wire"].as_str().unwrap();
+        let (iv, rest) = wire.split_once('/').unwrap();
+        let (ct, mac) = rest.split_once(':').unwrap();
+        use KtorRejection::*;
+        for (value, why) in [
+            ("".to_owned(), Malformed),
+            (format!("{iv}{rest}"), Malformed),
+            (format!("{iv}/{ct}{mac}"), Malformed),
+            (format!("{}/{rest}", iv.to_uppercase()), BadIv),
+            (format!("{}/{rest}", &iv[2..]), BadIv),
+            (format!("{iv}/{}:{mac}", &ct[2..]), BadCiphertext),
+            (format!("{iv}/:{mac}"), BadCiphertext),
+            (format!("{iv}/{}:{mac}", ct.to_uppercase()), BadCiphertext),
+            (format!("{iv}/{ct}:{}", mac.to_uppercase()), BadMacEncoding),
+            (format!("{iv}/{ct}:{}", &mac[2..]), BadMacEncoding),
+            (format!("{iv}/{ct}:{}", "0".repeat(64)), BadMac),
+        ] {
+            assert_eq!(t.open(&value), Err(why), "{value:?}");
+            assert!(!why.to_string().is_empty());
+            assert!(why
+                .code()
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_'));
+        }
+        // The sign key is right but the encryption key is not.
+        let wrong_aes = KtorEncrypt::new(&[9; 16], &sign, false).unwrap();
+        assert!(matches!(
+            wrong_aes.open(wire),
+            Err(KtorRejection::BadPadding | KtorRejection::NotUtf8)
+        ));
+        // The wrong sign key.
+        let wrong_sign = KtorEncrypt::new(&key, b"another", true).unwrap();
+        assert_eq!(wrong_sign.open(wire), Err(KtorRejection::BadMac));
+        // Legacy MAC: rejected as a bad MAC without backward_compatible_read.
+        let legacy = format!(
+            "{iv}/{ct}:{}",
+            doc["vectors"][0]["legacy_mac"].as_str().unwrap()
+        );
+        assert_eq!(t.open(&legacy), Err(KtorRejection::BadMac));
+        let compat = KtorEncrypt::new(&key, &sign, true).unwrap();
+        assert!(compat.open(&legacy).unwrap().reissue);
+    }
+
+    #[test]
+    fn read_is_open_ok() {
+        let doc = vectors();
+        let sign = h(&doc["sign_key"]);
+        let key = hex::decode(ENC_KEY).unwrap();
+        let wire = doc["vectors"][0]["wire"].as_str().unwrap();
+        for compat in [false, true] {
+            let t = KtorEncrypt::new(&key, &sign, compat).unwrap();
+            let mut values: Vec<String> = doc["rejected"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect();
+            values.push(wire.to_owned());
+            for i in 0..wire.len() {
+                values.push(format!("{}{}", &wire[..i], &wire[i + 1..]));
+            }
+            for v in values {
+                assert_eq!(t.read(&v, &ctx()), t.open(&v).ok(), "{v:?}");
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,668 @@
+"""The ``ferrosession`` command (also ``python -m ferrosession.cli``).
+
+Subcommands:
+
+- ``keygen``: a new random key from the OS CSPRNG, as hex and base64url.
+- ``inspect``: decode a cookie value for debugging; print its payload, or say why it is
+  rejected (bad encoding, wrong key or tampered, expired, from the future, wrong session
+  name, ...).
+
+Exit codes: 0 ok, 1 the value is rejected, 2 usage error. Every subcommand is one entry
+of :data:`COMMANDS`; add another by appending a :class:`Command`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Optional, Protocol, Sequence, cast
+
+from ferrosession import _core
+from ferrosession.errors import ConfigurationError
+from ferrosession.transformers import Encrypt, KtorEncrypt, MessageAuthentication
+
+__all__ = ["COMMANDS", "EXIT_OK", "EXIT_REJECTED", "EXIT_USAGE", "Command", "main"]
+
+EXIT_OK = 0
+EXIT_REJECTED = 1
+EXIT_USAGE = 2
+
+#: Tolerated clock skew for issue times in the future (the codec's ``CLOCK_SKEW``).
+CLOCK_SKEW = 60
+
+
+class UsageError(Exception):
+    """A bad argument: the command prints it and exits with status 2."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: ``configure`` adds its arguments, ``run`` returns the exit code."""
+
+    name: str
+    help: str
+    description: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+# -- keygen -------------------------------------------------------------------------------
+
+MIN_KEY_BYTES = 16
+MAX_KEY_BYTES = 1024
+
+
+def _keygen_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--bytes",
+        type=int,
+        default=32,
+        metavar="N",
+        help="key length in bytes (default 32, what Encrypt takes; at least 16)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("all", "hex", "base64url"),
+        default="all",
+        help="print every form with a usage line (default), or only the hex or the "
+        "base64url form (for scripts)",
+    )
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    n: int = args.bytes
+    if not MIN_KEY_BYTES <= n <= MAX_KEY_BYTES:
+        raise UsageError(
+            f"--bytes must be between {MIN_KEY_BYTES} and {MAX_KEY_BYTES} (32 for Encrypt)"
+        )
+    key = _core.random_bytes(n)
+    hex_key = key.hex()
+    b64_key = base64.urlsafe_b64encode(key).decode("ascii").rstrip("=")
+    if args.format == "hex":
+        _out(hex_key)
+    elif args.format == "base64url":
+        _out(b64_key)
+    else:
+        transformer = "Encrypt" if n == 32 else "MessageAuthentication"
+        _out(f"hex:       {hex_key}")
+        _out(f"base64url: {b64_key}")
+        _out(f'python:    fs.{transformer}(bytes.fromhex("{hex_key}"))')
+        _err(
+            "Keep this key secret: load it from the environment or a secrets store, "
+            "never commit it. `ferrosession inspect --key` takes either form."
+        )
+    return EXIT_OK
+
+
+# -- inspect ------------------------------------------------------------------------------
+
+TRANSFORMERS = ("auto", "mac", "encrypt", "ktor-encrypt")
+ENCODINGS = ("uri", "base64", "raw", "dquotes")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
+_B64 = re.compile(r"[A-Za-z0-9_\-+/]+={0,2}")
+_MAC_TAG_LENGTHS = {64: "sha256", 96: "sha384", 128: "sha512"}
+
+
+class _InspectCore(Protocol):
+    """The debugging helpers of ``ferrosession._core`` (``src/bindings/inspect.rs``)."""
+
+    def encrypt_open(
+        self,
+        keys: list[bytes],
+        value: str,
+        name: str = "",
+        now: Optional[int] = None,
+        max_age: Optional[int] = None,
+    ) -> tuple[Optional[str], bool, Optional[str], str]: ...
+
+    def encrypt_envelope(
+        self, value: str
+    ) -> tuple[Optional[tuple[int, bytes, Optional[int], int]], Optional[str], str]: ...
+
+    def encrypt_key_id(self, key: bytes) -> bytes: ...
+
+    def ktor_encrypt_open(
+        self,
+        encryption_key: bytes,
+        sign_key: bytes,
+        value: str,
+        backward_compatible_read: bool = False,
+    ) -> tuple[Optional[str], bool, Optional[str], str]: ...
+
+
+def _inspect_core() -> _InspectCore:
+    if not hasattr(_core, "encrypt_open"):
+        raise UsageError(
+            "this build of ferrosession._core lacks the inspect helpers "
+            "(src/bindings/inspect.rs); rebuild it (make develop)"
+        )
+    return cast(_InspectCore, _core)
+
+
+@dataclass
+class Verdict:
+    """What ``inspect`` found out about one value."""
+
+    transformer: str
+    payload: Optional[str] = None
+    reason: Optional[str] = None  # a stable code when rejected
+    message: str = ""
+    reissue: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.payload is not None
+
+
+def _inspect_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "cookie",
+        metavar="COOKIE",
+        help="the cookie value, NAME=VALUE, or a whole Cookie / Set-Cookie header; "
+        "'-' reads it from standard input",
+    )
+    p.add_argument(
+        "--key",
+        required=True,
+        metavar="KEY",
+        help="the current key, as hex or base64url (force one with a hex: or base64: "
+        "prefix; env:VAR reads it from an environment variable). For ktor-encrypt: the "
+        "AES key",
+    )
+    p.add_argument(
+        "--old-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="a retired key that still opens values (repeatable)",
+    )
+    p.add_argument(
+        "--transformer",
+        choices=TRANSFORMERS,
+        default="auto",
+        help="the session's transformer (default: guessed from the value's shape)",
+    )
+    p.add_argument("--sign-key", metavar="KEY", help="ktor-encrypt: the HMAC-SHA256 key")
+    p.add_argument(
+        "--backward-compatible-read",
+        action="store_true",
+        help="ktor-encrypt: also accept Ktor < 3.0 values (MAC over the plaintext)",
+    )
+    p.add_argument(
+        "--algorithm",
+        choices=("sha256", "sha384", "sha512"),
+        help="mac: the HMAC hash (default: from the tag's length)",
+    )
+    p.add_argument(
+        "--name",
+        metavar="SESSION_NAME",
+        help="the session's registered name (Encrypt binds it into each value); default: "
+        "the cookie's name when COOKIE is NAME=VALUE",
+    )
+    p.add_argument(
+        "--max-age",
+        type=int,
+        metavar="SECONDS",
+        help="the transformer's max_age: check the value's issue time",
+    )
+    p.add_argument(
+        "--encoding",
+        choices=ENCODINGS,
+        default="uri",
+        help="the cookie encoding of the registration (default uri)",
+    )
+    p.add_argument(
+        "--now",
+        type=int,
+        metavar="UNIX_SECONDS",
+        help="check as of this time instead of the clock",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def parse_key(text: str, what: str) -> bytes:
+    """Key bytes from hex, base64url or base64 (``hex:`` / ``base64:`` prefixes force
+    one; ``env:VAR`` reads the text from an environment variable)."""
+    raw = text.strip()
+    if raw.startswith("env:"):
+        var = raw[4:]
+        if var not in os.environ:
+            raise UsageError(f"{what}: the environment variable {var!r} is not set")
+        raw = os.environ[var].strip()
+    try:
+        if raw.startswith("hex:"):
+            return bytes.fromhex(raw[4:])
+        if raw.startswith(("base64:", "b64:")):
+            return _b64(raw.split(":", 1)[1])
+        if _HEX.fullmatch(raw):
+            return bytes.fromhex(raw)
+        if _B64.fullmatch(raw):
+            return _b64(raw)
+    except (ValueError, binascii.Error):
+        pass
+    raise UsageError(
+        f"{what} is neither hex nor base64: give the key that `ferrosession keygen` "
+        f"printed (hex or base64url), or prefix it with hex: or base64:"
+    )
+
+
+def _b64(text: str) -> bytes:
+    text = text.strip().rstrip("=")
+    if "-" in text or "_" in text:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+
+
+def split_cookie(arg: str, name: Optional[str], encoding: str) -> tuple[Optional[str], str]:
+    """``(cookie name or None, raw value)`` from what the user pasted: a bare value,
+    ``NAME=VALUE``, or a whole ``Cookie:`` / ``Set-Cookie:`` header."""
+    text = arg.strip()
+    prefix = re.match(r"(?i)(set-)?cookie:[ \t]*", text)
+    if prefix:
+        text = text[prefix.end() :]
+        if prefix.group(1):  # Set-Cookie: the first pair; the rest are attributes
+            text = text.split(";", 1)[0]
+    pairs: list[tuple[str, str]] = []
+    for part in text.split(";"):
+        part = part.strip(" \t")
+        key, eq, value = part.partition("=")
+        if eq and _TOKEN.fullmatch(key):
+            pairs.append((key, value.strip(" \t")))
+    # A base64 value may end with '=', so only these make it NAME=VALUE there.
+    single = len(pairs) == 1 and bool(pairs[0][1]) and "=".join(pairs[0]) == text
+    is_header = bool(pairs) and (
+        bool(prefix)
+        or ";" in text
+        or (name is not None and text.startswith(name + "="))
+        or (single and encoding != "base64")
+    )
+    if not is_header:
+        return None, text
+    if not pairs:
+        raise UsageError("no NAME=VALUE cookie in COOKIE")
+    if name is None:
+        return pairs[0]
+    for key, value in pairs:
+        if key == name:
+            return key, value
+    if len(pairs) == 1:
+        return pairs[0]  # another name: reported if the value turns out bound to it
+    names = ", ".join(k for k, _ in pairs)
+    raise UsageError(f"no cookie named {name!r} in COOKIE (it has: {names})")
+
+
+def guess_transformer(value: str) -> Optional[str]:
+    """The transformer a value's shape suggests."""
+    if re.fullmatch(r"[0-9a-fA-F]{32}/[0-9a-fA-F]*:[0-9a-fA-F]*", value):
+        return "ktor-encrypt"
+    if re.fullmatch(r"[A-Za-z0-9_-]+", value):
+        return "encrypt"
+    if "/" in value:
+        return "mac"
+    return None
+
+
+def _when(ts: int, now: int) -> str:
+    try:
+        stamp = datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):
+        stamp = f"Unix time {ts}"
+    delta = now - ts
+    ago = f"{delta} s ago" if delta >= 0 else f"{-delta} s in the future"
+    return f"{stamp} ({ago})"
+
+
+def _timing(
+    v: Verdict, issued: int, now: int, max_age: Optional[int], *, checked: bool
+) -> Optional[Verdict]:
+    """Adds the issue time to ``v``; when ``checked``, returns a rejection for a value
+    from the future or too old (the codec's rules: 60 s of skew, never a longer life)."""
+    v.details["issued_at"] = issued
+    v.details["issued"] = _when(issued, now)
+    if not checked or max_age is None:
+        return None
+    if issued > now + CLOCK_SKEW:
+        v.reason = "from_the_future"
+        v.message = (
+            f"issued {issued - now} s in the future, beyond the {CLOCK_SKEW} s of "
+            f"tolerated clock skew (issued {_when(issued, now)})"
+        )
+        return v
+    if now > issued + max_age:
+        v.reason = "expired"
+        v.message = (
+            f"expired: issued {_when(issued, now)}, older than --max-age {max_age} s "
+            f"by {now - issued - max_age} s"
+        )
+        return v
+    return None
+
+
+def _inspect_mac(value: str, keys: list[bytes], args: argparse.Namespace, now: int) -> Verdict:
+    v = Verdict("mac")
+    signed, slash, tag = value.rpartition("/")
+    if not slash:
+        v.reason, v.message = "malformed", "not a signed value (VALUE/HEX_TAG): no '/'"
+        return v
+    algorithm: Optional[str] = args.algorithm or _MAC_TAG_LENGTHS.get(len(tag))
+    if algorithm is None or not re.fullmatch(r"[0-9a-f]+", tag):
+        v.reason = "malformed"
+        v.message = (
+            "the tag after the last '/' is not lowercase hex of an HMAC-SHA256/384/512 "
+            f"({len(tag)} characters)"
+        )
+        return v
+    v.details["algorithm"] = algorithm
+    # The verdict is the codec's own; the steps below only explain it.
+    full = MessageAuthentication(
+        keys[0], old_keys=keys[1:], algorithm=algorithm, max_age=args.max_age
+    )
+    opened = full._core.read(value, "", now)
+    index = next(
+        (
+            i
+            for i, k in enumerate(keys)
+            if MessageAuthentication(k, algorithm=algorithm)._core.read(value, "", now)
+        ),
+        None,
+    )
+    if index is not None:
+        v.details["key"] = "--key" if index == 0 else f"--old-key #{index}"
+    if opened is not None:
+        v.payload, v.reissue = opened
+        if args.max_age is not None:
+            _timing(v, int(signed.rpartition("/")[2]), now, args.max_age, checked=False)
+        elif re.search(r"/\d{1,20}$", signed):
+            v.details["note"] = "the value may end with an issue time: pass --max-age"
+        return v
+    if index is None:
+        v.reason = "wrong_key_or_tampered"
+        v.message = (
+            f"the {algorithm} tag does not verify under --key"
+            + (" or any --old-key" if len(keys) > 1 else "")
+            + ": another key, or the value was changed"
+        )
+        return v
+    _, slash, ts = signed.rpartition("/")
+    if not slash or not re.fullmatch(r"\d{1,20}", ts):
+        v.reason = "no_issue_time"
+        v.message = "--max-age is set but the value carries no issue time (issued without max_age)"
+        return v
+    rejected = _timing(v, int(ts), now, args.max_age, checked=True)
+    if rejected is not None:
+        return rejected
+    v.reason, v.message = "rejected", "rejected by the codec"
+    return v
+
+
+_ENCRYPT_REASONS = {
+    "not_base64": "malformed",
+    "too_short": "malformed",
+    "unknown_version": "malformed",
+    "unknown_key": "wrong_key",
+    "bad_tag": "wrong_key_or_tampered",
+    "not_utf8": "wrong_key_or_tampered",
+    "no_issue_time": "no_issue_time",
+    "expired": "expired",
+    "from_the_future": "from_the_future",
+}
+
+
+def _inspect_encrypt(
+    value: str,
+    keys: list[bytes],
+    args: argparse.Namespace,
+    now: int,
+    name: Optional[str],
+    cookie_name: Optional[str],
+) -> Verdict:
+    core = _inspect_core()
+    if name is None:
+        raise UsageError(
+            "Encrypt binds the session name into each value: pass --name SESSION_NAME, "
+            "or give the cookie as NAME=VALUE"
+        )
+    Encrypt(keys[0], old_keys=keys[1:], max_age=args.max_age)  # validates the keys
+    v = Verdict("encrypt")
+    v.details["name"] = name
+    envelope, code, message = core.encrypt_envelope(value)
+    if envelope is None:
+        v.reason, v.message = "malformed", f"not an Encrypt value: {message}"
+        v.details["code"] = code
+        return v
+    version, key_id, issued, length = envelope
+    v.details.update(version=version, key_id=key_id.hex(), plaintext_bytes=length)
+    ids = [core.encrypt_key_id(k) for k in keys]
+    if key_id in ids:
+        i = ids.index(key_id)
+        v.details["key"] = "--key" if i == 0 else f"--old-key #{i}"
+    if issued is not None:
+        _timing(v, issued, now, args.max_age, checked=False)
+    payload, reissue, code, message = core.encrypt_open(keys, value, name, now, args.max_age)
+    if payload is not None:
+        v.payload, v.reissue = payload, reissue
+        return v
+    assert code is not None
+    v.details["code"] = code
+    v.reason = _ENCRYPT_REASONS.get(code, "rejected")
+    v.message = message
+    if code == "unknown_key":
+        v.message = (
+            f"encrypted under a key that is not configured (key id {key_id.hex()}; --key "
+            f"has {ids[0].hex()}"
+            + "".join(f", --old-key #{i} has {k.hex()}" for i, k in enumerate(ids[1:], 1))
+            + ")"
+        )
+    elif code == "bad_tag":
+        if cookie_name is not None and cookie_name != name:
+            other = core.encrypt_open(keys, value, cookie_name, now, args.max_age)
+            if other[0] is not None:
+                v.reason = "wrong_session_name"
+                v.message = (
+                    f"wrong session name: issued for {cookie_name!r}, not {name!r} "
+                    f"(Encrypt binds the name)"
+                )
+                return v
+        v.message = (
+            f"authentication failed under the key with id {key_id.hex()}: the value was "
+            f"tampered with, or issued for a session name other than {name!r}"
+        )
+    elif code in ("expired", "from_the_future") and issued is not None:
+        timed = _timing(v, issued, now, args.max_age, checked=True)
+        if timed is not None:
+            return timed
+    elif code == "no_issue_time":
+        v.message = "--max-age is set but the value carries no issue time (issued without max_age)"
+    return v
+
+
+_KTOR_REASONS = {
+    "malformed": "malformed",
+    "bad_iv": "malformed",
+    "bad_ciphertext": "malformed",
+    "bad_mac_encoding": "malformed",
+    "bad_mac": "wrong_key_or_tampered",
+    "bad_padding": "wrong_key",
+    "not_utf8": "wrong_key",
+}
+
+
+def _inspect_ktor(value: str, keys: list[bytes], args: argparse.Namespace) -> Verdict:
+    core = _inspect_core()
+    if args.sign_key is None:
+        raise UsageError("ktor-encrypt needs --sign-key (the HMAC-SHA256 key)")
+    if len(keys) > 1:
+        raise UsageError("ktor-encrypt has no key rotation: --old-key does not apply")
+    sign = parse_key(args.sign_key, "--sign-key")
+    compat = bool(args.backward_compatible_read)
+    KtorEncrypt(keys[0], sign, backward_compatible_read=compat)  # validates the keys
+    v = Verdict("ktor-encrypt")
+    v.details["aes_bits"] = 8 * len(keys[0])
+    payload, reissue, code, message = core.ktor_encrypt_open(keys[0], sign, value, compat)
+    if payload is not None:
+        v.payload, v.reissue = payload, reissue
+        v.details["note"] = "Ktor's format does not authenticate its IV"
+        if reissue:
+            v.details["format"] = "Ktor < 3.0 (MAC over the plaintext)"
+        return v
+    assert code is not None
+    v.details["code"] = code
+    v.reason, v.message = _KTOR_REASONS.get(code, "rejected"), message
+    if code == "bad_mac" and not compat:
+        legacy = core.ktor_encrypt_open(keys[0], sign, value, True)
+        if legacy[0] is not None:
+            v.reason = "legacy_format"
+            v.message = (
+                "a Ktor < 3.0 value (its MAC covers the plaintext): pass "
+                "--backward-compatible-read to accept it"
+            )
+    return v
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    arg: str = args.cookie
+    if arg == "-":
+        arg = sys.stdin.read().strip()
+    keys = [parse_key(args.key, "--key")]
+    keys += [parse_key(k, "--old-key") for k in args.old_key]
+    if args.max_age is not None and args.max_age <= 0:
+        raise UsageError("--max-age must be a positive number of seconds")
+    now: int = int(time.time()) if args.now is None else args.now
+    if now < 0:
+        raise UsageError("--now must not be negative")
+    cookie_name, raw = split_cookie(arg, args.name, args.encoding)
+    name: Optional[str] = args.name if args.name is not None else cookie_name
+    decoded = _core.Codec("inspect", header=True, encoding=args.encoding).decode(raw)
+    kind: Optional[str] = args.transformer
+    if decoded is None:
+        v = Verdict(kind or "auto", reason="bad_encoding")
+        v.message = f"not valid {args.encoding} encoding" + (
+            " (a malformed %-escape, or bytes that are not UTF-8)" if args.encoding == "uri" else ""
+        )
+        return _report(v, args)
+    if kind == "auto":
+        kind = "ktor-encrypt" if args.sign_key is not None else guess_transformer(decoded)
+        if kind is None:
+            v = Verdict("auto", reason="malformed")
+            v.message = "not shaped like a MAC, Encrypt or KtorEncrypt value: pass --transformer"
+            return _report(v, args)
+        if kind == "ktor-encrypt" and args.sign_key is None:
+            raise UsageError("this looks like a KtorEncrypt value: pass --sign-key")
+    if kind == "mac":
+        v = _inspect_mac(decoded, keys, args, now)
+    elif kind == "encrypt":
+        v = _inspect_encrypt(decoded, keys, args, now, name, cookie_name)
+    else:
+        v = _inspect_ktor(decoded, keys, args)
+    if args.transformer == "auto":
+        v.details["transformer"] = f"{kind} (guessed; --transformer to choose)"
+    return _report(v, args)
+
+
+def _report(v: Verdict, args: argparse.Namespace) -> int:
+    if args.json:
+        _out(
+            json.dumps(
+                {
+                    "ok": v.ok,
+                    "transformer": v.transformer,
+                    "payload": v.payload,
+                    "reason": v.reason,
+                    "message": v.message,
+                    "reissue": v.reissue,
+                    "details": v.details,
+                },
+                ensure_ascii=False,
+                sort_keys=True,
+            )
+        )
+    elif v.ok:
+        assert v.payload is not None
+        _out(v.payload)
+        facts = [f"{k}: {val}" for k, val in v.details.items()]
+        if v.reissue:
+            facts.append("would be re-issued under the current key / format")
+        _err(f"ok ({v.transformer})" + "".join(f"\n  {f}" for f in facts))
+    else:
+        _err(f"rejected ({v.reason}): {v.message}")
+        for k, val in v.details.items():
+            _err(f"  {k}: {val}")
+    return EXIT_OK if v.ok else EXIT_REJECTED
+
+
+# -- dispatch -----------------------------------------------------------------------------
+
+COMMANDS: dict[str, Command] = {
+    "keygen": Command(
+        "keygen",
+        "print a new random key (hex and base64url)",
+        "Print a new key from the OS CSPRNG, as hex and as base64url, with a line of "
+        "Python that uses it.",
+        _keygen_args,
+        _keygen,
+    ),
+    "inspect": Command(
+        "inspect",
+        "decode a cookie value and say why it is rejected",
+        "Decode a session cookie value for debugging: print its payload (stdout) and what "
+        "was checked (stderr), or say why it is rejected. Exit 0 when it opens, 1 when it "
+        "is rejected, 2 on a usage error. Keys on a command line end up in the shell's "
+        "history: prefer --key env:VAR.",
+        _inspect_args,
+        _inspect,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand in :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog="ferrosession",
+        description="Typed HTTP sessions: key generation and cookie debugging.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_core.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for cmd in COMMANDS.values():
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.description)
+        cmd.configure(p)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Runs the command line; returns the exit status (0 ok, 1 rejected, 2 usage)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    cmd = COMMANDS[args.command]
+    try:
+        return cmd.run(args)
+    except (UsageError, ConfigurationError) as exc:
+        _err(f"ferrosession {cmd.name}: error: {exc}")
+        return EXIT_USAGE
+
+
+def _out(text: str) -> None:
+    print(text, file=sys.stdout)
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
