@@ -620,6 +620,12 @@ def server_side(storage: Any, **options: Any) -> fs.Sessions:
     return sessions
 
 
+def key(sid: Optional[str]) -> str:
+    """What the storage sees for ``sid`` (a hash bound to the session name)."""
+    assert sid is not None
+    return server_side(fs.MemoryStorage()).storage_key(Login, sid)
+
+
 def login_as(user: str) -> Handler:
     def handler(s: fs.CurrentSessions) -> Optional[str]:
         s.set(Login(user=user))
@@ -634,7 +640,7 @@ def test_server_side_set_and_read() -> None:
     sid = response.cookie_value("SID")
     assert sid and re.fullmatch(r"[0-9a-f]{64}", sid)
     assert response.body == repr(sid).encode()
-    assert storage.read(sid) == '{"user":"ann","visits":0}'
+    assert storage.read(key(sid)) == '{"user":"ann","visits":0}'
     storage.reads = 0
     again = call(make_app(server_side(storage), read(Login)), headers=[("cookie", f"SID={sid}")])
     assert again.body == repr(Login(user="ann")).encode()
@@ -695,7 +701,7 @@ def test_unknown_id_is_absent_and_never_adopted() -> None:
     )
     new = fixed.cookie_value("SID")
     assert new and new != chosen
-    assert storage.read(chosen) is None
+    assert storage.read(key(chosen)) is None
 
 
 def test_regenerate_moves_the_session_to_a_new_id() -> None:
@@ -711,8 +717,8 @@ def test_regenerate_moves_the_session_to_a_new_id() -> None:
     new = response.cookie_value("SID")
     assert response.body == repr((old, new)).encode()
     assert new != old
-    assert storage.read(new) == '{"user":"ann","visits":0}'
-    assert storage.read(old) is None  # type: ignore[arg-type]
+    assert storage.read(key(new)) == '{"user":"ann","visits":0}'
+    assert storage.read(key(old)) is None
     replay = call(make_app(server_side(storage), read(Login)), headers=[("cookie", f"SID={old}")])
     assert replay.body == b"None"
 
@@ -725,7 +731,7 @@ def test_clear_deletes_the_entry_and_set_after_clear_mints_a_new_id() -> None:
         make_app(server_side(storage), lambda s: s.clear(Login)), headers=[("cookie", f"SID={old}")]
     )
     assert cleared.set_cookies[0].startswith("SID=; Max-Age=0")
-    assert storage.read(old) is None
+    assert storage.read(key(old)) is None
     sid2 = call(make_app(server_side(storage), login_as("bob"))).cookie_value("SID")
 
     def clear_then_set(s: fs.CurrentSessions) -> None:
@@ -737,7 +743,7 @@ def test_clear_deletes_the_entry_and_set_after_clear_mints_a_new_id() -> None:
     )
     sid3 = again.cookie_value("SID")
     assert sid3 and sid3 != sid2
-    assert storage.read(sid2) is None  # type: ignore[arg-type]
+    assert storage.read(key(sid2)) is None
 
 
 def test_invalidate_logs_another_device_out() -> None:
@@ -749,8 +755,8 @@ def test_invalidate_logs_another_device_out() -> None:
         make_app(server_side(storage), lambda s: s.invalidate(Login, phone)),
         headers=[("cookie", f"SID={laptop}")],
     )
-    assert storage.read(phone) is None
-    assert storage.read(laptop) is not None
+    assert storage.read(key(phone)) is None
+    assert storage.read(key(laptop)) is not None
 
 
 def test_session_id_none_without_session_and_custom_identity() -> None:
@@ -798,7 +804,7 @@ class AsyncStorage:
 def test_async_storage_under_asgi() -> None:
     storage = AsyncStorage()
     sid = call(make_app(server_side(storage), login_as("ann"))).cookie_value("SID")
-    assert sid and storage.data[sid] == '{"user":"ann","visits":0}'
+    assert sid and storage.data[key(sid)] == '{"user":"ann","visits":0}'
     assert storage.reads == 0
     got = call(make_app(server_side(storage), read(Login)), headers=[("cookie", f"SID={sid}")])
     assert got.body == repr(Login(user="ann")).encode()
@@ -808,7 +814,7 @@ def test_async_storage_under_asgi() -> None:
     call(
         make_app(server_side(storage), lambda s: s.clear(Login)), headers=[("cookie", f"SID={sid}")]
     )
-    assert sid not in storage.data
+    assert key(sid) not in storage.data
 
 
 def test_server_side_rotated_id_cookie_is_reissued() -> None:
@@ -837,3 +843,26 @@ def test_many_requests_share_nothing() -> None:
     responses: list[Response] = [call(make_app(sessions, set_cart([str(i)]))) for i in range(3)]
     values = {r.cookie_value("CART") for r in responses}
     assert len(values) == 3
+
+
+def test_storage_sees_hashed_ids_bound_to_the_session_name() -> None:
+    storage = CountingStorage()
+    sid = call(make_app(server_side(storage), login_as("ann"))).cookie_value("SID")
+    assert sid is not None
+    assert storage.read(sid) is None  # the raw id is not a key
+    assert len(key(sid)) == 43 and re.fullmatch(r"[A-Za-z0-9_-]{43}", key(sid))
+    assert storage.read(key(sid)) == '{"user":"ann","visits":0}'
+    # a second registration sharing the storage does not accept the first one's id
+    sessions = fs.Sessions()
+
+    @dataclass(frozen=True)
+    class Admin:
+        user: str
+
+    sessions.cookie(Admin, "ADMIN", storage=storage)
+    response = call(make_app(sessions, read(Admin)), headers=[("cookie", f"ADMIN={sid}")])
+    assert response.body == b"None"
+    # hash_ids=False gives the storage the id itself
+    raw = CountingStorage()
+    rid = call(make_app(server_side(raw, hash_ids=False), login_as("bo"))).cookie_value("SID")
+    assert rid and raw.read(rid) == '{"user":"bo","visits":0}'

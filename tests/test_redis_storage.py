@@ -287,35 +287,40 @@ def wsgi_request(storage: Any) -> Request:
 HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
+def key(sid: str) -> str:
+    """The Redis key suffix for a session id: its hash bound to the session name."""
+    return make_sessions(fs.MemoryStorage()).storage_key(Login, sid)
+
+
 def run_scenarios(request: Request, raw: Any, prefix: str = "ferrosession:") -> list[str]:
     """set → cookie with an id; read back; update; regenerate; clear; unknown id not
-    adopted. Returns the ids it minted."""
+    adopted. Returns the ids it minted. Redis holds each id's hash (see ``key``)."""
     login = request("/login", user="ann")
     sid = login.cookie
     assert login.status == 200 and sid is not None and HEX64.fullmatch(sid)
     assert login.body == sid
-    assert raw.get(prefix + sid) == '{"user":"ann","visits":0}'
-    assert MAX_AGE - 5 <= raw.ttl(prefix + sid) <= MAX_AGE
+    assert raw.get(prefix + key(sid)) == '{"user":"ann","visits":0}'
+    assert MAX_AGE - 5 <= raw.ttl(prefix + key(sid)) <= MAX_AGE
 
     again = request("/whoami", cookie=sid)
     assert (again.body, again.set_cookies) == ("ann:0", [])
 
     visit = request("/visit", cookie=sid)
     assert visit.cookie == sid
-    assert raw.get(prefix + sid) == '{"user":"ann","visits":1}'
+    assert raw.get(prefix + key(sid)) == '{"user":"ann","visits":1}'
 
     regen = request("/regenerate", cookie=sid)
     new = regen.cookie
     assert new is not None and HEX64.fullmatch(new) and new != sid and regen.body == new
-    assert raw.exists(prefix + sid) == 0
-    assert raw.get(prefix + new) == '{"user":"ann","visits":1}'
+    assert raw.exists(prefix + key(sid)) == 0
+    assert raw.get(prefix + key(new)) == '{"user":"ann","visits":1}'
     replay = request("/whoami", cookie=sid)
     assert (replay.body, replay.cookie) == ("anonymous", "")  # expired, not adopted
     assert request("/whoami", cookie=new).body == "ann:1"
 
     out = request("/logout", cookie=new)
     assert (out.body, out.cookie) == ("bye", "")
-    assert raw.exists(prefix + new) == 0
+    assert raw.exists(prefix + key(new)) == 0
     assert request("/whoami", cookie=new).body == "anonymous"
 
     chosen = "f" * 64
@@ -324,8 +329,8 @@ def run_scenarios(request: Request, raw: Any, prefix: str = "ferrosession:") -> 
     minted = request("/login", cookie=chosen, user="eve")
     assert minted.cookie is not None and HEX64.fullmatch(minted.cookie)
     assert minted.cookie != chosen
-    assert raw.exists(prefix + chosen) == 0
-    assert raw.get(prefix + minted.cookie) == '{"user":"eve","visits":0}'
+    assert raw.exists(prefix + key(chosen)) == 0
+    assert raw.get(prefix + key(minted.cookie)) == '{"user":"eve","visits":0}'
     return [sid, new, minted.cookie]
 
 
@@ -829,7 +834,7 @@ def test_redis_stopped_and_restarted_under_asgi(tmp_path: Path, loop: Loop) -> N
             assert direct("/logout", cookie=other).cookie == ""
             with redis.Redis(port=node.port, decode_responses=True) as check:
                 assert sorted(check.keys("*")) == sorted(
-                    f"ferrosession:{i}" for i in (sid, fresh.cookie)
+                    f"ferrosession:{key(i)}" for i in (sid, fresh.cookie)
                 )
     finally:
         node.stop()

@@ -31,6 +31,7 @@ class Provider:
         "clear_line",
         "codec",
         "cookie_max_age",
+        "hash_ids",
         "header",
         "header_key",
         "identity",
@@ -59,8 +60,10 @@ class Provider:
         max_age: Optional[int],
         identity: Callable[[], str],
         send_only_if_modified: bool,
+        hash_ids: bool = True,
     ) -> None:
         self.type = tp
+        self.hash_ids = hash_ids
         self.name = name
         self.header = header
         self.codec = codec
@@ -83,6 +86,11 @@ class Provider:
         self.response_name = name if header else "Set-Cookie"
         self.response_key = self.header_key if header else b"set-cookie"
         self.wsgi_key = "HTTP_" + name.upper().replace("-", "_")
+
+    def key(self, session_id: str) -> str:
+        """What the storage sees for ``session_id``: its hash bound to this name, or the
+        id itself with ``hash_ids=False``."""
+        return self.codec.storage_key(session_id) if self.hash_ids else session_id
 
 
 def _check_name(name: object, what: str) -> str:
@@ -174,6 +182,7 @@ class Sessions:
         encoding: str = "uri",
         identity: Optional[Callable[[], str]] = None,
         send_only_if_modified: bool = False,
+        hash_ids: bool = True,
     ) -> None:
         """Registers a session that travels in a cookie.
 
@@ -198,6 +207,9 @@ class Sessions:
             identity: server-side only: returns a new session id.
             send_only_if_modified: skip sending and storing a ``set()`` value equal to
                 the incoming one.
+            hash_ids: server-side only: the storage sees a hash of each id bound to this
+                session's name (see :meth:`storage_key`), never the id itself; ``False``
+                gives it the raw id.
         """
         _check_name(name, "cookie")
         if not isinstance(path, str) or not path.startswith("/"):
@@ -229,6 +241,7 @@ class Sessions:
             encoding=encoding,
             identity=identity,
             send_only_if_modified=send_only_if_modified,
+            hash_ids=hash_ids,
             cookie_options={
                 "path": path,
                 "domain": domain,
@@ -251,6 +264,7 @@ class Sessions:
         encoding: str = "raw",
         identity: Optional[Callable[[], str]] = None,
         send_only_if_modified: bool = False,
+        hash_ids: bool = True,
     ) -> None:
         """Registers a session that travels in a request / response header of the same
         name (for API clients; browser sessions belong in cookies).
@@ -265,6 +279,8 @@ class Sessions:
             encoding: ``"raw"`` (default), ``"uri"``, ``"base64"`` or ``"dquotes"``.
             identity: server-side only: returns a new session id.
             send_only_if_modified: skip sending and storing an unchanged value.
+            hash_ids: server-side only: the storage sees a hash of each id (see
+                :meth:`storage_key`); ``False`` gives it the raw id.
         """
         _check_name(name, "header")
         if name.lower() in ("cookie", "set-cookie", "content-length", "content-type", "host"):
@@ -280,6 +296,7 @@ class Sessions:
             encoding=encoding,
             identity=identity,
             send_only_if_modified=send_only_if_modified,
+            hash_ids=hash_ids,
             cookie_options={},
         )
 
@@ -296,6 +313,7 @@ class Sessions:
         encoding: str,
         identity: Optional[Callable[[], str]],
         send_only_if_modified: bool,
+        hash_ids: bool,
         cookie_options: dict[str, Any],
     ) -> None:
         if self._frozen:
@@ -363,6 +381,7 @@ class Sessions:
             max_age=age,
             identity=identity or _core.new_session_id,
             send_only_if_modified=bool(send_only_if_modified),
+            hash_ids=bool(hash_ids),
         )
         self._by_name[name] = provider
         self._by_type[tp] = provider
@@ -381,6 +400,14 @@ class Sessions:
                 f"no session is registered for {getattr(key, '__name__', key)!r}: register it "
                 f"with Sessions.cookie() or Sessions.header()"
             ) from None
+
+    def storage_key(self, key: Union[type, str], session_id: str) -> str:
+        """The key under which a server-side session's storage keeps ``session_id``:
+        unpadded base64url of ``SHA-256(name + "\\0" + id)`` (43 characters), or the id
+        itself when the session was registered with ``hash_ids=False``. Use it to find a
+        session in the store by the id its cookie carries.
+        """
+        return self.lookup(key).key(session_id)
 
     def lookup_value(self, value: object) -> Provider:
         """The registration for a value's type (or a registered base class)."""
