@@ -388,3 +388,33 @@ def test_inspect_ktor_encrypt_as_a_subprocess() -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout == v["plaintext"] + "\n"
     assert "aes_bits: 192" in r.stderr
+
+
+def test_gc_removes_expired_sessions(tmp_path: Path) -> None:
+    import ferrosession as fs
+
+    folder = tmp_path / "sessions"
+    storage = fs.DirectoryStorage(folder)
+    storage.write("live", "kept", 3600)
+    storage.write("old", "gone", 3600)
+    # An entry expires at its file's mtime: move the "old" one's into the past.
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    (old,) = [p for p in files if p.read_text().endswith("\ngone")]
+    os.utime(old, (1, 1))
+    done = subprocess.run(
+        [sys.executable, "-m", "ferrosession.cli", "gc", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"removed 1 expired session from {folder}"
+    assert not old.exists()
+    assert fs.DirectoryStorage(folder).read("live") == "kept"
+
+
+def test_gc_refuses_a_missing_folder(tmp_path: Path) -> None:
+    from ferrosession.cli import main
+
+    assert main(["gc", str(tmp_path / "nope")]) == 2
+    assert not (tmp_path / "nope").exists()

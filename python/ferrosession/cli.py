@@ -23,6 +23,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable, Optional, Protocol, Sequence, cast
 
 from ferrosession import _core
@@ -600,6 +601,44 @@ def _report(v: Verdict, args: argparse.Namespace) -> int:
     return EXIT_OK if v.ok else EXIT_REJECTED
 
 
+# -- gc -----------------------------------------------------------------------------------
+
+
+def _gc_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", metavar="PATH", help="the folder of a DirectoryStorage")
+
+
+def _gc(args: argparse.Namespace) -> int:
+    from ferrosession.errors import StorageError
+    from ferrosession.storage.directory import DirectoryStorage
+
+    path = Path(args.path)
+    if not path.is_dir():  # never create a folder by mistake
+        raise UsageError(f"{path} is not a folder")
+    try:
+        removed = DirectoryStorage(path, cached=False).gc()
+    except StorageError as exc:
+        _err(f"ferrosession gc: {exc}")
+        return EXIT_REJECTED
+    _out(f"removed {removed} expired session{'s' if removed != 1 else ''} from {path}")
+    return EXIT_OK
+
+
+# -- demo ---------------------------------------------------------------------------------
+
+
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (8000)")
+    p.add_argument("--dir", default=".sessions", help="where sessions live (./.sessions)")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ferrosession.demo.__main__ import main as demo_main
+
+    return demo_main(["--host", args.host, "--port", str(args.port), "--dir", args.dir])
+
+
 # -- dispatch -----------------------------------------------------------------------------
 
 COMMANDS: dict[str, Command] = {
@@ -620,6 +659,21 @@ COMMANDS: dict[str, Command] = {
         "history: prefer --key env:VAR.",
         _inspect_args,
         _inspect,
+    ),
+    "gc": Command(
+        "gc",
+        "delete expired sessions from a DirectoryStorage folder",
+        "Delete the expired session files (and stale temporary files) of a DirectoryStorage "
+        "folder; safe while the app runs. Prints how many sessions it removed.",
+        _gc_args,
+        _gc,
+    ),
+    "demo": Command(
+        "demo",
+        "serve the demo shop",
+        "Serve the demo shop (needs the demo extra: pip install 'ferrosession[demo]').",
+        _demo_args,
+        _demo,
     ),
 }
 
