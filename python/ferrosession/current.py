@@ -131,7 +131,7 @@ class CurrentSessions:
                 f"session {p.name!r} has an async storage: it works only under the ASGI middleware"
             )
         try:
-            text = p.storage.read(decoded)
+            text = p.storage.read(p.key(decoded))
         except StorageError:
             raise
         except Exception as exc:
@@ -147,7 +147,7 @@ class CurrentSessions:
         storage = p.storage
         try:
             reader = getattr(storage, "aread", None) or storage.read
-            text = await reader(decoded)
+            text = await reader(p.key(decoded))
         except StorageError:
             raise
         except Exception as exc:
@@ -313,7 +313,7 @@ class CurrentSessions:
         ops: list[tuple[Provider, str, Any]] = []
         for p, st in self._states.items():
             for sid in st.delete_ids:
-                ops.append((p, "invalidate", (sid,)))
+                ops.append((p, "invalidate", (p.key(sid),)))
             if st.action == _SET:
                 if (
                     p.send_only_if_modified
@@ -324,7 +324,8 @@ class CurrentSessions:
                 ):
                     continue
                 if p.storage is not None:
-                    ops.append((p, "write", (st.sid, st.new_payload, p.storage_ttl)))
+                    assert st.sid is not None
+                    ops.append((p, "write", (p.key(st.sid), st.new_payload, p.storage_ttl)))
                 assert st.out is not None
                 headers.append((p, st.out))
             elif st.action == _CLEAR or st.unknown:

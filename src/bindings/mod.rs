@@ -245,6 +245,11 @@ impl Codec {
             .render(transformed, max_age, now.unwrap_or_else(unix_now))?)
     }
 
+    /// The key a storage sees for this session's `id` (see `codec::ids::storage_key`).
+    fn storage_key(&self, id: &str) -> String {
+        ids::storage_key(self.inner.name(), id)
+    }
+
     /// The clearing `Set-Cookie` value, `None` for a header session.
     #[getter]
     fn clear_line(&self) -> Option<&str> {
