@@ -866,3 +866,93 @@ def test_storage_sees_hashed_ids_bound_to_the_session_name() -> None:
     raw = CountingStorage()
     rid = call(make_app(server_side(raw, hash_ids=False), login_as("bo"))).cookie_value("SID")
     assert rid and raw.read(rid) == '{"user":"bo","visits":0}'
+
+
+# -- cache safety, secure="auto", cookie prefixes -------------------------------------
+
+
+def test_vary_cookie_when_a_session_was_read_and_not_otherwise() -> None:
+    cookie = cookie_for(signed_cart_sessions, Cart(items=["x"]), "CART")
+    got = call(make_app(signed_cart_sessions(), read(Cart)), headers=[("cookie", f"CART={cookie}")])
+    assert got.headers("vary") == ["Cookie"]
+    assert got.headers("cache-control") == []  # nothing set: the response may be cached
+    untouched = call(
+        make_app(signed_cart_sessions(), lambda s: None), headers=[("cookie", f"CART={cookie}")]
+    )
+    assert untouched.headers("vary") == [] and untouched.set_cookies == []
+    # a read with no cookie still makes the response depend on the Cookie header
+    assert call(make_app(signed_cart_sessions(), read(Cart))).headers("vary") == ["Cookie"]
+    # set without reading (a client-side value replaces the old one unseen): no Vary
+    assert call(make_app(signed_cart_sessions(), set_cart(["y"]))).headers("vary") == []
+
+
+def test_vary_names_the_header_of_a_header_session() -> None:
+    sessions = fs.Sessions()
+    sessions.header(Login, "X-Session")
+    sessions.cookie(Cart, "CART")
+    got = call(make_app(sessions, lambda s: (s.get(Login), s.get(Cart))))
+    assert got.headers("vary") == ["X-Session, Cookie"]
+
+
+def test_cache_control_no_store_with_a_session_cookie_unless_the_app_set_one() -> None:
+    response = call(make_app(signed_cart_sessions(), set_cart(["x"])))
+    assert response.headers("cache-control") == ["no-store"]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        fs.get_sessions(scope).set(Cart(items=["x"]))
+        headers = [(b"cache-control", b"private, max-age=60")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    own = call(fs.SessionMiddleware(app, signed_cart_sessions()))
+    assert own.headers("cache-control") == ["private, max-age=60"]
+    assert len(own.set_cookies) == 1
+    # a clearing cookie counts too
+    cookie = cookie_for(signed_cart_sessions, Cart(items=["x"]), "CART")
+    cleared = call(
+        make_app(signed_cart_sessions(), lambda s: s.clear(Cart)),
+        headers=[("cookie", f"CART={cookie}")],
+    )
+    assert cleared.headers("cache-control") == ["no-store"]
+
+
+def test_secure_auto_follows_the_request_scheme() -> None:
+    def factory() -> fs.Sessions:
+        return signed_cart_sessions(secure="auto")
+
+    https = call(make_app(factory(), set_cart(["x"])), scheme="https")
+    http = call(make_app(factory(), set_cart(["x"])), scheme="http")
+    assert "; Secure;" in https.set_cookies[0]
+    assert "Secure" not in http.set_cookies[0]
+    cookie = cookie_for(factory, Cart(items=["x"]), "CART")
+    cleared = call(
+        make_app(factory(), lambda s: s.clear(Cart)),
+        headers=[("cookie", f"CART={cookie}")],
+        scheme="https",
+    )
+    assert "; Secure;" in cleared.set_cookies[0]
+    with pytest.raises(fs.ConfigurationError, match='"auto"'):
+        signed_cart_sessions(secure="sometimes")
+    signed_cart_sessions(secure="auto", same_site="None")  # auto satisfies SameSite=None
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "ok"),
+    [
+        ("__Host-S", {"secure": True}, True),
+        ("__host-S", {"secure": True}, True),
+        ("__Host-S", {}, False),
+        ("__Host-S", {"secure": "auto"}, False),
+        ("__Host-S", {"secure": True, "path": "/shop"}, False),
+        ("__Host-S", {"secure": True, "domain": "example.com"}, False),
+        ("__Secure-S", {"secure": True, "path": "/shop", "domain": "example.com"}, True),
+        ("__SECURE-S", {}, False),
+        ("__Secure-S", {"secure": "auto"}, False),
+    ],
+)
+def test_cookie_prefix_rules(name: str, options: dict[str, Any], ok: bool) -> None:
+    if ok:
+        fs.Sessions().cookie(Cart, name, **options)
+    else:
+        with pytest.raises(fs.ConfigurationError, match="needs secure=True"):
+            fs.Sessions().cookie(Cart, name, **options)

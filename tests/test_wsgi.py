@@ -738,7 +738,15 @@ def test_bare_wsgi_called_directly() -> None:
     assert list(wrapped(environ, start_response)) == [b"ok"]
     assert seen == [Counter(8)]
     assert started == [
-        ("200 OK", [("Content-Type", "text/plain"), ("Set-Cookie", clear_line("COUNTER"))])
+        (
+            "200 OK",
+            [
+                ("Content-Type", "text/plain"),
+                ("Set-Cookie", clear_line("COUNTER")),
+                ("Vary", "Cookie"),
+                ("Cache-Control", "no-store"),
+            ],
+        )
     ]
 
 
@@ -935,3 +943,28 @@ def test_second_start_response_with_exc_info_keeps_the_session_headers() -> None
         (cookie,) = [v for k, v in headers if k == "Set-Cookie"]
         assert re.match(r"SESSION_ID=[0-9a-f]{64}; ", cookie)
     assert len(storage) == 1
+
+
+def test_wsgi_secure_auto_vary_and_cache_control() -> None:
+    sessions = fs.Sessions()
+    sessions.cookie(Login, "S", transformers=[fs.MessageAuthentication(KEY)], secure="auto")
+    seen: list[list[tuple[str, str]]] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        s = fs.get_sessions(environ)
+        s.get(Login)
+        s.set(Login("ann"))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        seen.append(list(headers))
+        return lambda data: None
+
+    wrapped = fs.WSGISessionMiddleware(app, sessions)
+    for scheme in ("https", "http"):
+        environ = EnvironBuilder(path="/", base_url=f"{scheme}://localhost/").get_environ()
+        list(wrapped(environ, start_response))
+    https, http = (dict(h) for h in seen)
+    assert "; Secure;" in https["Set-Cookie"] and "Secure" not in http["Set-Cookie"]
+    assert https["Vary"] == "Cookie" and https["Cache-Control"] == "no-store"

@@ -20,10 +20,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 class _ASGISessions(CurrentSessions):
     __slots__ = ("_headers", "_values")
 
-    def __init__(self, config: Sessions, headers: Any) -> None:
+    def __init__(self, config: Sessions, headers: Any, https: bool) -> None:
         # Every request makes one of these: the fields are set here directly rather
         # than through super().__init__ (a measurable share of an untouched request).
         self._config = config
+        self._https = https
         self._states = {}
         self._started = False
         self._dirty = False
@@ -81,7 +82,11 @@ class SessionMiddleware:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        current = _ASGISessions(self.sessions, scope["headers"])
+        current = _ASGISessions(
+            self.sessions,
+            scope["headers"],
+            self.sessions._secure_auto and scope.get("scheme") in ("https", "wss"),
+        )
         scope[SCOPE_KEY] = current
         if self._preload:
             await current._preload()
@@ -91,16 +96,19 @@ class SessionMiddleware:
             if mtype == "http.response.start" or mtype == "websocket.accept":
                 current._started = True
                 if current._dirty:
-                    extra, ops = current._plan()
+                    extra, ops, cookie_sent = current._plan()
                     if ops:
                         await current._run_async(ops)
                     if extra:
-                        added = [(p.response_key, v.encode("latin-1")) for p, v in extra]
                         headers = message.get("headers")
-                        if isinstance(headers, list):
-                            headers.extend(added)
-                        else:
-                            message["headers"] = [*(headers or ()), *added]
+                        if not isinstance(headers, list):
+                            headers = message["headers"] = list(headers or ())
+                        if cookie_sent and not any(
+                            k.lower() == b"cache-control" for k, _ in headers
+                        ):
+                            # a response that sets a session cookie must not be cached
+                            headers.append((b"cache-control", b"no-store"))
+                        headers.extend([(k, v.encode("latin-1")) for _, k, v in extra])
             await send(message)
 
         await self.app(scope, receive, send_with_sessions)

@@ -6,7 +6,7 @@ import dataclasses
 import inspect
 import re
 from datetime import timedelta
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Literal, Optional, Sequence, Union
 
 from ferrosession import _core
 from ferrosession._keys import seconds
@@ -29,7 +29,9 @@ class Provider:
         "async_storage",
         "chain",
         "clear_line",
+        "clear_line_secure",
         "codec",
+        "codec_secure",
         "cookie_max_age",
         "hash_ids",
         "header",
@@ -39,6 +41,7 @@ class Provider:
         "response_key",
         "response_name",
         "rust_chain",
+        "secure_auto",
         "send_only_if_modified",
         "serializer",
         "storage",
@@ -61,9 +64,14 @@ class Provider:
         identity: Callable[[], str],
         send_only_if_modified: bool,
         hash_ids: bool = True,
+        codec_secure: Optional[_core.Codec] = None,
     ) -> None:
         self.type = tp
         self.hash_ids = hash_ids
+        # secure="auto": a second codec whose cookies carry Secure, for https requests
+        self.secure_auto = codec_secure is not None
+        self.codec_secure = codec_secure if codec_secure is not None else codec
+        self.clear_line_secure: Optional[str] = self.codec_secure.clear_line
         self.name = name
         self.header = header
         self.codec = codec
@@ -100,6 +108,22 @@ def _check_name(name: object, what: str) -> str:
             f"(no spaces, ';', ',', '=' or quotes)"
         )
     return name
+
+
+def _check_prefix(name: str, secure: object, path: str, domain: Optional[str]) -> None:
+    """The cookie name prefixes of RFC 6265bis (matched case-insensitively, as browsers
+    do): ``__Secure-`` needs Secure; ``__Host-`` also needs ``path="/"`` and no domain."""
+    lower = name.lower()
+    if lower.startswith("__host-"):
+        if secure is not True or path != "/" or domain is not None:
+            raise ConfigurationError(
+                f"a {name[:7]} cookie needs secure=True, path='/' and no domain "
+                f"(browsers reject it otherwise)"
+            )
+    elif lower.startswith("__secure-") and secure is not True:
+        raise ConfigurationError(
+            f"a {name[:9]} cookie needs secure=True (browsers reject it otherwise)"
+        )
 
 
 def _check_transformers(transformers: Sequence[Any]) -> tuple[Any, ...]:
@@ -153,10 +177,12 @@ class Sessions:
         self._providers: tuple[Provider, ...] = ()
         self._header_keys: frozenset[bytes] = frozenset()
         self._frozen = False
+        self._secure_auto = False
 
     def _freeze(self) -> None:
         """Called by the middleware: the registry no longer changes."""
         self._frozen = True
+        self._secure_auto = any(p.secure_auto for p in self._providers)
         self._header_keys = frozenset(p.header_key for p in self._providers if p.header)
 
     @property
@@ -175,7 +201,7 @@ class Sessions:
         max_age: Union[int, timedelta, None] = DEFAULT_MAX_AGE,
         path: str = "/",
         domain: Optional[str] = None,
-        secure: bool = False,
+        secure: Union[bool, Literal["auto"]] = False,
         http_only: bool = True,
         same_site: Optional[str] = "Lax",
         partitioned: bool = False,
@@ -198,7 +224,8 @@ class Sessions:
                 the server-side entry's lifetime (604800 s when ``None``).
             path: the cookie's Path.
             domain: the cookie's Domain.
-            secure: add ``Secure``.
+            secure: add ``Secure``; ``"auto"`` adds it when the request arrived over
+                https (as the server reports the scheme).
             http_only: add ``HttpOnly``.
             same_site: ``"Strict"``, ``"Lax"``, ``"None"`` (needs ``secure=True``) or
                 ``None`` to omit the attribute.
@@ -216,6 +243,13 @@ class Sessions:
             raise ConfigurationError(f"path must be a str starting with '/', not {path!r}")
         if domain is not None and (not isinstance(domain, str) or not domain):
             raise ConfigurationError("domain must be a non-empty str or None")
+        if secure == "auto":
+            auto = True
+        elif isinstance(secure, bool):
+            auto = False
+        else:
+            raise ConfigurationError(f'secure must be True, False or "auto", not {secure!r}')
+        _check_prefix(name, secure, path, domain)
         site: Optional[str] = None
         if same_site is not None:
             if not isinstance(same_site, str) or same_site.lower() not in _SAME_SITE:
@@ -225,8 +259,8 @@ class Sessions:
             site = _SAME_SITE[same_site.lower()]
             if site == "None" and not secure:
                 raise ConfigurationError(
-                    'same_site="None" needs secure=True: browsers drop SameSite=None '
-                    "cookies that are not Secure"
+                    'same_site="None" needs secure=True (or "auto"): browsers drop '
+                    "SameSite=None cookies that are not Secure"
                 )
         if partitioned and not secure:
             raise ConfigurationError("partitioned=True needs secure=True")
@@ -245,7 +279,8 @@ class Sessions:
             cookie_options={
                 "path": path,
                 "domain": domain,
-                "secure": bool(secure),
+                "secure": secure is True,
+                "secure_auto": auto,
                 "http_only": bool(http_only),
                 "same_site": site,
                 "partitioned": bool(partitioned),
@@ -363,13 +398,15 @@ class Sessions:
                 "serializer needs serialize(value) -> str and deserialize(text) -> value"
             )
         rust = [t._core for t in chain if isinstance(t, BuiltinTransformer)]
-        codec = _core.Codec(
-            name,
-            header=header,
-            encoding=encoding,
-            chain=rust if len(rust) == len(chain) else [],
-            **cookie_options,
-        )
+        rust = rust if len(rust) == len(chain) else []
+        auto = cookie_options.pop("secure_auto", False)
+        codec = _core.Codec(name, header=header, encoding=encoding, chain=rust, **cookie_options)
+        codec_secure = None
+        if auto:
+            cookie_options["secure"] = True
+            codec_secure = _core.Codec(
+                name, header=header, encoding=encoding, chain=rust, **cookie_options
+            )
         provider = Provider(
             tp=tp,
             name=name,
@@ -382,6 +419,7 @@ class Sessions:
             identity=identity or _core.new_session_id,
             send_only_if_modified=bool(send_only_if_modified),
             hash_ids=bool(hash_ids),
+            codec_secure=codec_secure,
         )
         self._by_name[name] = provider
         self._by_type[tp] = provider

@@ -61,10 +61,11 @@ def _storage_error(provider: Provider, op: str, exc: BaseException) -> StorageEr
 class CurrentSessions:
     """The sessions of one request. Get it with :func:`get_sessions`."""
 
-    __slots__ = ("_config", "_cookie", "_dirty", "_scanned", "_started", "_states")
+    __slots__ = ("_config", "_cookie", "_dirty", "_https", "_scanned", "_started", "_states")
 
-    def __init__(self, config: Sessions) -> None:
+    def __init__(self, config: Sessions, https: bool = False) -> None:
         self._config = config
+        self._https = https  # the request came over https (for secure="auto")
         self._states: dict[Provider, _State] = {}
         self._started = False
         self._dirty = False  # something to send or store when the response starts
@@ -121,6 +122,7 @@ class CurrentSessions:
 
     def _load_sync(self, st: _State) -> None:
         st.loaded = True
+        self._dirty = True  # read: the response varies with it
         p = st.provider
         decoded = self._decode(st)
         if decoded is None or p.storage is None:
@@ -140,6 +142,7 @@ class CurrentSessions:
 
     async def _load_async(self, st: _State) -> None:
         st.loaded = True
+        self._dirty = True
         p = st.provider
         decoded = self._decode(st)
         if decoded is None:
@@ -229,11 +232,11 @@ class CurrentSessions:
                 f"the serializer of {p.name!r} returned {type(payload).__name__}, not str"
             )
         if p.storage is None:
-            out = _write(p, payload)
+            out = self._write(p, payload)
         else:
             if st.sid is None:
                 st.sid = _mint(p)
-            out = _write(p, st.sid)
+            out = self._write(p, st.sid)
         st.action = _SET
         st.new = value
         st.new_payload = payload
@@ -306,12 +309,23 @@ class CurrentSessions:
             f"it is too late to {what} a session: the response has already started"
         )
 
+    def _write(self, p: Provider, payload: str) -> str:
+        return _write(p, payload, self._https and p.secure_auto)
+
     # -- commit -----------------------------------------------------------------------
-    def _plan(self) -> tuple[list[tuple[Provider, str]], list[tuple[Provider, str, Any]]]:
-        """The headers to send and the storage operations to run first."""
-        headers: list[tuple[Provider, str]] = []
+    def _plan(self) -> tuple[list[tuple[str, bytes, str]], list[tuple[Provider, str, Any]], bool]:
+        """What the response gets: the headers to add as (name, ASGI name, value), the
+        storage operations to run first, and whether a session cookie goes out (then the
+        response must not be cached: the middleware adds ``Cache-Control: no-store``
+        unless the app set its own)."""
+        headers: list[tuple[str, bytes, str]] = []
         ops: list[tuple[Provider, str, Any]] = []
+        vary: list[str] = []
         for p, st in self._states.items():
+            if st.loaded:  # the session was read: the response depends on it
+                v = p.name if p.header else "Cookie"
+                if v not in vary:
+                    vary.append(v)
             for sid in st.delete_ids:
                 ops.append((p, "invalidate", (p.key(sid),)))
             if st.action == _SET:
@@ -327,21 +341,25 @@ class CurrentSessions:
                     assert st.sid is not None
                     ops.append((p, "write", (p.key(st.sid), st.new_payload, p.storage_ttl)))
                 assert st.out is not None
-                headers.append((p, st.out))
+                headers.append((p.response_name, p.response_key, st.out))
             elif st.action == _CLEAR or st.unknown:
                 # Expire the browser's cookie: it was cleared, or names an unknown id.
-                if p.clear_line is not None and (st.present or st.unknown):
-                    headers.append((p, p.clear_line))
+                clear = p.clear_line_secure if self._https else p.clear_line
+                if clear is not None and (st.present or st.unknown):
+                    headers.append(("Set-Cookie", b"set-cookie", clear))
             elif st.reissue and st.payload is not None:
                 # Verified by a retired key: issue it again under the current one.
                 wire = st.payload if st.sid is None else st.sid
-                headers.append((p, _write(p, wire)))
-        return headers, ops
+                headers.append((p.response_name, p.response_key, self._write(p, wire)))
+        cookie_sent = any(h[1] == b"set-cookie" for h in headers)
+        if vary:
+            headers.append(("Vary", b"vary", ", ".join(vary)))
+        return headers, ops, cookie_sent
 
-    def _commit_sync(self) -> list[tuple[str, str]]:
+    def _commit_sync(self, has_cache_control: bool) -> list[tuple[str, str]]:
         """Runs the storage work with the plain methods; the headers to add (WSGI)."""
         self._started = True
-        headers, ops = self._plan()
+        headers, ops, cookie_sent = self._plan()
         for p, op, args in ops:
             try:
                 getattr(p.storage, op)(*args)
@@ -349,7 +367,10 @@ class CurrentSessions:
                 raise
             except Exception as exc:
                 raise _storage_error(p, op, exc) from exc
-        return [(p.response_name, v) for p, v in headers]
+        out = [(name, value) for name, _, value in headers]
+        if cookie_sent and not has_cache_control:
+            out.append(("Cache-Control", "no-store"))
+        return out
 
     async def _run_async(self, ops: list[tuple[Provider, str, Any]]) -> None:
         """Runs the storage work, awaiting async storages (ASGI)."""
@@ -376,10 +397,11 @@ def _mint(p: Provider) -> str:
     return sid
 
 
-def _write(p: Provider, payload: str) -> str:
+def _write(p: Provider, payload: str, secure: bool = False) -> str:
     """The rendered header value carrying ``payload`` (one Rust call for built-in chains)."""
+    codec = p.codec_secure if secure else p.codec
     if p.rust_chain:
-        return p.codec.write(payload, p.cookie_max_age)
+        return codec.write(payload, p.cookie_max_age)
     value = payload
     for t in p.chain:
         value = (
@@ -387,7 +409,7 @@ def _write(p: Provider, payload: str) -> str:
             if isinstance(t, BuiltinTransformer)
             else t.transform_write(value)
         )
-    return p.codec.render(value, p.cookie_max_age)
+    return codec.render(value, p.cookie_max_age)
 
 
 def _read_chain(p: Provider, raw: str) -> tuple[Optional[str], bool]:

@@ -18,7 +18,7 @@ class _WSGISessions(CurrentSessions):
     __slots__ = ("_environ",)
 
     def __init__(self, config: Sessions, environ: dict[str, Any]) -> None:
-        super().__init__(config)
+        super().__init__(config, config._secure_auto and environ.get("wsgi.url_scheme") == "https")
         self._environ = environ
 
     def _raw(self, provider: Provider) -> Optional[str]:
@@ -57,7 +57,8 @@ class WSGISessionMiddleware:
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Any:
             if current._dirty and not current._started:
-                committed.extend(current._commit_sync())
+                has_cache_control = any(k.lower() == "cache-control" for k, _ in headers)
+                committed.extend(current._commit_sync(has_cache_control))
             current._started = True
             # A second start_response (with exc_info, PEP 3333) replaces the headers:
             # the storage work is done, so the session headers go out with it too.
