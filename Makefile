@@ -99,9 +99,12 @@ bench-build: $(DEPS_STAMP) ## Build a release snapshot for the benchmarks (leave
 	$(MATURIN) build --release --quiet --out target/bench-wheels
 	$(PIP) install --quiet --no-deps --target $(BENCH_SITE) target/bench-wheels/*.whl
 
+BENCHES ?= asgi_overhead storage_overhead primitives
+BENCH_ARGS ?=
+
 .PHONY: bench
-bench: bench-build ## Benchmarks against the Python peers (release build, in-process)
-	PYTHONPATH=$(BENCH_SITE) $(PY) benches/asgi_overhead.py
+bench: bench-build services ## Benchmarks against the Python peers (release build, in-process)
+	for b in $(BENCHES); do PYTHONPATH=$(BENCH_SITE) $(PY) benches/$$b.py $(BENCH_ARGS) || exit 1; done
 	$(PY) benches/render.py
 
 .PHONY: wheel

@@ -1,4 +1,4 @@
-"""Shared machinery of the in-process benchmarks (ASGI now; WSGI and peers later).
+"""Shared machinery of the in-process benchmarks (ASGI and WSGI).
 
 The model: a *variant* is one configuration under test (an app, its request, its
 middleware) that knows how to run a *batch* of ``n`` calls and return the elapsed
@@ -34,6 +34,7 @@ __all__ = [
     "ASGI_RECEIVE",
     "Progress",
     "Variant",
+    "WSGIResponse",
     "asgi_batch",
     "asgi_call",
     "asgi_discard",
@@ -41,10 +42,16 @@ __all__ = [
     "environment",
     "markdown_table",
     "measure",
+    "overhead",
     "paired",
     "quantiles",
+    "ratio_spread",
     "response_headers",
+    "set_cookies",
     "write_json",
+    "wsgi_batch",
+    "wsgi_call",
+    "wsgi_environ",
 ]
 
 BatchFn = Callable[[int], Union[int, Awaitable[int]]]
@@ -76,6 +83,29 @@ def quantiles(samples: list[float]) -> dict[str, float]:
 def paired(a: list[float], b: list[float]) -> list[float]:
     """Round-by-round differences ``a[i] - b[i]`` (both measured in the same rounds)."""
     return [x - y for x, y in zip(a, b)]
+
+
+def overhead(samples: list[float], bare: list[float]) -> dict[str, Any]:
+    """The figures of a variant against its baseline (both measured in the same rounds):
+    its per-call quantiles, ``overhead_us`` = median minus the baseline's median, and the
+    quartiles of the per-round paired difference."""
+    q = quantiles(samples)
+    pq = quantiles(paired(samples, bare))
+    return {
+        "per_call_us": q,
+        "overhead_us": q["median"] - quantiles(bare)["median"],
+        "overhead_paired_us": {k: pq[k] for k in ("median", "p25", "p75", "iqr")},
+    }
+
+
+def ratio_spread(num: list[float], den: list[float]) -> dict[str, float]:
+    """Quartiles of the per-round ratios ``num[i] / den[i]`` (rounds with ``den <= 0``
+    left out): the spread of a ratio of two paired figures."""
+    ratios = [a / b for a, b in zip(num, den) if b > 0]
+    if not ratios:
+        return {"p25": float("nan"), "median": float("nan"), "p75": float("nan")}
+    q = quantiles(ratios)
+    return {"p25": q["p25"], "median": q["median"], "p75": q["p75"]}
 
 
 # -- variants and the measuring loop ----------------------------------------------------
@@ -265,6 +295,112 @@ def response_headers(messages: list[dict[str, Any]]) -> list[tuple[bytes, bytes]
         if m["type"] == "http.response.start":
             return list(m.get("headers") or ())
     raise AssertionError("the app sent no http.response.start")
+
+
+def set_cookies(headers: Any) -> list[str]:
+    """The ``Set-Cookie`` values among ``headers`` (ASGI bytes pairs or WSGI str pairs)."""
+    out = []
+    for k, v in headers:
+        name = k.decode("latin-1") if isinstance(k, bytes) else k
+        if name.lower() == "set-cookie":
+            out.append(v.decode("latin-1") if isinstance(v, bytes) else v)
+    return out
+
+
+# -- WSGI helpers -----------------------------------------------------------------------
+def wsgi_environ(
+    path: str = "/", *, headers: Optional[list[tuple[str, str]]] = None, method: str = "GET"
+) -> dict[str, Any]:
+    """A WSGI environ as a server (gunicorn, waitress) builds it for a plain HTTP/1.1
+    request: ``headers`` are ``(name, value)`` pairs, turned into ``HTTP_*`` keys."""
+    import io
+
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "REMOTE_PORT": "50000",
+        "HTTP_HOST": "127.0.0.1:8000",
+        "HTTP_USER_AGENT": "bench/1.0",
+        "HTTP_ACCEPT": "*/*",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+    for name, value in headers or ():
+        key = name.upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+        environ[key] = value
+    return environ
+
+
+def wsgi_batch(app: Any, environ: dict[str, Any]) -> Callable[[int], int]:
+    """A batch function that calls ``app`` ``n`` times, each on a shallow copy of
+    ``environ`` (a server builds one per request) with a ``start_response`` that records
+    the status and headers; the response iterable is drained and closed as a server
+    does."""
+    clock = time.perf_counter_ns
+    last: list[Any] = [None, None]
+
+    def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+        last[0] = status
+        last[1] = headers
+        return None
+
+    def batch(n: int) -> int:
+        t0 = clock()
+        for _ in range(n):
+            body = app(environ.copy(), start_response)
+            for _chunk in body:
+                pass
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+        return clock() - t0
+
+    return batch
+
+
+@dataclasses.dataclass
+class WSGIResponse:
+    """What one WSGI request produced (see :func:`wsgi_call`)."""
+
+    status: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    environ: dict[str, Any]  # the copy of the environ the app was called with
+
+
+def wsgi_call(app: Any, environ: dict[str, Any]) -> WSGIResponse:
+    """Runs one request on a shallow copy of ``environ`` (for sanity checks): the status,
+    headers and body it produced, and the environ the app saw (handlers may leave what
+    they read in it)."""
+    got: list[Any] = ["", []]
+
+    def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+        got[0] = status
+        got[1] = list(headers)
+        return None
+
+    seen = environ.copy()
+    body = app(seen, start_response)
+    try:
+        data = b"".join(body)
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+    return WSGIResponse(got[0], got[1], data, seen)
 
 
 # -- environment and output -------------------------------------------------------------

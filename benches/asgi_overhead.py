@@ -19,8 +19,10 @@ app (DESIGN.md §3). Goals: ferrosession's overhead at most 1/5 of Starlette
 ``SessionMiddleware``'s for read / write / new, at most 1/10 for ignore. Before timing,
 every variant is checked once (the Set-Cookie it must or must not send, the value it
 reads back) and the run aborts if one misbehaves, so a broken middleware cannot post a
-fast figure. Results go to ``benches/results/asgi_overhead.json``; a Markdown table to
-stdout; progress to stderr.
+fast figure. The same run also times ferrosession with ``Encrypt`` (AES-256-GCM) in place
+of ``MessageAuthentication`` for read and write, reported as a ratio to the signed case
+(goal: at most 1.5x). Results go to ``benches/results/asgi_overhead.json``; a Markdown
+table to stdout; progress to stderr.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ import _harness as h
 CASES = ("read", "write", "new", "ignore")
 LIBS = ("starlette", "ferrosession")
 GOALS = {"read": 1 / 5, "write": 1 / 5, "new": 1 / 5, "ignore": 1 / 10}
+# ferrosession with Encrypt instead of MessageAuthentication, against the signed case
+ENCRYPT = "ferrosession-encrypt"
+ENCRYPT_CASES = ("read", "write")
+ENCRYPT_GOAL = 1.5
 COOKIE = "session"
 FS_KEY = bytes(range(32))  # fixed, so runs are comparable; never a real key
 STARLETTE_SECRET = "bench-secret-key-0123456789abcdef"
@@ -144,6 +150,14 @@ def fs_app(handler: Handler) -> Any:
     return fs.SessionMiddleware(raw_app(handler), sessions)
 
 
+def fs_encrypt_app(handler: Handler) -> Any:
+    import ferrosession as fs
+
+    sessions = fs.Sessions()
+    sessions.cookie(Cart, COOKIE, transformers=[fs.Encrypt(FS_KEY)])
+    return fs.SessionMiddleware(raw_app(handler), sessions)
+
+
 def starlette_app(handler: Handler) -> Any:
     from starlette.middleware.sessions import SessionMiddleware
 
@@ -153,6 +167,7 @@ def starlette_app(handler: Handler) -> Any:
 FACTORIES: dict[str, tuple[Callable[[Handler], Any], Callable[[], dict[str, Handler]]]] = {
     "starlette": (starlette_app, _starlette_handlers),
     "ferrosession": (fs_app, _fs_handlers),
+    ENCRYPT: (fs_encrypt_app, _fs_handlers),
 }
 
 
@@ -176,7 +191,7 @@ def _cookie_header(set_cookie: str) -> bytes:
 
 
 def _same(lib: str, value: Any, expected: Cart) -> bool:
-    if lib == "ferrosession":
+    if lib.startswith("ferrosession"):
         return isinstance(value, Cart) and value == expected
     return dict(value or {}) == dataclasses.asdict(expected)
 
@@ -242,6 +257,8 @@ async def prepare(lib: str) -> tuple[dict[str, Any], bytes]:
     _, seen = await _request(apps["read"], tampered)
     if seen.get(RESULT_KEY):
         raise SanityError(f"{lib}/read: a tampered cookie was accepted")
+    if lib == ENCRYPT and any(part in value for part in (USER, "sku-1000", "visits")):
+        raise SanityError(f"{lib}: the session shows through the encrypted cookie: {value!r}")
     return apps, cookie
 
 
@@ -253,11 +270,13 @@ def _fmt(x: float) -> str:
 async def run(args: argparse.Namespace, progress: h.Progress) -> dict[str, Any]:
     cases = [c for c in CASES if c in args.cases]
     prepared: dict[str, tuple[dict[str, Any], bytes]] = {}
-    for lib in LIBS:
+    encrypt_cases = [c for c in cases if c in ENCRYPT_CASES]
+    checked = [*LIBS, ENCRYPT] if encrypt_cases else list(LIBS)
+    for lib in checked:
         prepared[lib] = await prepare(lib)
     progress.note(
         "sanity checks passed: "
-        + ", ".join(f"{lib} ({len(prepared[lib][1])}-byte cookie)" for lib in LIBS)
+        + ", ".join(f"{lib} ({len(prepared[lib][1])}-byte cookie)" for lib in checked)
     )
 
     variants: dict[str, h.Variant] = {}
@@ -269,6 +288,11 @@ async def run(args: argparse.Namespace, progress: h.Progress) -> dict[str, Any]:
             headers = [] if case == "new" else [(b"cookie", cookie)]
             key = f"{case}/{lib}"
             variants[key] = h.Variant(key, h.asgi_batch(apps[case], h.asgi_scope(headers=headers)))
+    for case in encrypt_cases:
+        apps, cookie = prepared[ENCRYPT]
+        key = f"{case}/{ENCRYPT}"
+        scope = h.asgi_scope(headers=[(b"cookie", cookie)])
+        variants[key] = h.Variant(key, h.asgi_batch(apps[case], scope))
 
     rounds = await h.measure(
         list(variants.values()),
@@ -303,6 +327,21 @@ async def run(args: argparse.Namespace, progress: h.Progress) -> dict[str, Any]:
         entry["ratio_paired_p25"] = rq["p25"]
         entry["ratio_paired_p75"] = rq["p75"]
         entry["met"] = ratio <= GOALS[case]
+        if case in encrypt_cases:
+            v = variants[f"{case}/{ENCRYPT}"]
+            enc = h.overhead(v.samples, bare)
+            enc["batch_calls"] = v.n
+            entry["ferrosession_encrypt"] = enc
+            signed = entry["ferrosession"]["overhead_us"]
+            enc_ratio = enc["overhead_us"] / signed if signed > 0 else float("inf")
+            spread = h.ratio_spread(h.paired(v.samples, bare), per_round["ferrosession"])
+            entry["encrypt"] = {
+                "ratio_to_signed": enc_ratio,
+                "ratio_paired_p25": spread["p25"],
+                "ratio_paired_p75": spread["p75"],
+                "goal": ENCRYPT_GOAL,
+                "met": enc_ratio <= ENCRYPT_GOAL,
+            }
         out_cases[case] = entry
 
     import ferrosession
@@ -323,7 +362,7 @@ async def run(args: argparse.Namespace, progress: h.Progress) -> dict[str, Any]:
             "rounds": rounds,
             "session": CART_DICT,
             "session_json_bytes": len(json.dumps(CART_DICT, separators=(",", ":"))),
-            "cookie_bytes": {lib: len(prepared[lib][1]) for lib in LIBS},
+            "cookie_bytes": {lib: len(prepared[lib][1]) for lib in checked},
             "overhead": "median(with middleware) - median(bare); paired = per-round difference",
         },
         "command": [Path(sys.executable).name, *sys.argv],
@@ -376,6 +415,33 @@ def table(result: dict[str, Any]) -> str:
         f"Python {env['python']}, Starlette {pk['starlette']}, ferrosession {pk['ferrosession']} "
         f"({env['ferrosession_build_profile']}), {env['nproc']} CPU(s): {env['cpu']}."
     )
+    enc_rows = []
+    for case, e in result["cases"].items():
+        if "encrypt" not in e:
+            continue
+        x, g = e["ferrosession_encrypt"], e["encrypt"]
+        p = x["overhead_paired_us"]
+        enc_rows.append(
+            [
+                case,
+                _fmt(e["ferrosession"]["overhead_us"]),
+                f"{_fmt(x['overhead_us'])} ({_fmt(p['p25'])} to {_fmt(p['p75'])})",
+                f"{g['ratio_to_signed']:.3f} ({g['ratio_paired_p25']:.3f} to "
+                f"{g['ratio_paired_p75']:.3f})",
+                f"≤ {g['goal']:.2f}",
+                "yes" if g["met"] else "**no**",
+            ]
+        )
+    if enc_rows:
+        enc_header = [
+            "case",
+            "signed overhead µs",
+            "Encrypt overhead µs",
+            "ratio Encrypt/signed",
+            "goal",
+            "met",
+        ]
+        foot += "\n\n" + h.markdown_table(enc_header, enc_rows)
     return h.markdown_table(header, rows) + "\n" + foot
 
 
@@ -424,7 +490,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     h.write_json(args.out, result)
     print(table(result))
     print(f"\nresults: {args.out}", file=sys.stderr)
-    if args.check and not all(e["met"] for e in result["cases"].values()):
+    if args.check and not all(
+        e["met"] and e.get("encrypt", {"met": True})["met"] for e in result["cases"].values()
+    ):
         return 1
     return 0
 

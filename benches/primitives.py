@@ -1,0 +1,366 @@
+"""Raw primitives on a 100-byte payload: sign + verify and encrypt + decrypt, ferrosession
+beside itsdangerous, the standard library's ``hmac`` and ``cryptography``.
+
+    make bench-build && PYTHONPATH=target/bench-site .venv/bin/python \\
+        benches/primitives.py [--quick]
+
+One operation = wrap the payload, then unwrap it (what a session layer does per written
+and read value). ferrosession is measured through its public transformer API
+(``transform_write`` / ``transform_read``: ``str`` in, ``str`` out) and through the Rust
+object under it (``_core.Transform.write`` / ``.read``, private: the raw cost without the
+Python method call around it). Peers get ``bytes`` (their natural input):
+
+- itsdangerous ``TimestampSigner`` (what Starlette's and Flask's cookie sessions use) and
+  ``Signer`` (no timestamp): ``unsign(sign(payload))``;
+- ``hmac``: ``payload + b"/" + hmac.new(key, payload, "sha256").hexdigest()``, then split,
+  recompute and ``hmac.compare_digest`` (ferrosession's wire format, by hand);
+- ``cryptography``: ``Fernet`` (AES-128-CBC + HMAC-SHA256, base64) and ``AESGCM``
+  (AES-256-GCM, a fresh 12-byte ``os.urandom`` nonce per value, raw bytes out).
+
+Before timing, every variant must round-trip the payload and reject a tampered value,
+and ferrosession's signature must equal the one ``hmac`` computes (so it really is
+HMAC-SHA256 under that key); the run aborts otherwise. Goal (DESIGN.md §3): sign + verify
+at least 10x faster than itsdangerous ``TimestampSigner``. Results:
+``benches/results/primitives.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import _harness as h
+
+KEY = bytes(range(32))  # fixed, so runs are comparable; never a real key
+PAYLOAD = ('{"user":"ada.lovelace@example.com","items":["sku-10001","sku-10002"],"v":42}' * 2)[:100]
+PAYLOAD_B = PAYLOAD.encode()
+GOAL = 10.0
+
+
+class SanityError(AssertionError):
+    pass
+
+
+def _flip(value: Any, at: int) -> Any:
+    """``value`` with one character / byte changed at index ``at`` (negative = from end)."""
+    if isinstance(value, str):
+        c = value[at]
+        repl = "A" if c != "A" else "B"
+        i = at % len(value)
+        return value[:i] + repl + value[i + 1 :]
+    b = bytearray(value)
+    b[at] ^= 0x01
+    return bytes(b)
+
+
+def _rejects(fn: Callable[[Any], Any], value: Any) -> bool:
+    try:
+        return fn(value) is None
+    except Exception:
+        return True
+
+
+def build() -> dict[str, tuple[str, Callable[[], Any], Callable[[], Any]]]:
+    """Per variant: a label, the one-operation function, and its sanity check."""
+    import itsdangerous
+    from cryptography.fernet import Fernet
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    import ferrosession as fs
+
+    mac = fs.MessageAuthentication(KEY)
+    mac_w, mac_r = mac.transform_write, mac.transform_read
+    mac_core = mac._core
+    core_w, core_r = mac_core.write, mac_core.read
+    enc = fs.Encrypt(KEY)
+    enc_w, enc_r = enc.transform_write, enc.transform_read
+    enc_core = enc._core
+    ecore_w, ecore_r = enc_core.write, enc_core.read
+    ts = itsdangerous.TimestampSigner(KEY)
+    signer = itsdangerous.Signer(KEY)
+    fernet = Fernet(base64.urlsafe_b64encode(KEY))
+    aesgcm = AESGCM(KEY)
+    urandom = os.urandom
+    new_hmac, compare = hmac.new, hmac.compare_digest
+    sha256 = hashlib.sha256
+
+    def hmac_sign(data: bytes) -> bytes:
+        return data + b"/" + new_hmac(KEY, data, sha256).hexdigest().encode()
+
+    def hmac_verify(signed: bytes) -> Optional[bytes]:
+        data, _, tag = signed.rpartition(b"/")
+        good = new_hmac(KEY, data, sha256).hexdigest().encode()
+        return data if compare(good, tag) else None
+
+    def gcm_seal(data: bytes) -> bytes:
+        nonce = urandom(12)
+        return nonce + aesgcm.encrypt(nonce, data, None)
+
+    def gcm_open(sealed: bytes) -> bytes:
+        return aesgcm.decrypt(sealed[:12], sealed[12:], None)
+
+    p, pb = PAYLOAD, PAYLOAD_B
+
+    def check(
+        name: str, write: Callable[[Any], Any], read: Callable[[Any], Any], src: Any, at: int
+    ) -> Callable[[], Any]:
+        def run_check() -> Any:
+            wire = write(src)
+            if read(wire) != src:
+                raise SanityError(f"{name}: the round trip did not return the payload")
+            if not _rejects(read, _flip(wire, at)):
+                raise SanityError(f"{name}: a tampered value was accepted")
+            if write(src) == wire and name.startswith(("encrypt", "fernet", "aesgcm")):
+                raise SanityError(f"{name}: two encryptions gave the same value (no nonce?)")
+            return wire
+
+        return run_check
+
+    def core_read(value: str) -> Optional[str]:
+        opened = core_r(value)
+        return None if opened is None else opened[0]
+
+    def ecore_read(value: str) -> Optional[str]:
+        opened = ecore_r(value)
+        return None if opened is None else opened[0]
+
+    def fs_matches_hmac() -> Any:
+        wire = mac_w(p)
+        if wire.encode() != hmac_sign(pb):
+            raise SanityError(f"ferrosession's signature is not HMAC-SHA256: {wire!r}")
+        return check("sign/ferrosession", mac_w, mac_r, p, -5)()
+
+    def enc_hides() -> Any:
+        wire = check("encrypt/ferrosession", enc_w, enc_r, p, -5)()
+        if "lovelace" in wire or "lovelace" in base64.urlsafe_b64decode(wire + "==").decode(
+            "latin-1"
+        ):
+            raise SanityError("encrypt/ferrosession: the payload shows in the ciphertext")
+        return wire
+
+    return {
+        "sign/ferrosession": (
+            "ferrosession MessageAuthentication (transform_write/read)",
+            lambda: mac_r(mac_w(p)),
+            fs_matches_hmac,
+        ),
+        "sign/ferrosession-core": (
+            "ferrosession _core Transform write/read (private, raw)",
+            lambda: core_r(core_w(p)),
+            check("sign/ferrosession-core", core_w, core_read, p, -5),
+        ),
+        "sign/itsdangerous-timestamp": (
+            "itsdangerous TimestampSigner",
+            lambda: ts.unsign(ts.sign(pb)),
+            check("sign/itsdangerous-timestamp", ts.sign, ts.unsign, pb, -5),
+        ),
+        "sign/itsdangerous-signer": (
+            "itsdangerous Signer",
+            lambda: signer.unsign(signer.sign(pb)),
+            check("sign/itsdangerous-signer", signer.sign, signer.unsign, pb, -5),
+        ),
+        "sign/hmac": (
+            "hmac.new + compare_digest (stdlib)",
+            lambda: hmac_verify(hmac_sign(pb)),
+            check("sign/hmac", hmac_sign, hmac_verify, pb, -5),
+        ),
+        "encrypt/ferrosession": (
+            "ferrosession Encrypt (transform_write/read)",
+            lambda: enc_r(enc_w(p)),
+            enc_hides,
+        ),
+        "encrypt/ferrosession-core": (
+            "ferrosession _core Transform write/read (private, raw)",
+            lambda: ecore_r(ecore_w(p)),
+            check("encrypt/ferrosession-core", ecore_w, ecore_read, p, -5),
+        ),
+        "encrypt/fernet": (
+            "cryptography Fernet",
+            lambda: fernet.decrypt(fernet.encrypt(pb)),
+            check("fernet", fernet.encrypt, fernet.decrypt, pb, -5),
+        ),
+        "encrypt/aesgcm": (
+            "cryptography AESGCM (+ os.urandom nonce)",
+            lambda: gcm_open(gcm_seal(pb)),
+            check("aesgcm", gcm_seal, gcm_open, pb, -5),
+        ),
+    }
+
+
+def batch_of(op: Callable[[], Any]) -> Callable[[int], int]:
+    clock = time.perf_counter_ns
+
+    def batch(n: int) -> int:
+        t0 = clock()
+        for _ in range(n):
+            op()
+        return clock() - t0
+
+    return batch
+
+
+async def run(args: argparse.Namespace, progress: h.Progress) -> dict[str, Any]:
+    variants_def = build()
+    sizes: dict[str, int] = {}
+    for key, (_, _, sanity) in variants_def.items():
+        wire = sanity()
+        sizes[key] = len(wire)
+    progress.note("sanity checks passed: " + ", ".join(f"{k} {n} B" for k, n in sizes.items()))
+    variants = {k: h.Variant(k, batch_of(op)) for k, (_, op, _) in variants_def.items()}
+    rounds = await h.measure(
+        list(variants.values()),
+        budget_s=args.budget,
+        batch_ms=args.batch_ms,
+        min_rounds=args.min_rounds,
+        progress=progress,
+    )
+    q = {k: h.quantiles(v.samples) for k, v in variants.items()}
+    out: dict[str, Any] = {}
+    for key, (label, _, _) in variants_def.items():
+        kind = key.split("/", 1)[0]
+        ref = "sign/itsdangerous-timestamp" if kind == "sign" else "encrypt/fernet"
+        spread = h.ratio_spread(variants[ref].samples, variants[key].samples)
+        out[key] = {
+            "label": label,
+            "per_op_us": q[key],
+            "ops_per_s": 1e6 / q[key]["median"],
+            "wire_bytes": sizes[key],
+            "speedup_vs": ref,
+            "speedup": q[ref]["median"] / q[key]["median"],
+            "speedup_paired": spread,
+            "batch_calls": variants[key].n,
+        }
+    goal_key = "sign/ferrosession"
+    goal = {
+        "name": "sign + verify ≥ 10x itsdangerous TimestampSigner",
+        "variant": goal_key,
+        "speedup": out[goal_key]["speedup"],
+        "speedup_paired": out[goal_key]["speedup_paired"],
+        "goal": GOAL,
+        "met": out[goal_key]["speedup"] >= GOAL,
+        "raw_core_speedup": out["sign/ferrosession-core"]["speedup"],
+    }
+
+    import ferrosession
+    from ferrosession import _core
+
+    return {
+        "benchmark": "primitives",
+        "unit": "microseconds per operation (wrap + unwrap)",
+        "quick": args.quick,
+        "environment": h.environment(
+            ["ferrosession", "itsdangerous", "cryptography"],
+            ferrosession_build_profile=_core.build_profile,
+            ferrosession_path=str(Path(ferrosession.__file__).parent),
+            openssl=_openssl(),
+        ),
+        "settings": {
+            "budget_s": args.budget,
+            "batch_ms": args.batch_ms,
+            "rounds": rounds,
+            "payload_bytes": len(PAYLOAD_B),
+            "key_bytes": len(KEY),
+        },
+        "command": [Path(sys.executable).name, *sys.argv],
+        "loadavg_at_end": list(os.getloadavg()),
+        "results": out,
+        "goal": goal,
+    }
+
+
+def _openssl() -> Optional[str]:
+    try:
+        from cryptography.hazmat.backends.openssl.backend import backend
+
+        return str(backend.openssl_version_text())
+    except Exception:
+        return None
+
+
+def table(result: dict[str, Any]) -> str:
+    rows = []
+    for key, e in result["results"].items():
+        q, sp = e["per_op_us"], e["speedup_paired"]
+        ref = "TimestampSigner" if e["speedup_vs"].startswith("sign") else "Fernet"
+        rows.append(
+            [
+                f"{key.split('/', 1)[0]}: {e['label']}",
+                f"{q['median']:.3f}",
+                f"{q['p25']:.3f} to {q['p75']:.3f}",
+                f"{e['ops_per_s']:,.0f}",
+                str(e["wire_bytes"]),
+                f"{e['speedup']:.1f}x {ref} ({sp['p25']:.1f} to {sp['p75']:.1f})",
+            ]
+        )
+    header = ["100-byte payload, wrap + unwrap", "µs", "p25 to p75", "ops/s", "wire B", "speed"]
+    g = result["goal"]
+    env = result["environment"]
+    pk = env["packages"]
+    foot = (
+        f"\nGoal: {g['name']}: {g['speedup']:.1f}x (paired p25 to p75 "
+        f"{g['speedup_paired']['p25']:.1f} to {g['speedup_paired']['p75']:.1f}; raw _core "
+        f"{g['raw_core_speedup']:.1f}x): {'met' if g['met'] else '**not met**'}.\n"
+        f"Medians of {result['settings']['rounds']} interleaved rounds. Python {env['python']}, "
+        f"ferrosession {pk['ferrosession']} ({env['ferrosession_build_profile']}), "
+        f"itsdangerous {pk['itsdangerous']}, cryptography {pk['cryptography']} "
+        f"({env['openssl']}); {env['nproc']} CPU(s): {env['cpu']}."
+    )
+    return h.markdown_table(header, rows) + "\n" + foot
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (~5 s)")
+    parser.add_argument("--budget", type=float, help="seconds of measuring (default 40; quick 3)")
+    parser.add_argument("--batch-ms", type=float, help="target ms per batch (default 4; quick 2)")
+    parser.add_argument("--min-rounds", type=int, default=None, help="at least this many rounds")
+    parser.add_argument("--out", type=Path, help="JSON output (default benches/results/...)")
+    parser.add_argument("--check", action="store_true", help="exit 1 when the goal is missed")
+    parser.add_argument(
+        "--allow-debug", action="store_true", help="run on a debug build (figures meaningless)"
+    )
+    args = parser.parse_args(argv)
+    if args.budget is None:
+        args.budget = 3.0 if args.quick else 40.0
+    if args.batch_ms is None:
+        args.batch_ms = 2.0 if args.quick else 4.0
+    if args.min_rounds is None:
+        args.min_rounds = 10 if args.quick else 50
+
+    from ferrosession import _core
+
+    if _core.build_profile != "release":
+        if not args.allow_debug:
+            sys.exit(
+                "build a release snapshot first (`make bench-build`, then "
+                "PYTHONPATH=target/bench-site): this is a debug build of ferrosession"
+            )
+        print("WARNING: debug build: these figures mean nothing", file=sys.stderr)
+    if args.out is None:
+        suffix = "" if not (args.quick or _core.build_profile != "release") else ".smoke"
+        args.out = h.RESULTS_DIR / f"primitives{suffix}.json"
+
+    progress = h.Progress("primitives")
+    try:
+        result = asyncio.run(run(args, progress))
+    except SanityError as exc:
+        print(f"sanity check failed, nothing timed: {exc}", file=sys.stderr)
+        return 2
+    h.write_json(args.out, result)
+    print(table(result))
+    print(f"\nresults: {args.out}", file=sys.stderr)
+    if args.check and not result["goal"]["met"]:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

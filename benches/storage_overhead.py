@@ -1,0 +1,817 @@
+"""In-process overhead of server-side sessions: ferrosession's storages beside
+starsessions, Flask-Session and Beaker, and beside raw redis-py round trips.
+
+    make bench-build && PYTHONPATH=target/bench-site .venv/bin/python \\
+        benches/storage_overhead.py [--quick]
+
+A ~100-byte session lives in a store; only its id travels in the cookie. Cases:
+
+=========  ==================  ====================================
+case       Cookie sent         handler
+=========  ==================  ====================================
+read       a valid id          reads the session
+write      a valid id          reads it and stores a changed value
+=========  ==================  ====================================
+
+ASGI (a raw ASGI app, a prebuilt scope, direct calls, one event loop): ferrosession's
+``SessionMiddleware`` with ``MemoryStorage``, ``DirectoryStorage`` cached (the default:
+``shared=True``, one ``stat`` per hit) and uncached (``cached=False``: a file read per
+request) and ``RedisStorage`` (its asyncio client), beside starsessions'
+``SessionMiddleware`` + ``SessionAutoloadMiddleware`` with its in-memory and Redis stores.
+WSGI (a prebuilt environ, direct calls, a ``start_response`` that records): ferrosession's
+``WSGISessionMiddleware`` with ``DirectoryStorage`` (uncached) and ``RedisStorage`` (sync
+client) and Beaker's file store, all on a raw WSGI app, beside Flask-Session's filesystem
+(cachelib ``FileSystemCache``) and Redis stores on a Flask app. Also, in the same
+interleaved rounds: raw redis-py ``GET`` and ``SET … EX`` (sync and asyncio) and direct
+calls of ferrosession's storages.
+
+"Overhead" = median per-request time with the session layer minus the median of the same
+app without it (the raw app; for Flask-Session, the same Flask app whose session interface
+hands out the data with no storage and no cookie). A real ``redis-server`` is started on a
+free 127.0.0.1 port and stopped at the end; the folders live under ``target/`` on the real
+disk (the filesystem is recorded). Before timing, every variant is checked: ``new`` stores
+the value (read back from the store itself), ``read`` returns it (ferrosession: without a
+``Set-Cookie``), ``write`` stores the change, and an unknown id reads as absent; the run
+aborts if one misbehaves. Goals (DESIGN.md §3): DirectoryStorage cached read ≤ 1/4 of
+starsessions' in-memory overhead; RedisStorage ≤ 1.3x the raw round trips it needs and
+≤ 1/2 of starsessions' Redis store. Results: ``benches/results/storage_overhead.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import secrets
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import _harness as h
+import peers as p
+
+CASES = ("read", "write")
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "target" / "bench-storage"
+PAYLOAD = json.dumps(p.DATA, separators=(",", ":"))  # the session's JSON, 105 bytes
+FS_PREFIX = "ferrosession:"
+
+ASGI_LIBS = {
+    "fs-memory": "ferrosession MemoryStorage",
+    "fs-dir-cached": "ferrosession DirectoryStorage (cached, shared)",
+    "fs-dir-private": "ferrosession DirectoryStorage (cached, shared=False)",
+    "fs-dir-uncached": "ferrosession DirectoryStorage (cached=False)",
+    "fs-redis": "ferrosession RedisStorage (asyncio)",
+    "starsessions-memory": "starsessions InMemoryStore",
+    "starsessions-redis": "starsessions RedisStore",
+}
+WSGI_LIBS = {
+    "fs-dir-uncached": "ferrosession DirectoryStorage (cached=False)",
+    "fs-redis": "ferrosession RedisStorage (sync)",
+    "beaker-file": "Beaker file store",
+    "flask-session-fs": "Flask-Session FileSystemCache",
+    "flask-session-redis": "Flask-Session Redis",
+}
+FLASK_LIBS = ("flask-session-fs", "flask-session-redis")
+
+
+class SanityError(AssertionError):
+    pass
+
+
+Probe = Callable[[str], Optional[tuple[Any, ...]]]
+
+
+# -- the stores, read back directly (sanity) ----------------------------------------------
+def _json_fields(raw: Any) -> Optional[tuple[Any, ...]]:
+    if raw is None or raw in (b"", ""):
+        return None
+    d = json.loads(raw)
+    return (d.get("user"), d.get("items"), d.get("visits"))
+
+
+def _dict_fields(d: Any) -> Optional[tuple[Any, ...]]:
+    if not d:
+        return None
+    return (d.get("user"), d.get("items"), d.get("visits"))
+
+
+class Setup:
+    """Every store and app of the run, and how to read each store directly."""
+
+    def __init__(self, work: Path, redis_url: str) -> None:
+        import redis
+        import redis.asyncio
+        import starsessions
+        from starsessions.stores.redis import RedisStore
+
+        import ferrosession as fs
+
+        self.work = work
+        self.redis_url = redis_url
+        self.sync_redis = redis.Redis.from_url(redis_url)
+        self.async_redis = redis.asyncio.Redis.from_url(redis_url)
+        self.dirs = {name: work / name for name in ("fs-asgi", "fs-wsgi", "fss", "beaker")}
+        for d in self.dirs.values():
+            d.mkdir(parents=True, exist_ok=True)
+
+        self.fs_memory = fs.MemoryStorage()
+        self.fs_dir_cached = fs.DirectoryStorage(self.dirs["fs-asgi"] / "cached")
+        self.fs_dir_private = fs.DirectoryStorage(self.dirs["fs-asgi"] / "private", shared=False)
+        self.fs_dir_uncached = fs.DirectoryStorage(self.dirs["fs-asgi"] / "uncached", cached=False)
+        self.fs_wsgi_dir = fs.DirectoryStorage(self.dirs["fs-wsgi"], cached=False)
+        self.fs_redis = fs.RedisStorage(redis_url)
+        self.ss_memory = starsessions.InMemoryStore()
+        self.ss_redis = RedisStore(connection=self.async_redis, prefix="starsessions.")
+
+        self.asgi_storages: dict[str, Any] = {
+            "fs-memory": self.fs_memory,
+            "fs-dir-cached": self.fs_dir_cached,
+            "fs-dir-private": self.fs_dir_private,
+            "fs-dir-uncached": self.fs_dir_uncached,
+            "fs-redis": self.fs_redis,
+            "starsessions-memory": self.ss_memory,
+            "starsessions-redis": self.ss_redis,
+        }
+        self.flask_apps = {
+            "flask-session-fs": p.flask_session("filesystem", self.dirs["fss"]),
+            "flask-session-redis": p.flask_session("redis", self.sync_redis),
+        }
+        for app in self.flask_apps.values():
+            app.config["PERMANENT_SESSION_LIFETIME"] = p.LIFETIME
+
+    def asgi_app(self, lib: str, case: str) -> Any:
+        storage = self.asgi_storages[lib]
+        if lib.startswith("fs-"):
+            return p.fs_asgi(storage, case)
+        return p.starsessions_asgi(storage, case)
+
+    def wsgi_app(self, lib: str, case: str) -> Any:
+        if lib == "fs-dir-uncached":
+            return p.fs_wsgi(self.fs_wsgi_dir, case)
+        if lib == "fs-redis":
+            return p.fs_wsgi(self.fs_redis, case)
+        if lib == "beaker-file":
+            return p.beaker_wsgi(self.dirs["beaker"], case)
+        return self.flask_apps[lib]  # one app, a route per case
+
+    def probe(self, side: str, lib: str) -> Probe:
+        """Reads a session straight from ``lib``'s store (not through its middleware)."""
+        import ferrosession as fs
+
+        r = self.sync_redis
+        key = p.fs_storage_key
+        if lib == "fs-memory":
+            return lambda sid: _json_fields(self.fs_memory.read(key(sid)))
+        if lib.startswith("fs-dir") or (side == "wsgi" and lib == "fs-dir-uncached"):
+            folder = {
+                ("asgi", "fs-dir-cached"): self.dirs["fs-asgi"] / "cached",
+                ("asgi", "fs-dir-private"): self.dirs["fs-asgi"] / "private",
+                ("asgi", "fs-dir-uncached"): self.dirs["fs-asgi"] / "uncached",
+                ("wsgi", "fs-dir-uncached"): self.dirs["fs-wsgi"],
+            }[(side, lib)]
+            # a fresh, uncached instance: what is really on disk
+            return lambda sid: _json_fields(
+                fs.DirectoryStorage(folder, cached=False).read(key(sid))
+            )
+        if lib == "fs-redis":
+            return lambda sid: _json_fields(r.get(FS_PREFIX + key(sid)))
+        if lib == "starsessions-memory":
+            return lambda sid: _json_fields(self.ss_memory.data.get(sid))
+        if lib == "starsessions-redis":
+            return lambda sid: _json_fields(r.get("starsessions." + sid))
+        if lib == "flask-session-fs":
+            cache = self.flask_apps[lib].session_interface.cache
+            return lambda sid: _dict_fields(cache.get("session:" + sid))
+        if lib == "flask-session-redis":
+            import msgspec
+
+            def read(sid: str) -> Optional[tuple[Any, ...]]:
+                raw = r.get("session:" + sid)
+                return None if raw is None else _dict_fields(msgspec.msgpack.decode(raw))
+
+            return read
+        if lib == "beaker-file":
+            from beaker.session import Session
+
+            def beaker(sid: str) -> Optional[tuple[Any, ...]]:
+                s = Session(
+                    {},
+                    use_cookies=False,
+                    id=sid,
+                    type="file",
+                    data_dir=str(self.dirs["beaker"] / "data"),
+                    lock_dir=str(self.dirs["beaker"] / "lock"),
+                )
+                return None if s.is_new else _dict_fields(dict(s))
+
+            return beaker
+        raise KeyError(lib)
+
+    async def close(self) -> None:
+        await self.async_redis.aclose()
+        self.sync_redis.close()
+        self.fs_redis.close()
+
+
+# -- sanity ---------------------------------------------------------------------------
+def _session_id(lines: list[str], where: str) -> str:
+    if len(lines) != 1:
+        raise SanityError(f"{where}: expected one Set-Cookie, got {lines!r}")
+    pair = lines[0].strip().split(";", 1)[0].strip()
+    name, _, value = pair.partition("=")
+    if name != p.COOKIE or not re.fullmatch(r"[A-Za-z0-9_\-]{16,128}", value):
+        raise SanityError(f"{where}: unexpected Set-Cookie {lines[0]!r}")
+    return value
+
+
+def _forged(sid: str) -> str:
+    """Another id of the same shape that no store holds."""
+    if re.fullmatch(r"[0-9a-f]+", sid):
+        return secrets.token_hex(len(sid) // 2 + 1)[: len(sid)]
+    return secrets.token_urlsafe(len(sid))[: len(sid)]
+
+
+EXPECTED = (p.USER, list(p.ITEMS), p.VISITS)
+CHANGED = (p.USER, list(p.ITEMS), p.VISITS + 1)
+
+
+class Checked:
+    """A side's checked apps: per lib, the app and the cookie of each case."""
+
+    def __init__(self) -> None:
+        self.apps: dict[tuple[str, str], Any] = {}
+        self.cookies: dict[tuple[str, str], str] = {}
+        self.notes: dict[str, dict[str, Any]] = {}
+
+
+async def check_asgi(setup: Setup, lib: str, out: Checked) -> None:
+    apps = {case: setup.asgi_app(lib, case) for case in (*CASES, "new")}
+    probe = setup.probe("asgi", lib)
+    where = f"asgi/{lib}"
+
+    async def request(case: str, sid: Optional[str]) -> tuple[list[str], Any]:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        headers = [] if sid is None else [(b"cookie", f"{p.COOKIE}={sid}".encode())]
+        scope = h.asgi_scope(headers=headers)
+        await apps[case](scope, h.asgi_receive, send)
+        return h.set_cookies(h.response_headers(sent)), p.as_tuple(scope.get(p.RESULT_KEY))
+
+    await _check(where, lib, request, probe, apps, out)
+
+
+async def check_wsgi(setup: Setup, lib: str, out: Checked) -> None:
+    apps = {case: setup.wsgi_app(lib, case) for case in (*CASES, "new")}
+    probe = setup.probe("wsgi", lib)
+    where = f"wsgi/{lib}"
+
+    async def request(case: str, sid: Optional[str]) -> tuple[list[str], Any]:
+        headers = [] if sid is None else [("Cookie", f"{p.COOKIE}={sid}")]
+        res = h.wsgi_call(apps[case], h.wsgi_environ(f"/{case}", headers=headers))
+        if not res.status.startswith("200"):
+            raise SanityError(f"{where}/{case}: status {res.status}")
+        return h.set_cookies(res.headers), p.as_tuple(res.environ.get(p.RESULT_KEY))
+
+    await _check(where, lib, request, probe, apps, out)
+
+
+async def _check(
+    where: str,
+    lib: str,
+    request: Callable[[str, Optional[str]], Any],
+    probe: Probe,
+    apps: dict[str, Any],
+    out: Checked,
+) -> None:
+    ours = lib.startswith("fs-")
+    notes: dict[str, Any] = {}
+    sids: dict[str, str] = {}
+    for case in CASES:  # one session per case: the write case keeps changing its own
+        lines, _ = await request("new", None)
+        sid = _session_id(lines, f"{where}/new")
+        if probe(sid) != EXPECTED:
+            raise SanityError(f"{where}/new: the store holds {probe(sid)!r} for the new id")
+        sids[case] = sid
+
+    lines, got = await request("read", sids["read"])
+    if got != EXPECTED:
+        raise SanityError(f"{where}/read: read {got!r}, expected {EXPECTED!r}")
+    notes["read_sends_set_cookie"] = bool(lines)
+    if ours and lines:
+        raise SanityError(f"{where}/read: sent {lines!r}")
+
+    forged = _forged(sids["read"])
+    lines, got = await request("read", forged)
+    if got is not None:
+        raise SanityError(f"{where}/read: an unknown id read as {got!r}")
+    if probe(forged) is not None:
+        raise SanityError(f"{where}/read: the store adopted a client-chosen id")
+
+    lines, _ = await request("write", sids["write"])
+    notes["write_sends_set_cookie"] = bool(lines)
+    if ours and _session_id(lines, f"{where}/write") != sids["write"]:
+        raise SanityError(f"{where}/write: the id changed on a plain write: {lines!r}")
+    if probe(sids["write"]) != CHANGED:
+        raise SanityError(f"{where}/write: the store holds {probe(sids['write'])!r}")
+    _, got = await request("read", sids["write"])
+    if got != CHANGED:
+        raise SanityError(f"{where}/write: read back {got!r}, expected {CHANGED!r}")
+    if probe(sids["read"]) != EXPECTED:
+        raise SanityError(f"{where}: the read session changed: {probe(sids['read'])!r}")
+
+    for case in CASES:
+        out.apps[(lib, case)] = apps[case]
+        out.cookies[(lib, case)] = f"{p.COOKIE}={sids[case]}"
+    notes["id_length"] = len(sids["read"])
+    out.notes[lib] = notes
+
+
+# -- batches of direct calls -------------------------------------------------------------
+def sync_batch(fn: Callable[..., Any], *args: Any) -> Callable[[int], int]:
+    clock = time.perf_counter_ns
+
+    def batch(n: int) -> int:
+        t0 = clock()
+        for _ in range(n):
+            fn(*args)
+        return clock() - t0
+
+    return batch
+
+
+def async_batch(fn: Callable[..., Any], *args: Any) -> Callable[[int], Any]:
+    clock = time.perf_counter_ns
+
+    async def batch(n: int) -> int:
+        t0 = clock()
+        for _ in range(n):
+            await fn(*args)
+        return clock() - t0
+
+    return batch
+
+
+# -- run -------------------------------------------------------------------------------
+async def run(args: argparse.Namespace, progress: h.Progress) -> dict[str, Any]:
+    run_dir = WORK / f"run-{os.getpid()}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    server = p.RedisServer(run_dir / "redis")
+    server.start()
+    setup: Optional[Setup] = None
+    before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    try:
+        args.pinned_cpu = None
+        args.cpus_before_pinning = None if before is None else len(before)
+        if args.pin and before is not None and server.proc is not None:
+            # One CPU for this process and redis-server: a round trip is then two context
+            # switches on that CPU. Unpinned, each request's wake-up lands on the same or
+            # the other CPU by chance, and on a VM a cross-CPU wake-up costs ~40 µs more:
+            # the figures turn bimodal. Pinned gives the smallest, steadiest round trip,
+            # so a ratio to it is the strictest.
+            cpu = max(before)
+            os.sched_setaffinity(0, {cpu})
+            os.sched_setaffinity(server.proc.pid, {cpu})
+            args.pinned_cpu = cpu
+        setup = Setup(run_dir, server.url)
+        return await _run(args, progress, setup, server, run_dir)
+    finally:
+        if setup is not None:
+            await setup.close()
+        server.stop()
+        if before is not None:
+            os.sched_setaffinity(0, before)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+async def _run(
+    args: argparse.Namespace,
+    progress: h.Progress,
+    setup: Setup,
+    server: p.RedisServer,
+    run_dir: Path,
+) -> dict[str, Any]:
+    asgi, wsgi = Checked(), Checked()
+    for lib in ASGI_LIBS:
+        await check_asgi(setup, lib, asgi)
+    for lib in WSGI_LIBS:
+        await check_wsgi(setup, lib, wsgi)
+
+    # raw round trips and direct storage calls, checked too
+    r, ar = setup.sync_redis, setup.async_redis
+    raw_key = "bench:raw"
+    r.set(raw_key, PAYLOAD, ex=p.LIFETIME)
+    if r.get(raw_key) != PAYLOAD.encode() or await ar.get(raw_key) != PAYLOAD.encode():
+        raise SanityError("raw redis: GET did not return what SET stored")
+    direct = {
+        "memory": setup.fs_memory,
+        "cached": setup.fs_dir_cached,
+        "private": setup.fs_dir_private,
+        "uncached": setup.fs_dir_uncached,
+        "redis": setup.fs_redis,
+    }
+    direct_ids = {name: secrets.token_hex(32) for name in direct}
+    for name, storage in direct.items():
+        storage.write(direct_ids[name], PAYLOAD, p.LIFETIME)
+        if storage.read(direct_ids[name]) != PAYLOAD:
+            raise SanityError(f"direct {name}: read did not return what write stored")
+    if await setup.fs_redis.aread(direct_ids["redis"]) != PAYLOAD:
+        raise SanityError("direct redis: aread did not return what write stored")
+    fs_kind = p.filesystem_of(run_dir)
+    progress.note(
+        f"sanity checks passed (redis-server {server.version()} on port {server.port}; "
+        f"folders on {fs_kind.get('type', '?')} at {fs_kind.get('mount', '?')})"
+    )
+
+    variants: dict[str, h.Variant] = {}
+
+    def add(key: str, batch: Any) -> None:
+        variants[key] = h.Variant(key, batch)
+
+    cookie_any = asgi.cookies[("fs-memory", "read")]
+    add(
+        "asgi/bare",
+        h.asgi_batch(
+            p.raw_asgi_app(None), h.asgi_scope(headers=[(b"cookie", cookie_any.encode())])
+        ),
+    )
+    for (lib, case), app in asgi.apps.items():
+        scope = h.asgi_scope(headers=[(b"cookie", asgi.cookies[(lib, case)].encode())])
+        add(f"asgi/{case}/{lib}", h.asgi_batch(app, scope))
+    add(
+        "wsgi/bare",
+        h.wsgi_batch(p.raw_wsgi_app(None), h.wsgi_environ("/", headers=[("Cookie", cookie_any)])),
+    )
+    flask_bare = p.flask_bare()
+    for case in CASES:
+        env = h.wsgi_environ(f"/{case}", headers=[("Cookie", cookie_any)])
+        add(f"wsgi/{case}/flask-bare", h.wsgi_batch(flask_bare, env))
+    for (lib, case), app in wsgi.apps.items():
+        env = h.wsgi_environ(f"/{case}", headers=[("Cookie", wsgi.cookies[(lib, case)])])
+        add(f"wsgi/{case}/{lib}", h.wsgi_batch(app, env))
+
+    add("raw/sync/GET", sync_batch(r.get, raw_key))
+    add("raw/sync/SET", sync_batch(lambda: r.set(raw_key, PAYLOAD, ex=p.LIFETIME)))
+    add("raw/async/GET", async_batch(ar.get, raw_key))
+    add("raw/async/SET", async_batch(lambda: ar.set(raw_key, PAYLOAD, ex=p.LIFETIME)))
+    add("direct/fs-memory/read", sync_batch(setup.fs_memory.read, direct_ids["memory"]))
+    add("direct/fs-dir-cached/read", sync_batch(setup.fs_dir_cached.read, direct_ids["cached"]))
+    add("direct/fs-dir-private/read", sync_batch(setup.fs_dir_private.read, direct_ids["private"]))
+    stat_path = str(setup.fs_dir_cached.path)
+    add("direct/os.stat (reference)", sync_batch(os.stat, stat_path))
+    add(
+        "direct/fs-dir-uncached/read",
+        sync_batch(setup.fs_dir_uncached.read, direct_ids["uncached"]),
+    )
+    add(
+        "direct/fs-dir-uncached/write",
+        sync_batch(setup.fs_dir_uncached.write, direct_ids["uncached"], PAYLOAD, p.LIFETIME),
+    )
+    add("direct/fs-redis/read", sync_batch(setup.fs_redis.read, direct_ids["redis"]))
+    add(
+        "direct/fs-redis/write",
+        sync_batch(setup.fs_redis.write, direct_ids["redis"], PAYLOAD, p.LIFETIME),
+    )
+    add("direct/fs-redis/aread", async_batch(setup.fs_redis.aread, direct_ids["redis"]))
+    add(
+        "direct/fs-redis/awrite",
+        async_batch(setup.fs_redis.awrite, direct_ids["redis"], PAYLOAD, p.LIFETIME),
+    )
+
+    rounds = await h.measure(
+        list(variants.values()),
+        budget_s=args.budget,
+        batch_ms=args.batch_ms,
+        min_rounds=args.min_rounds,
+        progress=progress,
+    )
+    return report(args, variants, rounds, asgi, wsgi, server, fs_kind)
+
+
+def report(
+    args: argparse.Namespace,
+    variants: dict[str, h.Variant],
+    rounds: int,
+    asgi: Checked,
+    wsgi: Checked,
+    server: p.RedisServer,
+    fs_kind: dict[str, str],
+) -> dict[str, Any]:
+    s = {k: v.samples for k, v in variants.items()}
+    med = {k: h.quantiles(v)["median"] for k, v in s.items()}
+
+    def bare_of(side: str, case: str, lib: str) -> str:
+        if side == "wsgi" and lib in FLASK_LIBS:
+            return f"wsgi/{case}/flask-bare"
+        return f"{side}/bare"
+
+    results: dict[str, Any] = {"asgi": {}, "wsgi": {}}
+    paired: dict[str, list[float]] = {}
+    for side, libs in (("asgi", ASGI_LIBS), ("wsgi", WSGI_LIBS)):
+        for case in CASES:
+            entry: dict[str, Any] = {}
+            for lib in libs:
+                key = f"{side}/{case}/{lib}"
+                bare = bare_of(side, case, lib)
+                entry[lib] = {
+                    **h.overhead(s[key], s[bare]),
+                    "baseline": bare,
+                    "baseline_us": med[bare],
+                    "batch_calls": variants[key].n,
+                }
+                paired[key] = h.paired(s[key], s[bare])
+            results[side][case] = entry
+
+    def ov(side: str, case: str, lib: str) -> float:
+        return float(results[side][case][lib]["overhead_us"])
+
+    def goal(
+        name: str,
+        num_key: str,
+        num: float,
+        den_keys: list[str],
+        den: float,
+        limit: float,
+        note: str,
+    ) -> dict[str, Any]:
+        ratio = num / den if den > 0 else float("inf")
+        num_rounds = paired.get(num_key) or s[num_key]
+        den_rounds = [
+            sum(vals)
+            for vals in zip(*[paired.get(k) or s[k] for k in den_keys])  # same rounds
+        ]
+        return {
+            "name": name,
+            "numerator": num_key,
+            "numerator_us": num,
+            "denominator": " + ".join(den_keys),
+            "denominator_us": den,
+            "ratio": ratio,
+            "ratio_paired": h.ratio_spread(num_rounds, den_rounds),
+            "goal": limit,
+            "met": ratio <= limit,
+            "note": note,
+        }
+
+    goals = [
+        goal(
+            "DirectoryStorage cached read ≤ 1/4 of starsessions' in-memory store",
+            "asgi/read/fs-dir-cached",
+            ov("asgi", "read", "fs-dir-cached"),
+            ["asgi/read/starsessions-memory"],
+            ov("asgi", "read", "starsessions-memory"),
+            0.25,
+            "ASGI overheads; starsessions writes its store and sends Set-Cookie on a read",
+        ),
+        goal(
+            "(not the default) DirectoryStorage cached, shared=False, read ≤ 1/4 of "
+            "starsessions' in-memory store",
+            "asgi/read/fs-dir-private",
+            ov("asgi", "read", "fs-dir-private"),
+            ["asgi/read/starsessions-memory"],
+            ov("asgi", "read", "starsessions-memory"),
+            0.25,
+            "one process only: a hit is trusted for cache_ttl, no stat",
+        ),
+    ]
+    for case, raw_ops in (("read", ["GET"]), ("write", ["GET", "SET"])):
+        for side, mode in (("asgi", "async"), ("wsgi", "sync")):
+            keys = [f"raw/{mode}/{op}" for op in raw_ops]
+            goals.append(
+                goal(
+                    f"RedisStorage {side.upper()} {case} ≤ 1.3x raw {mode} {' + '.join(raw_ops)}",
+                    f"{side}/{case}/fs-redis",
+                    ov(side, case, "fs-redis"),
+                    keys,
+                    sum(med[k] for k in keys),
+                    1.3,
+                    "whole middleware overhead against the round trips the case needs"
+                    + ("" if case == "read" else " (the handler reads, then changes it)"),
+                )
+            )
+        goals.append(
+            goal(
+                f"RedisStorage ASGI {case} ≤ 1/2 of starsessions' Redis store",
+                f"asgi/{case}/fs-redis",
+                ov("asgi", case, "fs-redis"),
+                [f"asgi/{case}/starsessions-redis"],
+                ov("asgi", case, "starsessions-redis"),
+                0.5,
+                "ASGI overheads"
+                + ("; starsessions also writes (SET) on a read" if case == "read" else ""),
+            )
+        )
+    for op, raw in (("aread", "GET"), ("awrite", "SET"), ("read", "GET"), ("write", "SET")):
+        mode = "async" if op.startswith("a") else "sync"
+        k = f"direct/fs-redis/{op}"
+        goals.append(
+            goal(
+                f"RedisStorage.{op} (direct call) ≤ 1.3x raw {mode} {raw}",
+                k,
+                med[k],
+                [f"raw/{mode}/{raw}"],
+                med[f"raw/{mode}/{raw}"],
+                1.3,
+                "storage alone, no middleware",
+            )
+        )
+
+    import ferrosession
+    from ferrosession import _core
+
+    env = h.environment(
+        [
+            "ferrosession",
+            "starlette",
+            "starsessions",
+            "flask",
+            "werkzeug",
+            "Flask-Session",
+            "cachelib",
+            "msgspec",
+            "Beaker",
+            "redis",
+            "orjson",
+        ],
+        ferrosession_build_profile=_core.build_profile,
+        ferrosession_path=str(Path(ferrosession.__file__).parent),
+        redis_server=server.version(),
+        storage_filesystem=fs_kind,
+    )
+    if args.cpus_before_pinning is not None:
+        env["nproc"] = args.cpus_before_pinning  # what the machine gives, not the pinning
+    return {
+        "benchmark": "storage_overhead",
+        "unit": "microseconds per request (or per call)",
+        "quick": args.quick,
+        "environment": env,
+        "settings": {
+            "budget_s": args.budget,
+            "batch_ms": args.batch_ms,
+            "rounds": rounds,
+            "session": p.DATA,
+            "session_json_bytes": len(PAYLOAD),
+            "lifetime_s": p.LIFETIME,
+            "folders": str(WORK),
+            "pinned_cpu": args.pinned_cpu,
+            "overhead": (
+                "median(with the session layer) - median(the same app without it); "
+                "paired = per-round difference"
+            ),
+            "peer_behaviour": {"asgi": asgi.notes, "wsgi": wsgi.notes},
+        },
+        "command": [Path(sys.executable).name, *sys.argv],
+        "loadavg_at_end": list(os.getloadavg()),
+        "variants": {
+            k: {**h.quantiles(v.samples), "batch_calls": v.n} for k, v in variants.items()
+        },
+        "results": results,
+        "goals": goals,
+    }
+
+
+# -- output -----------------------------------------------------------------------------
+def _f(x: float) -> str:
+    return f"{x:.2f}" if x < 100 else f"{x:.0f}"
+
+
+def table(result: dict[str, Any]) -> str:
+    out: list[str] = []
+    names = {"asgi": ASGI_LIBS, "wsgi": WSGI_LIBS}
+    for side in ("asgi", "wsgi"):
+        rows = []
+        for lib, label in names[side].items():
+            row = [label]
+            for case in CASES:
+                e = result["results"][side][case][lib]
+                pq = e["overhead_paired_us"]
+                row += [
+                    _f(e["per_call_us"]["median"]),
+                    f"{_f(e['overhead_us'])} ({_f(pq['p25'])} to {_f(pq['p75'])})",
+                ]
+            notes = result["settings"]["peer_behaviour"][side].get(lib, {})
+            row.append("yes" if notes.get("read_sends_set_cookie") else "no")
+            rows.append(row)
+        header = [
+            f"{side.upper()}: ~100-byte session",
+            "read µs",
+            "read overhead µs (p25 to p75)",
+            "write µs",
+            "write overhead µs (p25 to p75)",
+            "read sends Set-Cookie",
+        ]
+        out.append(h.markdown_table(header, rows))
+        base = result["variants"][f"{side}/bare"]["median"]
+        extra = ""
+        if side == "wsgi":
+            fb = [result["variants"][f"wsgi/{c}/flask-bare"]["median"] for c in CASES]
+            extra = (
+                "; Flask-Session against the same Flask app without storage "
+                f"({_f(fb[0])} / {_f(fb[1])} µs)"
+            )
+        out.append(f"\nBaseline: the raw {side.upper()} app, {_f(base)} µs{extra}.\n")
+
+    rows = []
+    for key, v in result["variants"].items():
+        if key.startswith(("raw/", "direct/")):
+            rows.append([key, _f(v["median"]), f"{_f(v['p25'])} to {_f(v['p75'])}"])
+    out.append(h.markdown_table(["call", "µs (median)", "p25 to p75"], rows))
+
+    rows = []
+    for g in result["goals"]:
+        rp = g["ratio_paired"]
+        rows.append(
+            [
+                g["name"],
+                f"{_f(g['numerator_us'])} / {_f(g['denominator_us'])}",
+                f"{g['ratio']:.3f} ({rp['p25']:.3f} to {rp['p75']:.3f})",
+                f"≤ {g['goal']:.2f}",
+                "yes" if g["met"] else "**no**",
+            ]
+        )
+    out.append("")
+    out.append(
+        h.markdown_table(["goal", "µs / µs", "ratio (paired p25 to p75)", "goal", "met"], rows)
+    )
+    env = result["environment"]
+    pk = env["packages"]
+    fsk = env["storage_filesystem"]
+    out.append(
+        f"\nMedians of {result['settings']['rounds']} interleaved rounds, in-process. "
+        f"Folders on {fsk.get('type', '?')} ({fsk.get('device', '?')} at {fsk.get('mount', '?')}; "
+        f"writes rename a temp file, no fsync). redis-server {env['redis_server']} on 127.0.0.1"
+        + (
+            f", pinned with this process to CPU {result['settings']['pinned_cpu']}. "
+            if result["settings"]["pinned_cpu"] is not None
+            else " (not pinned). "
+        )
+        + f"Python {env['python']}, ferrosession {pk['ferrosession']} "
+        f"({env['ferrosession_build_profile']}), starsessions {pk['starsessions']}, "
+        f"Starlette {pk['starlette']}, Flask {pk['flask']}, Flask-Session {pk['Flask-Session']}, "
+        f"cachelib {pk['cachelib']}, Beaker {pk['Beaker']}, redis-py {pk['redis']}; "
+        f"{env['nproc']} CPU(s): {env['cpu']}."
+    )
+    return "\n".join(out)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (~20 s)")
+    parser.add_argument("--budget", type=float, help="seconds of measuring (default 80; quick 4)")
+    parser.add_argument("--batch-ms", type=float, help="target ms per batch (default 4; quick 2)")
+    parser.add_argument("--min-rounds", type=int, default=None, help="at least this many rounds")
+    parser.add_argument("--out", type=Path, help="JSON output (default benches/results/...)")
+    parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="leave this process and redis-server unpinned (default: both on one CPU)",
+    )
+    parser.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
+    parser.add_argument(
+        "--allow-debug", action="store_true", help="run on a debug build (figures meaningless)"
+    )
+    args = parser.parse_args(argv)
+    if args.budget is None:
+        args.budget = 4.0 if args.quick else 80.0
+    if args.batch_ms is None:
+        args.batch_ms = 2.0 if args.quick else 4.0
+    if args.min_rounds is None:
+        args.min_rounds = 5 if args.quick else 30
+
+    from ferrosession import _core
+
+    if _core.build_profile != "release":
+        if not args.allow_debug:
+            sys.exit(
+                "build a release snapshot first (`make bench-build`, then "
+                "PYTHONPATH=target/bench-site): this is a debug build of ferrosession"
+            )
+        print("WARNING: debug build: these figures mean nothing", file=sys.stderr)
+    if args.out is None:
+        suffix = "" if not (args.quick or _core.build_profile != "release") else ".smoke"
+        args.out = h.RESULTS_DIR / f"storage_overhead{suffix}.json"
+
+    progress = h.Progress("storage_overhead")
+    try:
+        result = asyncio.run(run(args, progress))
+    except SanityError as exc:
+        print(f"sanity check failed, nothing timed: {exc}", file=sys.stderr)
+        return 2
+    h.write_json(args.out, result)
+    print(table(result))
+    print(f"\nresults: {args.out}", file=sys.stderr)
+    if args.check and not all(g["met"] for g in result["goals"]):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
