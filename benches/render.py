@@ -87,23 +87,58 @@ def svg(data: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def storage_table(data: dict[str, Any]) -> str:
+    rows = ["| stack | storage | read overhead | write overhead |", "|---|---|--:|--:|"]
+    for stack, cases in data["results"].items():
+        names = list(dict.fromkeys(n for case in cases.values() for n in case))
+        for name in names:
+            cells = []
+            for case in ("read", "write"):
+                entry = cases.get(case, {}).get(name)
+                cells.append(f"{entry['overhead_us']:.1f} µs" if entry else "-")
+            rows.append(f"| {stack.upper()} | {name} | {cells[0]} | {cells[1]} |")
+    rows += ["", "| goal | ratio | met |", "|---|--:|:-:|"]
+    for goal in data["goals"]:
+        rows.append(f"| {goal['name']} | {goal['ratio']:.2f} | {'yes' if goal['met'] else 'no'} |")
+    return "\n".join(rows)
+
+
+def primitives_table(data: dict[str, Any]) -> str:
+    rows = ["| operation (100 bytes, wrap + unwrap) | µs | speed-up |", "|---|--:|--:|"]
+    for result in data["results"].values():
+        speedup = result.get("speedup")
+        vs = f"{speedup:.1f}x {result['speedup_vs'].split('/', 1)[1]}" if speedup else ""
+        rows.append(f"| {result['label']} | {result['per_op_us']['median']:.2f} | {vs} |")
+    return "\n".join(rows)
+
+
+def replace_block(text: str, marker: str, body: str) -> str:
+    block = f"<!-- {marker} -->\n{body}\n<!-- /{marker} -->"
+    pattern = f"<!-- {marker} -->.*?<!-- /{marker} -->"
+    new, n = re.subn(pattern, lambda _: block, text, flags=re.S)
+    if n != 1:
+        raise SystemExit(f"README.md has no <!-- {marker} --> block")
+    return new
+
+
 def main() -> None:
     data = load()
     (RESULTS / "asgi_overhead.svg").write_text(svg(data))
     readme = ROOT / "README.md"
-    text = readme.read_text()
-    block = (
-        "<!-- perf-table -->\n"
-        + table(data)
-        + "\n\n![overhead per request](benches/results/asgi_overhead.svg)\n<!-- /perf-table -->"
+    text = replace_block(
+        readme.read_text(),
+        "perf-table",
+        table(data) + "\n\n![overhead per request](benches/results/asgi_overhead.svg)",
     )
-    new, n = re.subn(
-        r"<!-- perf-table -->.*?<!-- /perf-table -->", lambda _: block, text, flags=re.S
-    )
-    if n != 1:
-        raise SystemExit("README.md has no <!-- perf-table --> block")
-    readme.write_text(new)
-    print("wrote benches/results/asgi_overhead.svg and the README table")
+    storage = RESULTS / "storage_overhead.json"
+    if storage.exists():
+        text = replace_block(text, "perf-storage", storage_table(json.loads(storage.read_text())))
+    primitives = RESULTS / "primitives.json"
+    if primitives.exists():
+        body = primitives_table(json.loads(primitives.read_text()))
+        text = replace_block(text, "perf-primitives", body)
+    readme.write_text(text)
+    print("wrote benches/results/asgi_overhead.svg and the README tables")
 
 
 if __name__ == "__main__":

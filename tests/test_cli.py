@@ -418,3 +418,26 @@ def test_gc_refuses_a_missing_folder(tmp_path: Path) -> None:
 
     assert main(["gc", str(tmp_path / "nope")]) == 2
     assert not (tmp_path / "nope").exists()
+
+
+def test_bench_refuses_outside_a_checkout_and_on_a_debug_build(tmp_path: Path) -> None:
+    outside = subprocess.run(
+        [sys.executable, "-m", "ferrosession.cli", "bench"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert outside.returncode == 2
+    assert "source checkout" in outside.stderr or "debug build" in outside.stderr
+    from ferrosession import _core
+
+    if _core.build_profile == "debug":
+        inside = subprocess.run(
+            [sys.executable, "-m", "ferrosession.cli", "bench", "--quick"],
+            cwd=Path(__file__).resolve().parent.parent,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert inside.returncode == 2 and "debug build" in inside.stderr

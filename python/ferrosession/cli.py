@@ -639,6 +639,47 @@ def _demo(args: argparse.Namespace) -> int:
     return demo_main(["--host", args.host, "--port", str(args.port), "--dir", args.dir])
 
 
+# -- bench --------------------------------------------------------------------------------
+
+BENCHES = ("asgi_overhead", "storage_overhead", "primitives")
+
+
+def _bench_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quick", action="store_true", help="a short smoke run (figures mean little)")
+    p.add_argument(
+        "--only", choices=BENCHES, action="append", help="run only this benchmark (repeatable)"
+    )
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import subprocess
+
+    here = Path.cwd().resolve()
+    root = next(
+        (d for d in (here, *here.parents) if (d / "benches" / "_harness.py").is_file()), None
+    )
+    if root is None:
+        raise UsageError(
+            "run it inside a ferrosession source checkout (the benchmarks and their peers "
+            "live in its benches/ folder); there, `make bench` also builds the release snapshot"
+        )
+    if _core.build_profile != "release":
+        raise UsageError(
+            "this ferrosession is a debug build: benchmark a release one (`make bench` builds "
+            "it, or `maturin develop --release`)"
+        )
+    for name in args.only or BENCHES:
+        cmd = [sys.executable, str(root / "benches" / f"{name}.py")]
+        if args.quick:
+            cmd.append("--quick")
+        _err(f"ferrosession bench: {name}")
+        done = subprocess.run(cmd, cwd=root, check=False)
+        if done.returncode != 0:
+            return EXIT_REJECTED
+    subprocess.run([sys.executable, str(root / "benches" / "render.py")], cwd=root, check=True)
+    return EXIT_OK
+
+
 # -- dispatch -----------------------------------------------------------------------------
 
 COMMANDS: dict[str, Command] = {
@@ -667,6 +708,14 @@ COMMANDS: dict[str, Command] = {
         "folder; safe while the app runs. Prints how many sessions it removed.",
         _gc_args,
         _gc,
+    ),
+    "bench": Command(
+        "bench",
+        "run the benchmark suite against the Python peers",
+        "Run the in-process benchmarks (benches/ of a source checkout) with a progress "
+        "line, then write the README table and chart. Refuses a debug build.",
+        _bench_args,
+        _bench,
     ),
     "demo": Command(
         "demo",
