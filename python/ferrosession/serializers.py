@@ -442,11 +442,9 @@ def _compile_dataclass(cls: type, memo: _Memo) -> _Decoder:
         plan.append((f.name, "." + f.name, _EXACT.get(conv), conv, required))
     fields = tuple(plan)
     expected = f"object ({cls.__qualname__})"
-    fast = _plain_init(cls)
-    if fast is not None:
-        return _fast_decoder(cls, fields, expected, fast, cell)
 
-    def decode(value: Any) -> Any:
+    def collect(value: Any) -> dict[str, Any]:
+        """The checked and converted field values present in ``value``."""
         if type(value) is not dict:
             raise _mismatch(expected, value)
         kwargs = {}
@@ -465,13 +463,21 @@ def _compile_dataclass(cls: type, memo: _Memo) -> _Decoder:
                 except DeserializationError as exc:
                     raise exc._within(segment) from None
             kwargs[name] = item
-        try:
-            return cls(**kwargs)
-        except (TypeError, ValueError) as exc:
-            # __post_init__ validation, say; the cause keeps the details.
-            raise DeserializationError(
-                f"{cls.__qualname__}() rejected the value ({type(exc).__name__})"
-            ) from exc
+        return kwargs
+
+    plain = _plain_init(cls)
+    if plain is not None:
+        decode = _fill_dict(cls, collect, plain)
+    else:
+
+        def decode(value: Any) -> Any:
+            try:
+                return cls(**collect(value))
+            except (TypeError, ValueError) as exc:
+                # __post_init__ validation, say; the cause keeps the details.
+                raise DeserializationError(
+                    f"{cls.__qualname__}() rejected the value ({type(exc).__name__})"
+                ) from exc
 
     cell[0] = decode
     return decode
@@ -504,13 +510,13 @@ def _plain_init(cls: type) -> Optional[tuple[tuple[str, Any, Any], ...]]:
     return tuple(out)
 
 
-def _fast_decoder(
+def _fill_dict(
     cls: type,
-    fields: tuple[tuple[str, str, Optional[type], _Decoder, bool], ...],
-    expected: str,
+    collect: Callable[[Any], dict[str, Any]],
     defaults: tuple[tuple[str, Any, Any], ...],
-    cell: list[Any],
 ) -> _Decoder:
+    """A decoder that builds the value as the generated ``__init__`` would: the fields,
+    defaults filled in, in declaration order, stored straight into ``__dict__``."""
     missing = dataclasses.MISSING
     fill = tuple(
         (name, default, factory)
@@ -518,37 +524,19 @@ def _fast_decoder(
         if default is not missing or factory is not missing
     )
     new = object.__new__
+    count = len(defaults)
 
     def decode(value: Any) -> Any:
-        if type(value) is not dict:
-            raise _mismatch(expected, value)
-        attrs = {}
-        for name, segment, exact, conv, required in fields:
-            item = value.get(name, _MISSING)
-            if item is _MISSING:
-                if required:
-                    raise DeserializationError("missing required field", (segment,))
-                continue
-            if exact is not None:
-                if type(item) is not exact:
-                    raise _mismatch(_JSON_NAMES[exact], item)._within(segment)
-            else:
-                try:
-                    item = conv(item)
-                except DeserializationError as exc:
-                    raise exc._within(segment) from None
-            attrs[name] = item
-        if len(attrs) != len(fields):
+        attrs = collect(value)
+        if len(attrs) != count:
             for name, default, factory in fill:
                 if name not in attrs:
                     attrs[name] = default if default is not missing else factory()
-            # keep declaration order, as __init__ would
             attrs = {name: attrs[name] for name, _, _ in defaults}
         obj: Any = new(cls)
         obj.__dict__.update(attrs)
         return obj
 
-    cell[0] = decode
     return decode
 
 
