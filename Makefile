@@ -99,13 +99,17 @@ bench-build: $(DEPS_STAMP) ## Build a release snapshot for the benchmarks (leave
 	$(MATURIN) build --release --quiet --out target/bench-wheels
 	$(PIP) install --quiet --no-deps --target $(BENCH_SITE) target/bench-wheels/*.whl
 
-BENCHES ?= asgi_overhead storage_overhead primitives
+BENCHES ?= asgi_overhead storage_overhead primitives compat_overhead
 BENCH_ARGS ?=
 
 .PHONY: bench
 bench: bench-build services ## Benchmarks against the Python peers (release build, in-process)
 	for b in $(BENCHES); do PYTHONPATH=$(BENCH_SITE) $(PY) benches/$$b.py $(BENCH_ARGS) || exit 1; done
 	$(PY) benches/render.py
+
+.PHONY: upstream
+upstream: develop ## Starlette's and Flask's own session tests against the drop-ins, beside the originals
+	$(PY) tests/upstream/run_upstream.py --baseline
 
 .PHONY: wheel
 wheel: $(DEPS_STAMP) ## Build an abi3 wheel and an sdist into dist/

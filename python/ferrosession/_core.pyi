@@ -7,14 +7,20 @@ from typing import Any, Optional, Union, final
 __all__ = [
     "Codec",
     "DirectoryStorage",
+    "FlaskCodec",
+    "StarletteCodec",
     "Transform",
     "__version__",
     "build_profile",
+    "compat_json",
+    "cookie_value",
     "digest_transformer",
     "encrypt_envelope",
     "encrypt_key_id",
     "encrypt_open",
     "encrypt_transformer",
+    "http_date",
+    "itsdangerous_timestamp",
     "ktor_encrypt_open",
     "ktor_encrypt_transformer",
     "mac_transformer",
@@ -123,3 +129,54 @@ def encrypt_key_id(key: bytes) -> bytes: ...
 def ktor_encrypt_open(
     encryption_key: bytes, sign_key: bytes, value: str, backward_compatible_read: bool = False
 ) -> tuple[Optional[str], bool, Optional[str], str]: ...
+
+@final
+class StarletteCodec:
+    """Starlette's ``SessionMiddleware`` cookie (itsdangerous ``TimestampSigner``)."""
+
+    def __new__(
+        cls,
+        secrets: list[bytes],
+        max_age: Optional[int],
+        name: Optional[bytes],
+        prefix: bytes,
+        suffix: bytes,
+        clear_line: bytes,
+        *,
+        fast_loads: Any,
+        fast_error: Any,
+        loads: Any,
+        dumps: Any,
+        clock: Any = None,
+        lazy_type: Any = None,
+    ) -> StarletteCodec: ...
+    def load(self, session: dict[str, Any], state: list[Any]) -> None: ...
+    def finish(self, message: Any, scope: Any, state: list[Any]) -> None: ...
+    def load_value(
+        self, value: bytes, now: Optional[int] = None
+    ) -> Optional[tuple[bytes, bool, bool]]: ...
+    def dump(self, session: dict[str, Any], now: Optional[int] = None) -> bytes: ...
+    def sign(self, json: bytes, now: Optional[int] = None) -> str: ...
+
+@final
+class FlaskCodec:
+    """Flask's ``SecureCookieSessionInterface`` cookie (``URLSafeTimedSerializer``)."""
+
+    def __new__(
+        cls, secrets: list[bytes], salt: bytes = ..., key_derivation: str = "hmac"
+    ) -> FlaskCodec: ...
+    def load(
+        self, value: bytes, max_age: Optional[int] = None, now: Optional[int] = None
+    ) -> Optional[tuple[bytes, bool, bool]]: ...
+    def load_header(
+        self, header: str, name: str, max_age: Optional[int] = None, now: Optional[int] = None
+    ) -> Optional[tuple[bytes, bool, bool]]: ...
+    def dump(
+        self, session: dict[str, Any], now: Optional[int] = None, compress_min: int = 0
+    ) -> Optional[str]: ...
+    def dump_json(self, json: bytes, now: Optional[int] = None, compress_min: int = 0) -> str: ...
+
+def itsdangerous_timestamp(ts: int) -> str: ...
+def compat_json(obj: object, style: str = "starlette") -> Optional[str]: ...
+def http_date(seconds: int) -> Optional[str]: ...
+def cookie_value(header: str, name: str, style: str) -> Optional[bytes]: ...

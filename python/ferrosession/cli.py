@@ -641,7 +641,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 # -- bench --------------------------------------------------------------------------------
 
-BENCHES = ("asgi_overhead", "storage_overhead", "primitives")
+BENCHES = ("asgi_overhead", "storage_overhead", "primitives", "compat_overhead")
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:

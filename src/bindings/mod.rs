@@ -15,6 +15,7 @@ use crate::codec::session::{Incoming, SessionCodec, Transport};
 use crate::codec::{ids, unix_now, Context, Transformer};
 use crate::error::CoreError;
 
+mod compat;
 mod crypto;
 mod inspect;
 mod storage;
@@ -282,6 +283,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(new_session_id, m)?)?;
     m.add_function(wrap_pyfunction!(random_bytes, m)?)?;
     crypto::register(m)?;
+    compat::register(m)?;
     inspect::register(m)?;
     storage::register(m)?;
     Ok(())

@@ -7,6 +7,7 @@ pub mod cookie;
 pub mod digest;
 pub mod encoding;
 pub mod ids;
+pub mod itsdangerous;
 pub mod ktor_encrypt;
 pub mod mac;
 pub mod session;
