@@ -62,3 +62,39 @@ def test_wsgi_quickstart_logs_in_and_out() -> None:
     # replaying the logged-out id gives no session
     client.set_cookie("SESSION_ID", first.value)
     assert client.get("/me").text == "anonymous"
+
+
+def test_starlette_drop_in_block_counts_and_reads_starlettes_cookie() -> None:
+    from starlette.applications import Starlette
+    from starlette.middleware.sessions import SessionMiddleware as Original
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    index = next(i for i, b in enumerate(BLOCKS) if "ferrosession.starlette" in b)
+    app = run_block(index)["app"]
+    with TestClient(app) as client:
+        assert client.get("/").json() == {"n": 1}
+        assert client.get("/").json() == {"n": 2}
+
+    # a cookie written by Starlette's own middleware with the same secret keeps working
+    async def seed(request: Any) -> JSONResponse:
+        request.session["n"] = 41
+        return JSONResponse({})
+
+    original = Starlette(routes=[Route("/", seed)])
+    original.add_middleware(Original, secret_key="the same secret as before")
+    with TestClient(original) as client:
+        client.get("/")
+        cookie = client.cookies["session"]
+    with TestClient(app) as client:
+        client.cookies.set("session", cookie)
+        assert client.get("/").json() == {"n": 42}
+
+
+def test_flask_drop_in_block_counts() -> None:
+    index = next(i for i, b in enumerate(BLOCKS) if "ferrosession.flask" in b)
+    app = run_block(index)["app"]
+    client = app.test_client()
+    assert client.get("/").text == "1"
+    assert client.get("/").text == "2"
