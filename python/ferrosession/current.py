@@ -249,9 +249,7 @@ class CurrentSessions:
         came in; a server-side entry is deleted."""
         self._check_not_started("clear")
         st = self._state(self._config.lookup(key))
-        if st.sid is not None:
-            st.delete_ids = (*st.delete_ids, st.sid)
-            st.sid = None
+        _retire_id(st)
         self._dirty = True
         st.action = _CLEAR
         st.value = None
@@ -267,9 +265,7 @@ class CurrentSessions:
         value = st.new if st.action == _SET else st.value
         if value is None:
             return
-        if st.sid is not None:
-            st.delete_ids = (*st.delete_ids, st.sid)
-            st.sid = None
+        _retire_id(st)
         self._set(st, value, force=True)
 
     def session_id(self, key: Union[type[Any], str]) -> Optional[str]:
@@ -388,6 +384,14 @@ class CurrentSessions:
                 raise
             except Exception as exc:
                 raise _storage_error(p, op, exc) from exc
+
+
+def _retire_id(st: _State) -> None:
+    """The current server-side id's entry is deleted when the response starts, and the
+    session has no id until a ``set`` mints a new one."""
+    if st.sid is not None:
+        st.delete_ids = (*st.delete_ids, st.sid)
+        st.sid = None
 
 
 def _mint(p: Provider) -> str:
