@@ -47,6 +47,7 @@ class Provider:
         "storage",
         "storage_ttl",
         "type",
+        "vary",
         "wsgi_key",
     )
 
@@ -94,6 +95,8 @@ class Provider:
         self.response_name = name if header else "Set-Cookie"
         self.response_key = self.header_key if header else b"set-cookie"
         self.wsgi_key = "HTTP_" + name.upper().replace("-", "_")
+        # what a response that read this session varies with
+        self.vary = name if header else "Cookie"
 
     def key(self, session_id: str) -> str:
         """What the storage sees for ``session_id``: its hash bound to this name, or the

@@ -317,14 +317,14 @@ class CurrentSessions:
         headers: list[tuple[str, bytes, str]] = []
         ops: list[tuple[Provider, str, Any]] = []
         vary: list[str] = []
+        cookie_sent = False
         for p, st in self._states.items():
-            if st.loaded:  # the session was read: the response depends on it
-                v = p.name if p.header else "Cookie"
-                if v not in vary:
-                    vary.append(v)
-            for sid in st.delete_ids:
-                ops.append((p, "invalidate", (p.key(sid),)))
-            if st.action == _SET:
+            if st.loaded and p.vary not in vary:  # read: the response depends on it
+                vary.append(p.vary)
+            if st.delete_ids:
+                ops.extend([(p, "invalidate", (p.key(sid),)) for sid in st.delete_ids])
+            action = st.action
+            if action == _SET:
                 if (
                     p.send_only_if_modified
                     and not st.force
@@ -338,18 +338,20 @@ class CurrentSessions:
                     ops.append((p, "write", (p.key(st.sid), st.new_payload, p.storage_ttl)))
                 assert st.out is not None
                 headers.append((p.response_name, p.response_key, st.out))
-            elif st.action == _CLEAR or st.unknown:
+                cookie_sent = cookie_sent or not p.header
+            elif action == _CLEAR or st.unknown:
                 # Expire the browser's cookie: it was cleared, or names an unknown id.
                 clear = p.clear_line_secure if self._https else p.clear_line
                 if clear is not None and (st.present or st.unknown):
                     headers.append(("Set-Cookie", b"set-cookie", clear))
+                    cookie_sent = True
             elif st.reissue and st.payload is not None:
                 # Verified by a retired key: issue it again under the current one.
                 wire = st.payload if st.sid is None else st.sid
                 headers.append((p.response_name, p.response_key, self._write(p, wire)))
-        cookie_sent = any(h[1] == b"set-cookie" for h in headers)
+                cookie_sent = cookie_sent or not p.header
         if vary:
-            headers.append(("Vary", b"vary", ", ".join(vary)))
+            headers.append(("Vary", b"vary", vary[0] if len(vary) == 1 else ", ".join(vary)))
         return headers, ops, cookie_sent
 
     def _commit_sync(self, has_cache_control: bool) -> list[tuple[str, str]]:
