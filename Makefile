@@ -99,11 +99,17 @@ bench-build: $(DEPS_STAMP) ## Build a release snapshot for the benchmarks (leave
 	$(MATURIN) build --release --quiet --out target/bench-wheels
 	$(PIP) install --quiet --no-deps --target $(BENCH_SITE) target/bench-wheels/*.whl
 
-BENCHES ?= asgi_overhead storage_overhead primitives compat_overhead
+BENCHES ?= asgi_overhead storage_overhead primitives compat_overhead wsgi_overhead memory uvicorn_wrk
 BENCH_ARGS ?=
 
+.PHONY: bench-tools
+bench-tools: ## Install wrk (Debian package) for the real-server benchmark when it is missing
+	@command -v wrk >/dev/null || { \
+	  echo "installing wrk (Debian package)"; \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+
 .PHONY: bench
-bench: bench-build services ## Benchmarks against the Python peers (release build, in-process)
+bench: bench-build services bench-tools ## Benchmarks against the Python peers (release build, in-process)
 	for b in $(BENCHES); do PYTHONPATH=$(BENCH_SITE) $(PY) benches/$$b.py $(BENCH_ARGS) || exit 1; done
 	$(PY) benches/render.py
 

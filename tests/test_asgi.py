@@ -956,3 +956,20 @@ def test_cookie_prefix_rules(name: str, options: dict[str, Any], ok: bool) -> No
     else:
         with pytest.raises(fs.ConfigurationError, match="needs secure=True"):
             fs.Sessions().cookie(Cart, name, **options)
+
+
+def test_memory_storage_expires_and_sweeps_a_bounded_span() -> None:
+    now = [1000.0]
+    storage = fs.MemoryStorage(clock=lambda: now[0])
+    for i in range(3000):
+        storage.write(f"old{i}", "x", 10)
+    now[0] += 11  # all of them have expired
+    storage.write("fresh", "y", 100)
+    assert storage.read("old5") is None and storage.read("fresh") == "y"
+    before = len(storage)
+    for i in range(1024):  # the next sweep drops expired entries from the front
+        storage.write(f"new{i}", "z", 100)
+    assert len(storage) < before + 1024
+    assert storage.gc() > 0  # the rest go with gc()
+    assert all(storage.read(f"old{i}") is None for i in range(3000))
+    assert len(storage) == 1 + 1024

@@ -641,7 +641,15 @@ def _demo(args: argparse.Namespace) -> int:
 
 # -- bench --------------------------------------------------------------------------------
 
-BENCHES = ("asgi_overhead", "storage_overhead", "primitives", "compat_overhead")
+BENCHES = (
+    "asgi_overhead",
+    "storage_overhead",
+    "primitives",
+    "compat_overhead",
+    "wsgi_overhead",
+    "memory",
+    "uvicorn_wrk",
+)
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:

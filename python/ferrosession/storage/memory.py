@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import OrderedDict
 from typing import Callable, Optional
@@ -11,6 +12,7 @@ from ferrosession.errors import ConfigurationError
 __all__ = ["MemoryStorage"]
 
 _SWEEP_EVERY = 1024
+_SWEEP_SPAN = 2048
 
 
 class MemoryStorage:
@@ -61,11 +63,23 @@ class MemoryStorage:
                 data.popitem(last=False)
         self._writes += 1
         if self._writes % _SWEEP_EVERY == 0:
-            self.gc()
+            self._sweep()
 
     def invalidate(self, session_id: str) -> None:
         """Deletes the entry."""
         self._data.pop(session_id, None)
+
+    def _sweep(self) -> None:
+        """Drops expired entries among the least recently written or read ones (the
+        front of the dict), a bounded number at a time: amortised O(1) per write, where a
+        full scan every N writes would make filling the storage quadratic. What it does
+        not reach expires on read, or by :meth:`gc`."""
+        now = self._clock()
+        expired = [
+            k for k, (_, exp) in itertools.islice(self._data.items(), _SWEEP_SPAN) if exp <= now
+        ]
+        for k in expired:
+            del self._data[k]
 
     def gc(self) -> int:
         """Deletes expired entries; returns how many."""
