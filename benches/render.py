@@ -14,7 +14,7 @@ import html
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benches" / "results"
@@ -112,6 +112,46 @@ def primitives_table(data: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def more_table() -> Optional[str]:
+    """WSGI beside Flask's session, uvicorn + wrk, and resident memory, when present."""
+    files = {n: RESULTS / f"{n}.json" for n in ("wsgi_overhead", "uvicorn_wrk", "memory")}
+    if not all(f.exists() for f in files.values()):
+        return None
+    wsgi, wrk, mem = (json.loads(f.read_text()) for f in files.values())
+    rows = ["| measure | figure | goal |", "|---|--:|--:|"]
+    for case in ("read", "write"):
+        c = wsgi["cases"][case]
+        rows.append(
+            f"| WSGI {case}: ferrosession / Flask default session overhead on a Flask app "
+            f"({c['ferrosession_flask']['overhead_us']:.1f} / {c['flask']['overhead_us']:.1f} µs)"
+            f" | {c['ratio']:.2f} | ≤ {c['goal']:.2f} ({'met' if c['met'] else 'not yet'}) |"
+        )
+    w = wrk["summary"]
+    with_s, without = w["session"]["requests_per_s_median"], w["plain"]["requests_per_s_median"]
+    rows.append(
+        f"| uvicorn, 1 worker, wrk -c16: read case throughput vs no sessions "
+        f"({with_s:,.0f} / {without:,.0f} req/s) | {w['read_pct_of_plain']:.1f} % "
+        f"| ≥ {w['goal_pct']:.0f} % "
+        f"({'met' if w['met'] else 'not yet'}) |"
+    )
+    m = mem["scenarios"]
+    rows.append(
+        f"| resident memory, 1,000,000 MemoryStorage sessions (~100 B each) "
+        f"| {m['memory_1m']['evaluation']['delta'] / 2**20:.0f} MiB | reported |"
+    )
+    for key, label in (
+        ("memory_bounded", "MemoryStorage(max_entries=100,000), 1,000,000 writes"),
+        ("directory_cache_full", "DirectoryStorage cache at cache_max_entries=100,000"),
+    ):
+        ev = m[key]["evaluation"]
+        rows.append(
+            f"| {label}: growth after reaching the bound "
+            f"| {ev['growth_past_bound'] / 2**20:.1f} MiB | bounded "
+            f"({'yes' if ev['bounded'] else 'no'}) |"
+        )
+    return "\n".join(rows)
+
+
 def replace_block(text: str, marker: str, body: str) -> str:
     block = f"<!-- {marker} -->\n{body}\n<!-- /{marker} -->"
     pattern = f"<!-- {marker} -->.*?<!-- /{marker} -->"
@@ -137,6 +177,9 @@ def main() -> None:
     if primitives.exists():
         body = primitives_table(json.loads(primitives.read_text()))
         text = replace_block(text, "perf-primitives", body)
+    more = more_table()
+    if more is not None:
+        text = replace_block(text, "perf-more", more)
     readme.write_text(text)
     print("wrote benches/results/asgi_overhead.svg and the README tables")
 
