@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+import time
 from datetime import timedelta
 from typing import Any, Callable, Literal, Optional, Sequence, Union
 
@@ -26,10 +27,12 @@ class Provider:
     """One registration: everything the middleware needs, prepared once."""
 
     __slots__ = (
+        "absolute",
         "async_storage",
         "chain",
         "clear_line",
         "clear_line_secure",
+        "clocks",
         "codec",
         "codec_secure",
         "cookie_max_age",
@@ -37,7 +40,9 @@ class Provider:
         "header",
         "header_key",
         "identity",
+        "idle",
         "name",
+        "refresh",
         "response_key",
         "response_name",
         "rust_chain",
@@ -69,6 +74,11 @@ class Provider:
     ) -> None:
         self.type = tp
         self.hash_ids = hash_ids
+        # lifetimes (seconds); `clocks`: the value carries its created / last-seen times
+        self.idle: Optional[int] = None
+        self.absolute: Optional[int] = None
+        self.refresh: Optional[int] = None  # None: renew only on set ("on_change")
+        self.clocks = False
         # secure="auto": a second codec whose cookies carry Secure, for https requests
         self.secure_auto = codec_secure is not None
         self.codec_secure = codec_secure if codec_secure is not None else codec
@@ -111,6 +121,49 @@ def _check_name(name: object, what: str) -> str:
             f"(no spaces, ';', ',', '=' or quotes)"
         )
     return name
+
+
+def _check_lifetimes(
+    lifetimes: tuple[Any, Any, Any], chain: tuple[Any, ...], storage: Any
+) -> tuple[Optional[int], Optional[int], Optional[int]]:
+    """idle_timeout, absolute_timeout and refresh, checked: (idle, absolute, refresh)
+    in seconds, refresh ``None`` for "on_change"."""
+    from ferrosession.transformers import Encrypt, KtorEncrypt, MessageAuthentication
+
+    idle_opt, absolute_opt, refresh_opt = lifetimes
+    idle = seconds(idle_opt, "idle_timeout")
+    absolute = seconds(absolute_opt, "absolute_timeout")
+    for value, what in ((idle, "idle_timeout"), (absolute, "absolute_timeout")):
+        if value == 0:
+            raise ConfigurationError(f"{what} must be positive (or None for no limit)")
+    if idle is None and absolute is None:
+        if refresh_opt is not None:
+            raise ConfigurationError("refresh goes with idle_timeout")
+        return None, None, None
+    if storage is not None:
+        raise ConfigurationError(
+            "idle_timeout and absolute_timeout are enforced for client-side sessions so "
+            "far; server-side entries expire with max_age (the storage TTL)"
+        )
+    if not any(isinstance(t, (MessageAuthentication, Encrypt, KtorEncrypt)) for t in chain):
+        raise ConfigurationError(
+            "idle_timeout / absolute_timeout on a client-side session need its clocks to be "
+            "signed or encrypted: add MessageAuthentication(key) or Encrypt(key) to "
+            "transformers"
+        )
+    if refresh_opt == "on_change":
+        refresh = None
+    elif refresh_opt is None:
+        refresh = max(1, min(60, idle // 4)) if idle is not None else None
+    else:
+        refresh = seconds(refresh_opt, "refresh")
+        if not refresh:
+            raise ConfigurationError('refresh must be positive, or "on_change"')
+        if idle is not None and refresh >= idle:
+            raise ConfigurationError(
+                f"refresh ({refresh} s) must be shorter than idle_timeout ({idle} s)"
+            )
+    return idle, absolute, refresh
 
 
 def _check_prefix(name: str, secure: object, path: str, domain: Optional[str]) -> None:
@@ -172,7 +225,11 @@ class Sessions:
     Each type and each name may be registered once.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        """Args:
+        clock: the time in seconds, for session lifetimes (tests pass their own).
+        """
+        self._clock = clock
         self._by_name: dict[str, Provider] = {}
         self._by_type: dict[type, Provider] = {}
         # types and names together: the one dict `get` looks in
@@ -212,6 +269,9 @@ class Sessions:
         identity: Optional[Callable[[], str]] = None,
         send_only_if_modified: bool = False,
         hash_ids: bool = True,
+        idle_timeout: Union[int, timedelta, None] = None,
+        absolute_timeout: Union[int, timedelta, None] = None,
+        refresh: Union[int, timedelta, Literal["on_change"], None] = None,
     ) -> None:
         """Registers a session that travels in a cookie.
 
@@ -240,6 +300,14 @@ class Sessions:
             hash_ids: server-side only: the storage sees a hash of each id bound to this
                 session's name (see :meth:`storage_key`), never the id itself; ``False``
                 gives it the raw id.
+            idle_timeout: the session ends after this long without a request that uses
+                it (client-side sessions: the clock travels inside the signed or
+                encrypted value, which must then have ``MessageAuthentication`` or
+                ``Encrypt``).
+            absolute_timeout: the session ends this long after it began, however active.
+            refresh: how often an active session's ``last_seen`` is renewed (a re-issued
+                cookie): a ``timedelta`` or seconds (default: a quarter of
+                ``idle_timeout``, at most 60 s), or ``"on_change"`` (only on ``set``).
         """
         _check_name(name, "cookie")
         if not isinstance(path, str) or not path.startswith("/"):
@@ -279,6 +347,7 @@ class Sessions:
             identity=identity,
             send_only_if_modified=send_only_if_modified,
             hash_ids=hash_ids,
+            lifetimes=(idle_timeout, absolute_timeout, refresh),
             cookie_options={
                 "path": path,
                 "domain": domain,
@@ -303,6 +372,9 @@ class Sessions:
         identity: Optional[Callable[[], str]] = None,
         send_only_if_modified: bool = False,
         hash_ids: bool = True,
+        idle_timeout: Union[int, timedelta, None] = None,
+        absolute_timeout: Union[int, timedelta, None] = None,
+        refresh: Union[int, timedelta, Literal["on_change"], None] = None,
     ) -> None:
         """Registers a session that travels in a request / response header of the same
         name (for API clients; browser sessions belong in cookies).
@@ -319,6 +391,14 @@ class Sessions:
             send_only_if_modified: skip sending and storing an unchanged value.
             hash_ids: server-side only: the storage sees a hash of each id (see
                 :meth:`storage_key`); ``False`` gives it the raw id.
+            idle_timeout: the session ends after this long without a request that uses
+                it (client-side sessions: the clock travels inside the signed or
+                encrypted value, which must then have ``MessageAuthentication`` or
+                ``Encrypt``).
+            absolute_timeout: the session ends this long after it began, however active.
+            refresh: how often an active session's ``last_seen`` is renewed (a re-issued
+                cookie): a ``timedelta`` or seconds (default: a quarter of
+                ``idle_timeout``, at most 60 s), or ``"on_change"`` (only on ``set``).
         """
         _check_name(name, "header")
         if name.lower() in ("cookie", "set-cookie", "content-length", "content-type", "host"):
@@ -335,6 +415,7 @@ class Sessions:
             identity=identity,
             send_only_if_modified=send_only_if_modified,
             hash_ids=hash_ids,
+            lifetimes=(idle_timeout, absolute_timeout, refresh),
             cookie_options={},
         )
 
@@ -352,6 +433,7 @@ class Sessions:
         identity: Optional[Callable[[], str]],
         send_only_if_modified: bool,
         hash_ids: bool,
+        lifetimes: tuple[Any, Any, Any],
         cookie_options: dict[str, Any],
     ) -> None:
         if self._frozen:
@@ -375,6 +457,7 @@ class Sessions:
         age = seconds(max_age, "max_age")
         chain = _check_transformers(transformers)
         storage = _check_storage(storage)
+        idle, absolute, refresh_every = _check_lifetimes(lifetimes, chain, storage)
         if storage is not None and age == 0:
             raise ConfigurationError(
                 "max_age=0 would store server-side entries that expire at once: give a "
@@ -424,6 +507,10 @@ class Sessions:
             hash_ids=bool(hash_ids),
             codec_secure=codec_secure,
         )
+        provider.idle = idle
+        provider.absolute = absolute
+        provider.refresh = refresh_every
+        provider.clocks = idle is not None or absolute is not None
         self._by_name[name] = provider
         self._by_type[tp] = provider
         self._lookup[name] = provider

@@ -9,8 +9,10 @@ reference to the request headers. The first ``get``/``set``/``clear``/``regenera
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any, Optional, TypeVar, Union, overload
 
+from ferrosession._keys import seconds
 from ferrosession.config import Provider, Sessions
 from ferrosession.errors import (
     ConfigurationError,
@@ -27,6 +29,8 @@ SCOPE_KEY = "ferrosession"
 log = logging.getLogger("ferrosession")
 
 _NONE, _SET, _CLEAR = 0, 1, 2
+_DEFAULT: Any = object()  # "the registration's max_age"
+CLOCK_SKEW = 60  # seconds an issue time may lie in the future (clocks of other servers)
 
 
 class _State:
@@ -47,6 +51,11 @@ class _State:
     out: Optional[str] = None  # rendered Set-Cookie / header value of `new`
     force = False
     delete_ids: tuple[str, ...] = ()
+    # lifetimes (registrations with idle_timeout / absolute_timeout)
+    created: Optional[int] = None  # when the incoming session began
+    deadline: Optional[int] = None  # its per-value end (set(value, max_age=...))
+    renew = False  # last_seen is due for renewal: re-issue the value
+    new_deadline: Optional[int] = None
 
     def __init__(self, provider: Provider) -> None:
         self.provider = provider
@@ -113,12 +122,43 @@ class CurrentSessions:
     def _accept(self, st: _State, text: Optional[str]) -> None:
         if text is None:
             return
+        if st.provider.clocks:
+            text = self._open_clocks(st, text)
+            if text is None:
+                return
         try:
             st.value = st.provider.serializer.deserialize(text)
         except Exception as exc:  # a payload that no longer fits its type: absent
             log.debug("session %r: stored value does not deserialize: %r", st.provider.name, exc)
             return
         st.payload = text
+
+    def _open_clocks(self, st: _State, text: str) -> Optional[str]:
+        """Checks the lifetimes carried in front of the payload; the payload, or ``None``
+        for a session that has ended (or carries no clocks, or another session's name)."""
+        p = st.provider
+        clocks = _unwrap(p.name, text)
+        if clocks is None:
+            log.debug("session %r: value without valid clocks", p.name)
+            return None
+        created, last_seen, deadline, payload = clocks
+        now = int(self._config._clock())
+        if created > now + CLOCK_SKEW or last_seen > now + CLOCK_SKEW:
+            return None
+        # skew never extends a lifetime: a time from the future counts as now
+        created, last_seen = min(created, now), min(last_seen, now)
+        if (
+            (p.idle is not None and now - last_seen > p.idle)
+            or (p.absolute is not None and now - created > p.absolute)
+            or (deadline is not None and now > deadline)
+        ):
+            return None
+        st.created = created
+        st.deadline = deadline
+        if p.refresh is not None and now - last_seen >= p.refresh:
+            st.renew = True
+            self._dirty = True
+        return payload
 
     def _load_sync(self, st: _State) -> None:
         st.loaded = True
@@ -205,8 +245,14 @@ class CurrentSessions:
             return st.new
         return st.value
 
-    def set(self, value: object) -> None:
+    def set(self, value: object, *, max_age: Union[int, timedelta, None] = None) -> None:
         """Sets the session of ``value``'s type; sent when the response starts.
+
+        Args:
+            value: the new value (its type picks the registration).
+            max_age: a lifetime for this value ("remember me"), enforced by the server;
+                it fixes a deadline that neither renewal nor a later ``set`` extends.
+                Needs ``idle_timeout`` or ``absolute_timeout`` on the registration.
 
         Raises:
             TypeError: ``value`` is ``None`` (use :meth:`clear`).
@@ -220,9 +266,23 @@ class CurrentSessions:
         if self._started:
             self._too_late("set")
         # A client-side value replaces the incoming one without reading it (unless it
-        # must be compared); a server-side one needs the incoming id.
-        load = provider.storage is not None or provider.send_only_if_modified
-        self._set(self._state(provider, load), value, force=False)
+        # must be compared, or its clocks carry on); a server-side one needs the id.
+        load = provider.storage is not None or provider.send_only_if_modified or provider.clocks
+        st = self._state(provider, load)
+        if max_age is not None:
+            if not provider.clocks:
+                raise ConfigurationError(
+                    f"set(value, max_age=...) needs idle_timeout or absolute_timeout on the "
+                    f"registration of {provider.name!r} (the deadline travels with them)"
+                )
+            age = seconds(max_age, "max_age")
+            assert age is not None
+            deadline = int(self._config._clock()) + age
+            current = st.new_deadline if st.action == _SET else st.deadline
+            st.new_deadline = deadline if current is None else min(current, deadline)
+        elif st.action != _SET:
+            st.new_deadline = st.deadline
+        self._set(st, value, force=False)
 
     def _set(self, st: _State, value: object, *, force: bool) -> None:
         p = st.provider
@@ -232,7 +292,7 @@ class CurrentSessions:
                 f"the serializer of {p.name!r} returned {type(payload).__name__}, not str"
             )
         if p.storage is None:
-            out = self._write(p, payload)
+            out = self._write_clocked(st, payload) if p.clocks else self._write(p, payload)
         else:
             if st.sid is None:
                 st.sid = _mint(p)
@@ -252,6 +312,7 @@ class CurrentSessions:
         _retire_id(st)
         self._dirty = True
         st.action = _CLEAR
+        st.created = st.deadline = st.new_deadline = None  # a later set starts anew
         st.value = None
         st.payload = None
         st.new = None
@@ -266,6 +327,8 @@ class CurrentSessions:
         if value is None:
             return
         _retire_id(st)
+        if st.action != _SET:
+            st.new_deadline = st.deadline
         self._set(st, value, force=True)
 
     def session_id(self, key: Union[type[Any], str]) -> Optional[str]:
@@ -305,8 +368,22 @@ class CurrentSessions:
             f"it is too late to {what} a session: the response has already started"
         )
 
-    def _write(self, p: Provider, payload: str) -> str:
-        return _write(p, payload, self._https and p.secure_auto)
+    def _write(self, p: Provider, payload: str, max_age: Any = _DEFAULT) -> str:
+        return _write(p, payload, self._https and p.secure_auto, max_age)
+
+    def _write_clocked(self, st: _State, payload: str) -> str:
+        """The value with its clocks in front; the cookie lives no longer than they allow."""
+        p = st.provider
+        now = int(self._config._clock())
+        created = st.created if st.created is not None else now
+        deadline = st.new_deadline
+        ends = [t for t in (p.cookie_max_age, p.idle) if t is not None]
+        if p.absolute is not None:
+            ends.append(max(0, created + p.absolute - now))
+        if deadline is not None:
+            ends.append(max(0, deadline - now))
+        wrapped = _wrap(p.name, created, now, deadline, payload)
+        return self._write(p, wrapped, min(ends) if ends else None)
 
     # -- commit -----------------------------------------------------------------------
     def _plan(self) -> tuple[list[tuple[str, bytes, str]], list[tuple[Provider, str, Any]], bool]:
@@ -345,10 +422,15 @@ class CurrentSessions:
                 if clear is not None and (st.present or st.unknown):
                     headers.append(("Set-Cookie", b"set-cookie", clear))
                     cookie_sent = True
-            elif st.reissue and st.payload is not None:
-                # Verified by a retired key: issue it again under the current one.
-                wire = st.payload if st.sid is None else st.sid
-                headers.append((p.response_name, p.response_key, self._write(p, wire)))
+            elif (st.reissue or st.renew) and st.payload is not None:
+                # Verified by a retired key (issue it under the current one), or an active
+                # session whose last_seen is due for renewal.
+                if p.clocks:
+                    st.new_deadline = st.deadline
+                    out = self._write_clocked(st, st.payload)
+                else:
+                    out = self._write(p, st.payload if st.sid is None else st.sid)
+                headers.append((p.response_name, p.response_key, out))
                 cookie_sent = cookie_sent or not p.header
         if vary:
             headers.append(("Vary", b"vary", vary[0] if len(vary) == 1 else ", ".join(vary)))
@@ -388,6 +470,27 @@ class CurrentSessions:
                 raise _storage_error(p, op, exc) from exc
 
 
+def _wrap(name: str, created: int, last_seen: int, deadline: Optional[int], payload: str) -> str:
+    """``~1:NAME:CREATED:LAST_SEEN:DEADLINE:PAYLOAD`` (Unix seconds, DEADLINE may be
+    empty): the clocks travel inside the signed or encrypted value, and the name binds it
+    to its registration."""
+    return f"~1:{name}:{created}:{last_seen}:{'' if deadline is None else deadline}:{payload}"
+
+
+def _unwrap(name: str, text: str) -> Optional[tuple[int, int, Optional[int], str]]:
+    parts = text.split(":", 5)
+    if len(parts) != 6 or parts[0] != "~1" or parts[1] != name:
+        return None
+    _, _, created, last_seen, deadline, payload = parts
+    for field in (created, last_seen, deadline):
+        # ASCII digits only (str.isdigit also takes "²", which int() refuses)
+        if len(field) > 12 or not (field.isascii() and (field.isdigit() or field == "")):
+            return None
+    if not created or not last_seen:
+        return None
+    return int(created), int(last_seen), int(deadline) if deadline else None, payload
+
+
 def _retire_id(st: _State) -> None:
     """The current server-side id's entry is deleted when the response starts, and the
     session has no id until a ``set`` mints a new one."""
@@ -403,11 +506,13 @@ def _mint(p: Provider) -> str:
     return sid
 
 
-def _write(p: Provider, payload: str, secure: bool = False) -> str:
+def _write(p: Provider, payload: str, secure: bool = False, max_age: Any = _DEFAULT) -> str:
     """The rendered header value carrying ``payload`` (one Rust call for built-in chains)."""
     codec = p.codec_secure if secure else p.codec
+    if max_age is _DEFAULT:
+        max_age = p.cookie_max_age
     if p.rust_chain:
-        return codec.write(payload, p.cookie_max_age)
+        return codec.write(payload, max_age)
     value = payload
     for t in p.chain:
         value = (
@@ -415,7 +520,7 @@ def _write(p: Provider, payload: str, secure: bool = False) -> str:
             if isinstance(t, BuiltinTransformer)
             else t.transform_write(value)
         )
-    return codec.render(value, p.cookie_max_age)
+    return codec.render(value, max_age)
 
 
 def _read_chain(p: Provider, raw: str) -> tuple[Optional[str], bool]:
