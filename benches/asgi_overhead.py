@@ -45,6 +45,10 @@ GOALS = {"read": 1 / 5, "write": 1 / 5, "new": 1 / 5, "ignore": 1 / 10}
 ENCRYPT = "ferrosession-encrypt"
 ENCRYPT_CASES = ("read", "write")
 ENCRYPT_GOAL = 1.5
+# ferrosession with idle_timeout and a one-minute refresh, against the signed read (#8)
+IDLE = "ferrosession-idle"
+IDLE_CASES = ("read",)
+IDLE_GOAL = 1.2
 COOKIE = "session"
 FS_KEY = bytes(range(32))  # fixed, so runs are comparable; never a real key
 STARLETTE_SECRET = "bench-secret-key-0123456789abcdef"
@@ -158,6 +162,20 @@ def fs_encrypt_app(handler: Handler) -> Any:
     return fs.SessionMiddleware(raw_app(handler), sessions)
 
 
+def fs_idle_app(handler: Handler) -> Any:
+    import ferrosession as fs
+
+    sessions = fs.Sessions()
+    sessions.cookie(
+        Cart,
+        COOKIE,
+        transformers=[fs.MessageAuthentication(FS_KEY)],
+        idle_timeout=1800,
+        refresh=60,
+    )
+    return fs.SessionMiddleware(raw_app(handler), sessions)
+
+
 def starlette_app(handler: Handler) -> Any:
     from starlette.middleware.sessions import SessionMiddleware
 
@@ -168,6 +186,7 @@ FACTORIES: dict[str, tuple[Callable[[Handler], Any], Callable[[], dict[str, Hand
     "starlette": (starlette_app, _starlette_handlers),
     "ferrosession": (fs_app, _fs_handlers),
     ENCRYPT: (fs_encrypt_app, _fs_handlers),
+    IDLE: (fs_idle_app, _fs_handlers),
 }
 
 
@@ -271,7 +290,8 @@ async def run(args: argparse.Namespace, progress: h.Progress) -> dict[str, Any]:
     cases = [c for c in CASES if c in args.cases]
     prepared: dict[str, tuple[dict[str, Any], bytes]] = {}
     encrypt_cases = [c for c in cases if c in ENCRYPT_CASES]
-    checked = [*LIBS, ENCRYPT] if encrypt_cases else list(LIBS)
+    idle_cases = [c for c in cases if c in IDLE_CASES]
+    checked = [*LIBS, *([ENCRYPT] if encrypt_cases else []), *([IDLE] if idle_cases else [])]
     for lib in checked:
         prepared[lib] = await prepare(lib)
     progress.note(
@@ -288,11 +308,12 @@ async def run(args: argparse.Namespace, progress: h.Progress) -> dict[str, Any]:
             headers = [] if case == "new" else [(b"cookie", cookie)]
             key = f"{case}/{lib}"
             variants[key] = h.Variant(key, h.asgi_batch(apps[case], h.asgi_scope(headers=headers)))
-    for case in encrypt_cases:
-        apps, cookie = prepared[ENCRYPT]
-        key = f"{case}/{ENCRYPT}"
-        scope = h.asgi_scope(headers=[(b"cookie", cookie)])
-        variants[key] = h.Variant(key, h.asgi_batch(apps[case], scope))
+    for lib, lib_cases in ((ENCRYPT, encrypt_cases), (IDLE, idle_cases)):
+        for case in lib_cases:
+            apps, cookie = prepared[lib]
+            key = f"{case}/{lib}"
+            scope = h.asgi_scope(headers=[(b"cookie", cookie)])
+            variants[key] = h.Variant(key, h.asgi_batch(apps[case], scope))
 
     rounds = await h.measure(
         list(variants.values()),
@@ -341,6 +362,21 @@ async def run(args: argparse.Namespace, progress: h.Progress) -> dict[str, Any]:
                 "ratio_paired_p75": spread["p75"],
                 "goal": ENCRYPT_GOAL,
                 "met": enc_ratio <= ENCRYPT_GOAL,
+            }
+        if case in idle_cases:
+            v = variants[f"{case}/{IDLE}"]
+            idle = h.overhead(v.samples, bare)
+            idle["batch_calls"] = v.n
+            entry["ferrosession_idle"] = idle
+            signed = entry["ferrosession"]["overhead_us"]
+            idle_ratio = idle["overhead_us"] / signed if signed > 0 else float("inf")
+            spread = h.ratio_spread(h.paired(v.samples, bare), per_round["ferrosession"])
+            entry["idle"] = {
+                "ratio_to_signed": idle_ratio,
+                "ratio_paired_p25": spread["p25"],
+                "ratio_paired_p75": spread["p75"],
+                "goal": IDLE_GOAL,
+                "met": idle_ratio <= IDLE_GOAL,
             }
         out_cases[case] = entry
 
@@ -442,6 +478,28 @@ def table(result: dict[str, Any]) -> str:
             "met",
         ]
         foot += "\n\n" + h.markdown_table(enc_header, enc_rows)
+    idle_rows = [
+        [
+            case,
+            _fmt(e["ferrosession"]["overhead_us"]),
+            _fmt(e["ferrosession_idle"]["overhead_us"]),
+            f"{e['idle']['ratio_to_signed']:.3f}",
+            f"≤ {e['idle']['goal']:.2f}",
+            "yes" if e["idle"]["met"] else "**no**",
+        ]
+        for case, e in result["cases"].items()
+        if "idle" in e
+    ]
+    if idle_rows:
+        idle_header = [
+            "case",
+            "signed overhead µs",
+            "with idle_timeout µs",
+            "ratio idle/signed",
+            "goal",
+            "met",
+        ]
+        foot += "\n\n" + h.markdown_table(idle_header, idle_rows)
     return h.markdown_table(header, rows) + "\n" + foot
 
 
@@ -491,7 +549,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(table(result))
     print(f"\nresults: {args.out}", file=sys.stderr)
     if args.check and not all(
-        e["met"] and e.get("encrypt", {"met": True})["met"] for e in result["cases"].values()
+        e["met"] and e.get("encrypt", {"met": True})["met"] and e.get("idle", {"met": True})["met"]
+        for e in result["cases"].values()
     ):
         return 1
     return 0

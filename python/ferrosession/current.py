@@ -9,6 +9,7 @@ reference to the request headers. The first ``get``/``set``/``clear``/``regenera
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 from typing import Any, Optional, TypeVar, Union, overload
 
@@ -477,18 +478,16 @@ def _wrap(name: str, created: int, last_seen: int, deadline: Optional[int], payl
     return f"~1:{name}:{created}:{last_seen}:{'' if deadline is None else deadline}:{payload}"
 
 
+# ASCII digits only, at most 12 (str.isdigit would also take "²", which int() refuses)
+_CLOCKS = re.compile(r"~1:([^:]*):([0-9]{1,12}):([0-9]{1,12}):([0-9]{0,12}):")
+
+
 def _unwrap(name: str, text: str) -> Optional[tuple[int, int, Optional[int], str]]:
-    parts = text.split(":", 5)
-    if len(parts) != 6 or parts[0] != "~1" or parts[1] != name:
+    m = _CLOCKS.match(text)
+    if m is None or m.group(1) != name:
         return None
-    _, _, created, last_seen, deadline, payload = parts
-    for field in (created, last_seen, deadline):
-        # ASCII digits only (str.isdigit also takes "²", which int() refuses)
-        if len(field) > 12 or not (field.isascii() and (field.isdigit() or field == "")):
-            return None
-    if not created or not last_seen:
-        return None
-    return int(created), int(last_seen), int(deadline) if deadline else None, payload
+    _, created, last_seen, deadline = m.groups()
+    return int(created), int(last_seen), int(deadline) if deadline else None, text[m.end() :]
 
 
 def _retire_id(st: _State) -> None:
