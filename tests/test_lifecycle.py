@@ -245,3 +245,31 @@ def test_header_sessions_carry_clocks_too() -> None:
     assert r.body == repr(Login("api")).encode() and r.headers("x-s")  # renewed
     clock.now += 61
     assert call(app(s, lambda c: c.get(Login)), headers=[("X-S", value)]).body == b"None"
+
+
+class Reverse:
+    def transform_write(self, value: str) -> str:
+        return value[::-1]
+
+    def transform_read(self, value: str) -> Optional[str]:
+        return value[::-1]
+
+
+def test_lifetimes_through_a_chain_with_a_custom_transformer() -> None:
+    """The Python path (a custom transformer in the chain) enforces the same clocks."""
+    clock = Clock()
+    s = fs.Sessions(clock=clock)
+    s.cookie(
+        Login,
+        "S",
+        transformers=[Reverse(), fs.MessageAuthentication(KEY)],
+        idle_timeout=60,
+        refresh=20,
+    )
+    cookie = login(s)
+    clock.now += 25
+    renewed = read(s, cookie)
+    assert renewed.body == repr(Login("ann")).encode() and len(renewed.set_cookies) == 1
+    clock.now += 40  # 65 s after the first cookie
+    assert read(s, cookie).body == b"None"
+    assert read(s, renewed.cookie_value("S") or "").body == repr(Login("ann")).encode()

@@ -40,8 +40,10 @@ class _ASGISessions(CurrentSessions):
             return self._values.get(provider.header_key) if self._values else None
         return self._cookie
 
-    def _read_rust(self, p: Provider) -> Optional[tuple[Optional[str], bool]]:
+    def _read_rust(self, p: Provider) -> Optional[tuple[Any, ...]]:
         # Rust walks the ASGI header list itself.
+        if p.clocks:
+            return p.codec.read_asgi(self._headers, int(self._config._clock()))
         return p.codec.read_asgi(self._headers)
 
     def _scan(self) -> None:

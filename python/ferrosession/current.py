@@ -86,15 +86,17 @@ class CurrentSessions:
     def _raw(self, provider: Provider) -> Optional[str]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _read_rust(self, p: Provider) -> Optional[tuple[Optional[str], bool]]:
+    def _read_rust(self, p: Provider) -> Optional[tuple[Any, ...]]:
         """One Rust call for a chain of built-in transformers: ``None`` when nothing of
-        that name came in, else ``(payload or None, reissue)``."""
+        that name came in, else ``(payload or None, reissue)``, and for a registration
+        with lifetimes ``(payload, reissue, created, deadline, renew)``."""
         raw = self._raw(p)
         if raw is None:
             return None
+        now = int(self._config._clock()) if p.clocks else None
         if p.header:
-            return p.codec.read_value(raw)
-        return p.codec.read_cookie(raw)
+            return p.codec.read_value(raw, now)
+        return p.codec.read_cookie(raw, now)
 
     # -- loading ----------------------------------------------------------------------
     def _decode(self, st: _State) -> Optional[str]:
@@ -104,7 +106,13 @@ class CurrentSessions:
             found = self._read_rust(p)
             if found is None:
                 return None
-            payload, reissue = found
+            payload: Optional[str] = found[0]
+            reissue: bool = found[1]
+            if len(found) == 5:  # lifetimes, checked in Rust
+                st.created, st.deadline = found[2], found[3]
+                if found[4]:
+                    st.renew = True
+                    self._dirty = True
         else:
             raw = self._raw(p)
             if raw is None:
@@ -123,7 +131,7 @@ class CurrentSessions:
     def _accept(self, st: _State, text: Optional[str]) -> None:
         if text is None:
             return
-        if st.provider.clocks:
+        if st.provider.clocks and not st.provider.rust_chain:
             text = self._open_clocks(st, text)
             if text is None:
                 return
@@ -383,8 +391,11 @@ class CurrentSessions:
             ends.append(max(0, created + p.absolute - now))
         if deadline is not None:
             ends.append(max(0, deadline - now))
-        wrapped = _wrap(p.name, created, now, deadline, payload)
-        return self._write(p, wrapped, min(ends) if ends else None)
+        max_age = min(ends) if ends else None
+        if p.rust_chain:
+            codec = p.codec_secure if self._https and p.secure_auto else p.codec
+            return codec.write_clocked(payload, created, deadline, max_age, now)
+        return self._write(p, _wrap(p.name, created, now, deadline, payload), max_age)
 
     # -- commit -----------------------------------------------------------------------
     def _plan(self) -> tuple[list[tuple[str, bytes, str]], list[tuple[Provider, str, Any]], bool]:

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::codec::chain::Chain;
+use crate::codec::clocks::Lifetimes;
 use crate::codec::cookie::{CookieAttributes, CookieSpec};
 use crate::codec::digest::Digest;
 use crate::codec::encoding::Encoding;
@@ -112,12 +113,20 @@ fn latin1(bytes: &[u8]) -> String {
     }
 }
 
-fn incoming_to_py(incoming: Incoming) -> Option<(Option<String>, bool)> {
-    match incoming {
+/// What came in, for Python: `None` (absent), `(None, False)` (invalid),
+/// `(payload, reissue)`, or for a codec with lifetimes
+/// `(payload, reissue, created, deadline, renew)`.
+fn incoming_to_py<'py>(py: Python<'py>, incoming: Incoming) -> PyResult<Option<Bound<'py, PyAny>>> {
+    Ok(match incoming {
         Incoming::Absent => None,
-        Incoming::Invalid => Some((None, false)),
-        Incoming::Valid(o) => Some((Some(o.value), o.reissue)),
-    }
+        Incoming::Invalid => Some((None::<String>, false).into_pyobject(py)?.into_any()),
+        Incoming::Valid(o) => Some((o.value, o.reissue).into_pyobject(py)?.into_any()),
+        Incoming::Clocked(o, a) => Some(
+            (o.value, o.reissue, a.created, a.deadline, a.renew)
+                .into_pyobject(py)?
+                .into_any(),
+        ),
+    })
 }
 
 #[pymethods]
@@ -126,7 +135,7 @@ impl Codec {
     #[pyo3(signature = (
         name, *, header = false, encoding = "uri", chain = Vec::new(), domain = None,
         path = "/".to_owned(), secure = false, http_only = true, same_site = None,
-        partitioned = false
+        partitioned = false, clocks = false, idle = None, absolute = None, refresh = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -140,6 +149,10 @@ impl Codec {
         http_only: bool,
         same_site: Option<String>,
         partitioned: bool,
+        clocks: bool,
+        idle: Option<u64>,
+        absolute: Option<u64>,
+        refresh: Option<u64>,
     ) -> PyResult<Self> {
         let encoding = Encoding::parse(encoding)?;
         let transport = if header {
@@ -156,8 +169,16 @@ impl Codec {
             Transport::Cookie(CookieSpec::new(name, &attrs)?)
         };
         let chain = Chain::new(chain.iter().map(|t| Arc::clone(&t.inner)).collect());
+        let mut inner = SessionCodec::new(name, transport, encoding, chain);
+        if clocks {
+            inner = inner.with_lifetimes(Lifetimes {
+                idle,
+                absolute,
+                refresh,
+            });
+        }
         Ok(Self {
-            inner: SessionCodec::new(name, transport, encoding, chain),
+            inner,
             header_key: header.then(|| name.to_ascii_lowercase().into_bytes()),
         })
     }
@@ -165,19 +186,28 @@ impl Codec {
     /// `None` when the cookie is not in the header; otherwise `(payload, reissue)`
     /// with `payload = None` when it did not decode or verify.
     #[pyo3(signature = (header, now = None))]
-    fn read_cookie(&self, header: &str, now: Option<u64>) -> Option<(Option<String>, bool)> {
-        incoming_to_py(self.inner.read_cookie(header, now.unwrap_or_else(unix_now)))
+    fn read_cookie<'py>(
+        &self,
+        py: Python<'py>,
+        header: &str,
+        now: Option<u64>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        incoming_to_py(
+            py,
+            self.inner.read_cookie(header, now.unwrap_or_else(unix_now)),
+        )
     }
 
     /// Like `read_cookie` (cookie sessions) or `read_value` (header sessions), straight
     /// from an ASGI `headers` list of `(name, value)` byte pairs: one call finds, decodes
     /// and verifies, with no copy of the list.
     #[pyo3(signature = (headers, now = None))]
-    fn read_asgi(
+    fn read_asgi<'py>(
         &self,
+        py: Python<'py>,
         headers: &Bound<'_, PyAny>,
         now: Option<u64>,
-    ) -> PyResult<Option<(Option<String>, bool)>> {
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let now = now.unwrap_or_else(unix_now);
         let wanted = self.header_key.as_deref().unwrap_or(b"cookie");
         let mut found: Option<String> = None;
@@ -199,20 +229,27 @@ impl Codec {
                 (None, _) => found = Some(text),
             }
         }
-        Ok(match found {
-            None => None,
+        match found {
+            None => Ok(None),
             Some(raw) if self.header_key.is_some() => {
-                incoming_to_py(self.inner.read_value(&raw, now))
+                incoming_to_py(py, self.inner.read_value(&raw, now))
             }
-            Some(header) => incoming_to_py(self.inner.read_cookie(&header, now)),
-        })
+            Some(header) => incoming_to_py(py, self.inner.read_cookie(&header, now)),
+        }
     }
 
     /// `(payload, reissue)` for one wire value, `payload = None` when it is rejected.
     #[pyo3(signature = (raw, now = None))]
-    fn read_value(&self, raw: &str, now: Option<u64>) -> (Option<String>, bool) {
-        incoming_to_py(self.inner.read_value(raw, now.unwrap_or_else(unix_now)))
-            .unwrap_or((None, false))
+    fn read_value<'py>(
+        &self,
+        py: Python<'py>,
+        raw: &str,
+        now: Option<u64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match incoming_to_py(py, self.inner.read_value(raw, now.unwrap_or_else(unix_now)))? {
+            Some(found) => Ok(found),
+            None => Ok((None::<String>, false).into_pyobject(py)?.into_any()),
+        }
     }
 
     /// The raw value of this cookie in a `Cookie` header, if present.
@@ -231,6 +268,22 @@ impl Codec {
         Ok(self
             .inner
             .write(payload, max_age, now.unwrap_or_else(unix_now))?)
+    }
+
+    /// Like `write` for a value framed with its clocks (`last_seen` = `now`).
+    #[pyo3(signature = (payload, created, deadline = None, max_age = None, now = None))]
+    fn write_clocked(
+        &self,
+        payload: &str,
+        created: u64,
+        deadline: Option<u64>,
+        max_age: Option<u64>,
+        now: Option<u64>,
+    ) -> PyResult<String> {
+        let now = now.unwrap_or_else(unix_now);
+        Ok(self
+            .inner
+            .write_clocked(payload, created, deadline, max_age, now)?)
     }
 
     /// Like `write` for a value the chain already transformed.

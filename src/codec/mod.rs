@@ -3,6 +3,7 @@
 
 pub mod aead;
 pub mod chain;
+pub mod clocks;
 pub mod cookie;
 pub mod digest;
 pub mod encoding;

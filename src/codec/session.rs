@@ -3,6 +3,7 @@
 //! into the whole `Set-Cookie` line (or header value) in one call.
 
 use super::chain::Chain;
+use super::clocks::{self, Alive, Lifetimes};
 use super::cookie::{find_cookie, CookieSpec};
 use super::encoding::Encoding;
 use super::{Context, Opened};
@@ -29,6 +30,8 @@ pub enum Incoming {
     Invalid,
     /// A verified payload.
     Valid(Opened),
+    /// A verified payload whose clocks (registrations with lifetimes) say it is alive.
+    Clocked(Opened, Alive),
 }
 
 /// The codec of one registration.
@@ -38,6 +41,7 @@ pub struct SessionCodec {
     transport: Transport,
     encoding: Encoding,
     chain: Chain,
+    lifetimes: Option<Lifetimes>,
 }
 
 impl SessionCodec {
@@ -48,7 +52,14 @@ impl SessionCodec {
             transport,
             encoding,
             chain,
+            lifetimes: None,
         }
+    }
+
+    /// Values of this codec carry their clocks (see `codec::clocks`), checked on read.
+    pub fn with_lifetimes(mut self, lifetimes: Lifetimes) -> Self {
+        self.lifetimes = Some(lifetimes);
+        self
     }
 
     /// The registered name.
@@ -65,8 +76,20 @@ impl SessionCodec {
             name: &self.name,
             now,
         };
-        match self.chain.read(&decoded, &ctx) {
-            Some(opened) => Incoming::Valid(opened),
+        let Some(opened) = self.chain.read(&decoded, &ctx) else {
+            return Incoming::Invalid;
+        };
+        let Some(lifetimes) = &self.lifetimes else {
+            return Incoming::Valid(opened);
+        };
+        match clocks::open(&self.name, &opened.value, lifetimes, now) {
+            Some((payload, alive)) => Incoming::Clocked(
+                Opened {
+                    value: payload.to_owned(),
+                    reissue: opened.reissue,
+                },
+                alive,
+            ),
             None => Incoming::Invalid,
         }
     }
@@ -93,6 +116,22 @@ impl SessionCodec {
         };
         let transformed = self.chain.write(payload, &ctx)?;
         self.render(&transformed, max_age, now)
+    }
+
+    /// Like `write` for a value framed with its clocks (`last_seen` = `now`).
+    pub fn write_clocked(
+        &self,
+        payload: &str,
+        created: u64,
+        deadline: Option<u64>,
+        max_age: Option<u64>,
+        now: u64,
+    ) -> Result<String> {
+        self.write(
+            &clocks::wrap(&self.name, created, now, deadline, payload),
+            max_age,
+            now,
+        )
     }
 
     /// Encodes and renders an already transformed value.

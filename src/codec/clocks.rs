@@ -1,0 +1,160 @@
+//! Session lifetimes carried inside a client-side value (idle and absolute timeouts,
+//! a per-value deadline), checked by the server.
+//!
+//! Framing, applied to the serialized payload before the transformer chain (so a MAC or
+//! AEAD covers it): `~1:NAME:CREATED:LAST_SEEN:DEADLINE:PAYLOAD`, Unix seconds in ASCII
+//! digits (at most 12), DEADLINE empty when there is none. NAME binds the value to its
+//! registration.
+
+/// Seconds an issue time may lie in the future (other servers' clocks).
+pub const CLOCK_SKEW: u64 = 60;
+
+/// A registration's lifetimes, in seconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Lifetimes {
+    /// Ends this long after the last use.
+    pub idle: Option<u64>,
+    /// Ends this long after it began.
+    pub absolute: Option<u64>,
+    /// Renew `last_seen` when it is at least this old (`None`: only on set).
+    pub refresh: Option<u64>,
+}
+
+/// The clocks of a value that is still alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Alive {
+    /// When the session began (never in the future).
+    pub created: u64,
+    /// Its per-value deadline, if any.
+    pub deadline: Option<u64>,
+    /// `last_seen` is due for renewal.
+    pub renew: bool,
+}
+
+/// Frames `payload` with its clocks.
+pub fn wrap(
+    name: &str,
+    created: u64,
+    last_seen: u64,
+    deadline: Option<u64>,
+    payload: &str,
+) -> String {
+    let mut out = String::with_capacity(payload.len() + name.len() + 40);
+    out.push_str("~1:");
+    out.push_str(name);
+    out.push(':');
+    out.push_str(&created.to_string());
+    out.push(':');
+    out.push_str(&last_seen.to_string());
+    out.push(':');
+    if let Some(d) = deadline {
+        out.push_str(&d.to_string());
+    }
+    out.push(':');
+    out.push_str(payload);
+    out
+}
+
+fn number(field: &str, allow_empty: bool) -> Option<Option<u64>> {
+    if field.is_empty() {
+        return allow_empty.then_some(None);
+    }
+    if field.len() > 12 || !field.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    field.parse().ok().map(Some)
+}
+
+/// Checks the clocks in front of `text` at time `now`: the payload and what is alive
+/// about it, or `None` when the value has no valid clocks, names another session, or
+/// has ended.
+pub fn open<'a>(
+    name: &str,
+    text: &'a str,
+    lifetimes: &Lifetimes,
+    now: u64,
+) -> Option<(&'a str, Alive)> {
+    let rest = text
+        .strip_prefix("~1:")?
+        .strip_prefix(name)?
+        .strip_prefix(':')?;
+    let mut parts = rest.splitn(4, ':');
+    let created = number(parts.next()?, false)??;
+    let last_seen = number(parts.next()?, false)??;
+    let deadline = number(parts.next()?, true)?;
+    let payload = parts.next()?;
+    if created > now.saturating_add(CLOCK_SKEW) || last_seen > now.saturating_add(CLOCK_SKEW) {
+        return None;
+    }
+    // skew never extends a lifetime: a time from the future counts as now
+    let (created, last_seen) = (created.min(now), last_seen.min(now));
+    let ended = lifetimes.idle.is_some_and(|idle| now - last_seen > idle)
+        || lifetimes.absolute.is_some_and(|abs| now - created > abs)
+        || deadline.is_some_and(|d| now > d);
+    if ended {
+        return None;
+    }
+    let renew = lifetimes.refresh.is_some_and(|r| now - last_seen >= r);
+    Some((
+        payload,
+        Alive {
+            created,
+            deadline,
+            renew,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const L: Lifetimes = Lifetimes {
+        idle: Some(60),
+        absolute: Some(100),
+        refresh: Some(20),
+    };
+
+    #[test]
+    fn round_trip_and_limits() {
+        let w = wrap("S", 1000, 1000, None, "{\"a\":1}");
+        assert_eq!(w, "~1:S:1000:1000::{\"a\":1}");
+        let (p, a) = open("S", &w, &L, 1010).unwrap();
+        assert_eq!(
+            (p, a.created, a.deadline, a.renew),
+            ("{\"a\":1}", 1000, None, false)
+        );
+        assert!(open("S", &w, &L, 1020).unwrap().1.renew);
+        assert!(open("S", &w, &L, 1060).is_some());
+        assert!(open("S", &w, &L, 1061).is_none()); // idle
+        let active = wrap("S", 1000, 1090, None, "x");
+        assert!(open("S", &active, &L, 1100).is_some());
+        assert!(open("S", &active, &L, 1101).is_none()); // absolute
+        let dl = wrap("S", 1000, 1000, Some(1005), "x");
+        assert!(open("S", &dl, &L, 1005).is_some());
+        assert!(open("S", &dl, &L, 1006).is_none()); // deadline
+    }
+
+    #[test]
+    fn rejects_other_names_malformed_and_future() {
+        let w = wrap("S", 1000, 1000, None, "x");
+        assert!(open("T", &w, &L, 1000).is_none());
+        assert!(open("SS", &w, &L, 1000).is_none());
+        for bad in [
+            "~1:S:²:1::x",
+            "~1:S::1::x",
+            "~1:S:1:1:x:x",
+            "~1:S:1:1",
+            "~2:S:1:1::x",
+            "x",
+        ] {
+            assert!(open("S", bad, &L, 1000).is_none(), "{bad}");
+        }
+        let ahead = wrap("S", 1050, 1050, None, "x");
+        assert!(open("S", &ahead, &L, 1000).is_some()); // within the skew
+        assert!(open("S", &ahead, &L, 1110).is_some());
+        assert!(open("S", &ahead, &L, 1111).is_none()); // idle counted from its own time
+        let far = wrap("S", 1100, 1100, None, "x");
+        assert!(open("S", &far, &L, 1000).is_none());
+    }
+}
