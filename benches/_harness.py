@@ -15,6 +15,8 @@ all awaited inside the one event loop that runs :func:`measure`.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import dataclasses
 import gc
 import inspect
@@ -28,7 +30,7 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Optional, Union
+from typing import Any, Awaitable, Callable, Optional, Sequence, Union
 
 __all__ = [
     "ASGI_RECEIVE",
@@ -477,3 +479,102 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     sep = ["-" * (widths[0] + 2)] + ["-" * (w + 1) + ":" for w in widths[1:]]
     rows_text = [line(r) for r in rows]
     return "\n".join([line(header), "|" + "|".join(sep) + "|", *rows_text])
+
+
+# -- the command line every benchmark script shares ----------------------------------------
+def add_timing_args(
+    parser: argparse.ArgumentParser, *, budget: float, quick_budget: float, batch_ms: float
+) -> None:
+    """``--quick``, ``--budget``, ``--batch-ms`` and ``--min-rounds`` (defaults filled in
+    by :func:`timing_defaults`)."""
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        help=f"seconds of measuring (default {budget:g}; quick {quick_budget:g})",
+    )
+    parser.add_argument(
+        "--batch-ms", type=float, help=f"target ms per batch (default {batch_ms:g}; quick 2)"
+    )
+    parser.add_argument("--min-rounds", type=int, default=None, help="at least this many rounds")
+
+
+def timing_defaults(
+    args: argparse.Namespace,
+    *,
+    budget: float,
+    quick_budget: float,
+    batch_ms: float,
+    min_rounds: int = 50,
+    quick_min_rounds: int = 10,
+) -> None:
+    """Fills the timing arguments the command line left out."""
+    if args.budget is None:
+        args.budget = quick_budget if args.quick else budget
+    if args.batch_ms is None:
+        args.batch_ms = 2.0 if args.quick else batch_ms
+    if args.min_rounds is None:
+        args.min_rounds = quick_min_rounds if args.quick else min_rounds
+
+
+def add_output_args(parser: argparse.ArgumentParser) -> None:
+    """``--out``, ``--check`` and ``--allow-debug``."""
+    parser.add_argument("--out", type=Path, help="JSON output (default benches/results/...)")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
+    parser.add_argument(
+        "--allow-debug", action="store_true", help="run on a debug build (figures meaningless)"
+    )
+
+
+def comma_list(
+    parser: argparse.ArgumentParser, text: str, known: Sequence[str], what: str
+) -> list[str]:
+    """The items of a comma-separated option, each one of ``known``."""
+    items = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = set(items) - set(known)
+    if unknown:
+        parser.error(f"unknown {what}(s): {', '.join(sorted(unknown))}")
+    return items
+
+
+def require_release(args: argparse.Namespace, name: str) -> bool:
+    """Refuses a debug build of ferrosession (unless ``--allow-debug``) and sets
+    ``args.out`` (quick and debug runs write ``NAME.smoke.json``). True for a debug build."""
+    from ferrosession import _core
+
+    debug = _core.build_profile != "release"
+    if debug:
+        if not args.allow_debug:
+            sys.exit(
+                "this is a debug build of ferrosession: `make bench-build`, then run with "
+                "PYTHONPATH=target/bench-site"
+            )
+        print("WARNING: debug build: these figures mean nothing", file=sys.stderr)
+    if args.out is None:
+        suffix = ".smoke" if args.quick or debug else ""
+        args.out = RESULTS_DIR / f"{name}{suffix}.json"
+    return debug
+
+
+def run_and_report(
+    name: str,
+    args: argparse.Namespace,
+    run: Callable[[argparse.Namespace, Progress], Awaitable[dict[str, Any]]],
+    table: Callable[[dict[str, Any]], str],
+    met: Callable[[dict[str, Any]], bool],
+    sanity_error: type[Exception],
+) -> int:
+    """Runs a benchmark, writes its JSON and prints its table: 2 when a sanity check
+    failed (nothing timed), 1 with ``--check`` when a goal is missed, else 0."""
+    progress = Progress(name)
+    try:
+        result = asyncio.run(run(args, progress))
+    except sanity_error as exc:
+        print(f"sanity check failed, nothing timed: {exc}", file=sys.stderr)
+        return 2
+    write_json(args.out, result)
+    print(table(result))
+    print(f"\nresults: {args.out}", file=sys.stderr)
+    if args.check and not met(result):
+        return 1
+    return 0

@@ -28,7 +28,6 @@ table to stdout; progress to stderr.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 import os
@@ -505,55 +504,28 @@ def table(result: dict[str, Any]) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a short smoke run (~10 s)")
-    parser.add_argument("--budget", type=float, help="seconds of measuring (default 90; quick 4)")
-    parser.add_argument("--batch-ms", type=float, help="target ms per batch (default 5; quick 2)")
-    parser.add_argument("--min-rounds", type=int, default=None, help="at least this many rounds")
+    h.add_timing_args(parser, budget=90, quick_budget=4, batch_ms=5)
     parser.add_argument(
         "--cases", default=",".join(CASES), help=f"comma-separated subset of {','.join(CASES)}"
     )
-    parser.add_argument("--out", type=Path, help="JSON output (default benches/results/...)")
-    parser.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
-    parser.add_argument(
-        "--allow-debug", action="store_true", help="run on a debug build (figures meaningless)"
-    )
+    h.add_output_args(parser)
     args = parser.parse_args(argv)
-    args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    unknown = set(args.cases) - set(CASES)
-    if unknown:
-        parser.error(f"unknown case(s): {', '.join(sorted(unknown))}")
-    if args.budget is None:
-        args.budget = 4.0 if args.quick else 90.0
-    if args.batch_ms is None:
-        args.batch_ms = 2.0 if args.quick else 5.0
-    if args.min_rounds is None:
-        args.min_rounds = 10 if args.quick else 50
-
-    from ferrosession import _core
-
-    if _core.build_profile != "release":
-        if not args.allow_debug:
-            sys.exit("build with `make release` first (this is a debug build of ferrosession)")
-        print("WARNING: debug build: these figures mean nothing", file=sys.stderr)
-    if args.out is None:
-        suffix = "" if not (args.quick or _core.build_profile != "release") else ".smoke"
-        args.out = h.RESULTS_DIR / f"asgi_overhead{suffix}.json"
-
-    progress = h.Progress("asgi_overhead")
-    try:
-        result = asyncio.run(run(args, progress))
-    except SanityError as exc:
-        print(f"sanity check failed, nothing timed: {exc}", file=sys.stderr)
-        return 2
-    h.write_json(args.out, result)
-    print(table(result))
-    print(f"\nresults: {args.out}", file=sys.stderr)
-    if args.check and not all(
-        e["met"] and e.get("encrypt", {"met": True})["met"] and e.get("idle", {"met": True})["met"]
-        for e in result["cases"].values()
-    ):
-        return 1
-    return 0
+    args.cases = h.comma_list(parser, args.cases, CASES, "case")
+    h.timing_defaults(args, budget=90, quick_budget=4, batch_ms=5)
+    h.require_release(args, "asgi_overhead")
+    return h.run_and_report(
+        "asgi_overhead",
+        args,
+        run,
+        table,
+        lambda result: all(
+            e["met"]
+            and e.get("encrypt", {"met": True})["met"]
+            and e.get("idle", {"met": True})["met"]
+            for e in result["cases"].values()
+        ),
+        SanityError,
+    )
 
 
 if __name__ == "__main__":

@@ -337,16 +337,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     import ferrosession
     from ferrosession import _core
 
-    if _core.build_profile != "release":
-        if not args.allow_debug:
-            sys.exit(
-                "this is a debug build of ferrosession: `make bench-build`, then run with "
-                "PYTHONPATH=target/bench-site"
-            )
-        print("WARNING: debug build: these figures mean nothing", file=sys.stderr)
-    if args.out is None:
-        suffix = "" if not (args.quick or _core.build_profile != "release") else ".smoke"
-        args.out = h.RESULTS_DIR / f"memory{suffix}.json"
+    h.require_release(args, "memory")
 
     progress = h.Progress("memory")
     parent = tempfile.mkdtemp(prefix="fs-bench-memory-", dir=args.dir)

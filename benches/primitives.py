@@ -27,7 +27,6 @@ at least 10x faster than itsdangerous ``TimestampSigner``. Results:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -318,48 +317,19 @@ def table(result: dict[str, Any]) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a short smoke run (~5 s)")
-    parser.add_argument("--budget", type=float, help="seconds of measuring (default 40; quick 3)")
-    parser.add_argument("--batch-ms", type=float, help="target ms per batch (default 4; quick 2)")
-    parser.add_argument("--min-rounds", type=int, default=None, help="at least this many rounds")
-    parser.add_argument("--out", type=Path, help="JSON output (default benches/results/...)")
-    parser.add_argument("--check", action="store_true", help="exit 1 when the goal is missed")
-    parser.add_argument(
-        "--allow-debug", action="store_true", help="run on a debug build (figures meaningless)"
-    )
+    h.add_timing_args(parser, budget=40, quick_budget=3, batch_ms=4)
+    h.add_output_args(parser)
     args = parser.parse_args(argv)
-    if args.budget is None:
-        args.budget = 3.0 if args.quick else 40.0
-    if args.batch_ms is None:
-        args.batch_ms = 2.0 if args.quick else 4.0
-    if args.min_rounds is None:
-        args.min_rounds = 10 if args.quick else 50
-
-    from ferrosession import _core
-
-    if _core.build_profile != "release":
-        if not args.allow_debug:
-            sys.exit(
-                "build a release snapshot first (`make bench-build`, then "
-                "PYTHONPATH=target/bench-site): this is a debug build of ferrosession"
-            )
-        print("WARNING: debug build: these figures mean nothing", file=sys.stderr)
-    if args.out is None:
-        suffix = "" if not (args.quick or _core.build_profile != "release") else ".smoke"
-        args.out = h.RESULTS_DIR / f"primitives{suffix}.json"
-
-    progress = h.Progress("primitives")
-    try:
-        result = asyncio.run(run(args, progress))
-    except SanityError as exc:
-        print(f"sanity check failed, nothing timed: {exc}", file=sys.stderr)
-        return 2
-    h.write_json(args.out, result)
-    print(table(result))
-    print(f"\nresults: {args.out}", file=sys.stderr)
-    if args.check and not result["goal"]["met"]:
-        return 1
-    return 0
+    h.timing_defaults(args, budget=40, quick_budget=3, batch_ms=4)
+    h.require_release(args, "primitives")
+    return h.run_and_report(
+        "primitives",
+        args,
+        run,
+        table,
+        lambda result: bool(result["goal"]["met"]),
+        SanityError,
+    )
 
 
 if __name__ == "__main__":

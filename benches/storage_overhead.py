@@ -40,7 +40,6 @@ starsessions' in-memory overhead; RedisStorage ≤ 1.3x the raw round trips it n
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
@@ -763,54 +762,27 @@ def table(result: dict[str, Any]) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a short smoke run (~20 s)")
-    parser.add_argument("--budget", type=float, help="seconds of measuring (default 80; quick 4)")
-    parser.add_argument("--batch-ms", type=float, help="target ms per batch (default 4; quick 2)")
-    parser.add_argument("--min-rounds", type=int, default=None, help="at least this many rounds")
-    parser.add_argument("--out", type=Path, help="JSON output (default benches/results/...)")
+    h.add_timing_args(parser, budget=80, quick_budget=4, batch_ms=4)
     parser.add_argument(
         "--no-pin",
         dest="pin",
         action="store_false",
         help="leave this process and redis-server unpinned (default: both on one CPU)",
     )
-    parser.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
-    parser.add_argument(
-        "--allow-debug", action="store_true", help="run on a debug build (figures meaningless)"
-    )
+    h.add_output_args(parser)
     args = parser.parse_args(argv)
-    if args.budget is None:
-        args.budget = 4.0 if args.quick else 80.0
-    if args.batch_ms is None:
-        args.batch_ms = 2.0 if args.quick else 4.0
-    if args.min_rounds is None:
-        args.min_rounds = 5 if args.quick else 30
-
-    from ferrosession import _core
-
-    if _core.build_profile != "release":
-        if not args.allow_debug:
-            sys.exit(
-                "build a release snapshot first (`make bench-build`, then "
-                "PYTHONPATH=target/bench-site): this is a debug build of ferrosession"
-            )
-        print("WARNING: debug build: these figures mean nothing", file=sys.stderr)
-    if args.out is None:
-        suffix = "" if not (args.quick or _core.build_profile != "release") else ".smoke"
-        args.out = h.RESULTS_DIR / f"storage_overhead{suffix}.json"
-
-    progress = h.Progress("storage_overhead")
-    try:
-        result = asyncio.run(run(args, progress))
-    except SanityError as exc:
-        print(f"sanity check failed, nothing timed: {exc}", file=sys.stderr)
-        return 2
-    h.write_json(args.out, result)
-    print(table(result))
-    print(f"\nresults: {args.out}", file=sys.stderr)
-    if args.check and not all(g["met"] for g in result["goals"]):
-        return 1
-    return 0
+    h.timing_defaults(
+        args, budget=80, quick_budget=4, batch_ms=4, min_rounds=30, quick_min_rounds=5
+    )
+    h.require_release(args, "storage_overhead")
+    return h.run_and_report(
+        "storage_overhead",
+        args,
+        run,
+        table,
+        lambda result: all(g["met"] for g in result["goals"]),
+        SanityError,
+    )
 
 
 if __name__ == "__main__":

@@ -349,17 +349,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     from ferrosession import _core
 
     env = dict(os.environ)
-    if _core.build_profile != "release":
-        if not args.allow_debug:
-            sys.exit(
-                "this is a debug build of ferrosession: `make bench-build`, then run with "
-                "PYTHONPATH=target/bench-site"
-            )
-        print("WARNING: debug build: these figures mean nothing", file=sys.stderr)
+    if h.require_release(args, "uvicorn_wrk"):
         env[ALLOW_DEBUG_ENV] = "1"
-    if args.out is None:
-        suffix = "" if not (args.quick or _core.build_profile != "release") else ".smoke"
-        args.out = h.RESULTS_DIR / f"uvicorn_wrk{suffix}.json"
     # the servers must import the same ferrosession as this process
     site = str(Path(ferrosession.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join([site, *filter(None, [env.get("PYTHONPATH")])])
