@@ -128,12 +128,14 @@ pub struct Envelope {
     pub plaintext_len: usize,
 }
 
-/// Reads the header of an `Encrypt` value without decrypting it; the same structural
-/// checks as `Encrypt::open`, in the same order.
-pub fn envelope(value: &str) -> std::result::Result<Envelope, Rejection> {
+/// The decoded bytes of an `Encrypt` value and its version byte: the first checks of
+/// both `Encrypt::open` and `envelope`.
+fn decode_blob(value: &str) -> std::result::Result<(Vec<u8>, u8), Rejection> {
     let blob = URL_SAFE_NO_PAD
         .decode(value)
         .map_err(|_| Rejection::NotBase64)?;
+    // The strict engine already refuses padding and stray trailing bits; comparing the
+    // re-encoding makes "one spelling only" explicit.
     if URL_SAFE_NO_PAD.encode(&blob) != value {
         return Err(Rejection::NotBase64);
     }
@@ -141,6 +143,13 @@ pub fn envelope(value: &str) -> std::result::Result<Envelope, Rejection> {
     if version != VERSION_PLAIN && version != VERSION_TIMED {
         return Err(Rejection::UnknownVersion(version));
     }
+    Ok((blob, version))
+}
+
+/// Reads the header of an `Encrypt` value without decrypting it; the same structural
+/// checks as `Encrypt::open`, in the same order.
+pub fn envelope(value: &str) -> std::result::Result<Envelope, Rejection> {
+    let (blob, version) = decode_blob(value)?;
     let header_len = Encrypt::header_len(version);
     if blob.len() < header_len + NONCE_LEN + TAG_LEN {
         return Err(Rejection::TooShort);
@@ -231,18 +240,7 @@ impl Encrypt {
 
     /// Opens `value`, saying why it is rejected. `read` is `open(..).ok()`.
     pub fn open(&self, value: &str, ctx: &Context<'_>) -> std::result::Result<Opened, Rejection> {
-        let mut blob = URL_SAFE_NO_PAD
-            .decode(value)
-            .map_err(|_| Rejection::NotBase64)?;
-        // The strict engine already refuses padding and stray trailing bits; comparing
-        // the re-encoding makes "one spelling only" explicit.
-        if URL_SAFE_NO_PAD.encode(&blob) != value {
-            return Err(Rejection::NotBase64);
-        }
-        let version = *blob.first().ok_or(Rejection::TooShort)?;
-        if version != VERSION_PLAIN && version != VERSION_TIMED {
-            return Err(Rejection::UnknownVersion(version));
-        }
+        let (mut blob, version) = decode_blob(value)?;
         if self.max_age.is_some() && version != VERSION_TIMED {
             return Err(Rejection::NoIssueTime);
         }

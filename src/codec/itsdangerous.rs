@@ -322,32 +322,7 @@ fn py_unquote(value: &[u8]) -> Cow<'_, [u8]> {
     if value.len() < 2 || value[0] != b'"' || value[value.len() - 1] != b'"' {
         return Cow::Borrowed(value);
     }
-    let inner = &value[1..value.len() - 1];
-    let mut out = Vec::with_capacity(inner.len());
-    let mut i = 0;
-    while i < inner.len() {
-        let b = inner[i];
-        if b == b'\\' && i + 1 < inner.len() {
-            let rest = &inner[i + 1..];
-            if rest.len() >= 3
-                && (b'0'..=b'3').contains(&rest[0])
-                && (b'0'..=b'7').contains(&rest[1])
-                && (b'0'..=b'7').contains(&rest[2])
-            {
-                out.push((rest[0] - b'0') * 64 + (rest[1] - b'0') * 8 + (rest[2] - b'0'));
-                i += 4;
-                continue;
-            }
-            if rest[0] != b'\n' {
-                out.push(rest[0]);
-                i += 2;
-                continue;
-            }
-        }
-        out.push(b);
-        i += 1;
-    }
-    Cow::Owned(out)
+    Cow::Owned(werkzeug_unslash(&value[1..value.len() - 1]))
 }
 
 /// The value of cookie `name` in a `Cookie` header the way Starlette 1.x reads it
@@ -444,7 +419,8 @@ fn werkzeug_item(s: &[u8], pos: usize) -> Option<(&[u8], &[u8], usize)> {
     end_at(i).map(|end| (key, &b""[..], end))
 }
 
-/// werkzeug's `_cookie_unslash_re` substitution on a quoted value's inside:
+/// werkzeug's `_cookie_unslash_re` substitution on a quoted value's inside (the same
+/// rule as Python's `http.cookies._unquote`, which `py_unquote` uses too):
 /// `\ooo` (first digit 0-3) is that byte, `\c` is `c` (not a newline).
 fn werkzeug_unslash(inner: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(inner.len());
