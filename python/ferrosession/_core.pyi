@@ -5,6 +5,7 @@ import pathlib
 from typing import Any, Optional, Union, final
 
 __all__ = [
+    "CLOCK_SKEW",
     "Codec",
     "DirectoryStorage",
     "FlaskCodec",
@@ -30,6 +31,7 @@ __all__ = [
 
 __version__: str
 build_profile: str
+CLOCK_SKEW: int
 
 @final
 class Transform:
@@ -80,6 +82,12 @@ class Codec:
         deadline: Optional[int] = None,
         max_age: Optional[int] = None,
         now: Optional[int] = None,
+    ) -> str: ...
+    def open_clocks(
+        self, text: str, now: Optional[int] = None
+    ) -> Optional[tuple[str, int, Optional[int], bool]]: ...
+    def wrap_clocks(
+        self, payload: str, created: int, deadline: Optional[int] = None, now: Optional[int] = None
     ) -> str: ...
     def storage_key(self, id: str) -> str: ...
     @property

@@ -36,8 +36,8 @@ EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
 
-#: Tolerated clock skew for issue times in the future (the codec's ``CLOCK_SKEW``).
-CLOCK_SKEW = 60
+#: Tolerated clock skew for issue times in the future (the codec's own constant).
+CLOCK_SKEW = _core.CLOCK_SKEW
 
 
 class UsageError(Exception):

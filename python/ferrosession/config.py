@@ -486,8 +486,9 @@ class Sessions:
         rust = [t._core for t in chain if isinstance(t, BuiltinTransformer)]
         rust = rust if len(rust) == len(chain) else []
         auto = cookie_options.pop("secure_auto", False)
-        if rust and (idle is not None or absolute is not None):
-            # the codec frames and checks the clocks itself (one Rust call per direction)
+        if idle is not None or absolute is not None:
+            # the codec frames and checks the clocks (within its one call per direction
+            # for a built-in chain; around a chain that runs partly in Python)
             cookie_options.update(clocks=True, idle=idle, absolute=absolute, refresh=refresh_every)
         codec = _core.Codec(name, header=header, encoding=encoding, chain=rust, **cookie_options)
         codec_secure = None

@@ -9,7 +9,6 @@ reference to the request headers. The first ``get``/``set``/``clear``/``regenera
 from __future__ import annotations
 
 import logging
-import re
 from datetime import timedelta
 from typing import Any, Optional, TypeVar, Union, overload
 
@@ -31,7 +30,6 @@ log = logging.getLogger("ferrosession")
 
 _NONE, _SET, _CLEAR = 0, 1, 2
 _DEFAULT: Any = object()  # "the registration's max_age"
-CLOCK_SKEW = 60  # seconds an issue time may lie in the future (clocks of other servers)
 
 
 class _State:
@@ -143,28 +141,16 @@ class CurrentSessions:
         st.payload = text
 
     def _open_clocks(self, st: _State, text: str) -> Optional[str]:
-        """Checks the lifetimes carried in front of the payload; the payload, or ``None``
-        for a session that has ended (or carries no clocks, or another session's name)."""
+        """For a chain that runs partly in Python: the codec checks the lifetimes carried
+        in front of the payload; the payload, or ``None`` for an ended session (or one
+        without clocks, or another session's name)."""
         p = st.provider
-        clocks = _unwrap(p.name, text)
-        if clocks is None:
-            log.debug("session %r: value without valid clocks", p.name)
+        alive = p.codec.open_clocks(text, int(self._config._clock()))
+        if alive is None:
+            log.debug("session %r: value without valid clocks, or ended", p.name)
             return None
-        created, last_seen, deadline, payload = clocks
-        now = int(self._config._clock())
-        if created > now + CLOCK_SKEW or last_seen > now + CLOCK_SKEW:
-            return None
-        # skew never extends a lifetime: a time from the future counts as now
-        created, last_seen = min(created, now), min(last_seen, now)
-        if (
-            (p.idle is not None and now - last_seen > p.idle)
-            or (p.absolute is not None and now - created > p.absolute)
-            or (deadline is not None and now > deadline)
-        ):
-            return None
-        st.created = created
-        st.deadline = deadline
-        if p.refresh is not None and now - last_seen >= p.refresh:
+        payload, st.created, st.deadline, renew = alive
+        if renew:
             st.renew = True
             self._dirty = True
         return payload
@@ -395,7 +381,7 @@ class CurrentSessions:
         if p.rust_chain:
             codec = p.codec_secure if self._https and p.secure_auto else p.codec
             return codec.write_clocked(payload, created, deadline, max_age, now)
-        return self._write(p, _wrap(p.name, created, now, deadline, payload), max_age)
+        return self._write(p, p.codec.wrap_clocks(payload, created, deadline, now), max_age)
 
     # -- commit -----------------------------------------------------------------------
     def _plan(self) -> tuple[list[tuple[str, bytes, str]], list[tuple[Provider, str, Any]], bool]:
@@ -480,25 +466,6 @@ class CurrentSessions:
                 raise
             except Exception as exc:
                 raise _storage_error(p, op, exc) from exc
-
-
-def _wrap(name: str, created: int, last_seen: int, deadline: Optional[int], payload: str) -> str:
-    """``~1:NAME:CREATED:LAST_SEEN:DEADLINE:PAYLOAD`` (Unix seconds, DEADLINE may be
-    empty): the clocks travel inside the signed or encrypted value, and the name binds it
-    to its registration."""
-    return f"~1:{name}:{created}:{last_seen}:{'' if deadline is None else deadline}:{payload}"
-
-
-# ASCII digits only, at most 12 (str.isdigit would also take "²", which int() refuses)
-_CLOCKS = re.compile(r"~1:([^:]*):([0-9]{1,12}):([0-9]{1,12}):([0-9]{0,12}):")
-
-
-def _unwrap(name: str, text: str) -> Optional[tuple[int, int, Optional[int], str]]:
-    m = _CLOCKS.match(text)
-    if m is None or m.group(1) != name:
-        return None
-    _, created, last_seen, deadline = m.groups()
-    return int(created), int(last_seen), int(deadline) if deadline else None, text[m.end() :]
 
 
 def _retire_id(st: _State) -> None:

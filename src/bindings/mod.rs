@@ -286,6 +286,36 @@ impl Codec {
             .write_clocked(payload, created, deadline, max_age, now)?)
     }
 
+    /// For chains that run partly in Python: `(payload, created, deadline, renew)` when
+    /// the clocks in front of `text` say it is alive, else `None`.
+    #[pyo3(signature = (text, now = None))]
+    fn open_clocks(
+        &self,
+        text: &str,
+        now: Option<u64>,
+    ) -> Option<(String, u64, Option<u64>, bool)> {
+        let (payload, alive) = self.inner.open_clocks(text, now.unwrap_or_else(unix_now))?;
+        Some((
+            payload.to_owned(),
+            alive.created,
+            alive.deadline,
+            alive.renew,
+        ))
+    }
+
+    /// For chains that run partly in Python: `payload` framed with its clocks.
+    #[pyo3(signature = (payload, created, deadline = None, now = None))]
+    fn wrap_clocks(
+        &self,
+        payload: &str,
+        created: u64,
+        deadline: Option<u64>,
+        now: Option<u64>,
+    ) -> String {
+        self.inner
+            .wrap_clocks(payload, created, deadline, now.unwrap_or_else(unix_now))
+    }
+
     /// Like `write` for a value the chain already transformed.
     #[pyo3(signature = (transformed, max_age = None, now = None))]
     fn render(
@@ -328,6 +358,7 @@ fn random_bytes(n: usize) -> PyResult<Vec<u8>> {
 #[pymodule(name = "_core")]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("build_profile", crate::BUILD_PROFILE)?;
+    m.add("CLOCK_SKEW", crate::codec::mac::CLOCK_SKEW)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<Transform>()?;
     m.add_class::<Codec>()?;

@@ -6,8 +6,7 @@
 //! digits (at most 12), DEADLINE empty when there is none. NAME binds the value to its
 //! registration.
 
-/// Seconds an issue time may lie in the future (other servers' clocks).
-pub const CLOCK_SKEW: u64 = 60;
+use super::mac::CLOCK_SKEW;
 
 /// A registration's lifetimes, in seconds.
 #[derive(Debug, Clone, Copy, Default)]

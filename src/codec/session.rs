@@ -134,6 +134,23 @@ impl SessionCodec {
         )
     }
 
+    /// Checks the clocks in front of an already un-transformed `text` (for chains that
+    /// run partly in Python): the payload and what is alive, or `None`.
+    pub fn open_clocks<'a>(&self, text: &'a str, now: u64) -> Option<(&'a str, Alive)> {
+        clocks::open(&self.name, text, self.lifetimes.as_ref()?, now)
+    }
+
+    /// Frames `payload` with its clocks (`last_seen` = `now`), before the chain.
+    pub fn wrap_clocks(
+        &self,
+        payload: &str,
+        created: u64,
+        deadline: Option<u64>,
+        now: u64,
+    ) -> String {
+        clocks::wrap(&self.name, created, now, deadline, payload)
+    }
+
     /// Encodes and renders an already transformed value.
     pub fn render(&self, transformed: &str, max_age: Option<u64>, now: u64) -> Result<String> {
         match &self.transport {
