@@ -5,6 +5,20 @@ A storage is any object with ``read(id) -> str | None``, ``write(id, value, ttl)
 serialized session text and ``ttl`` whole seconds. A storage that can do both (like
 :class:`~ferrosession.RedisStorage`) offers the async trio as ``aread``, ``awrite`` and
 ``ainvalidate``; the ASGI middleware uses those, the WSGI middleware the plain ones.
+
+A storage may offer more (the built-in ones offer all of it; the middleware looks for
+each method, and the async ``a`` forms, when it registers the session):
+
+- ``invalidate`` returning whether a live entry was deleted (``None``: cannot tell);
+- ``create(id, value, ttl) -> bool`` (store only if absent) and ``update(id, value,
+  ttl) -> bool`` (replace only a live entry): "logout wins" — a write racing a delete
+  never brings the entry back;
+- ``touch(id, ttl) -> bool`` and ``read_ttl(id) -> (text, seconds left) | None``: an
+  active session with ``idle_timeout`` is renewed by a touch, not a write;
+- ``index_add(owner, id, ttl)``, ``index_remove(owner, id)``, ``index_list(owner) ->
+  list[str]``: the per-owner index that ``principal=`` needs.
+
+:func:`ferrosession.testing.check_storage` checks all of it.
 """
 
 from __future__ import annotations
