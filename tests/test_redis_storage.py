@@ -530,6 +530,7 @@ def test_sync_only_storage_has_no_asyncio_methods(server: RedisServer, raw: redi
     ids = run_scenarios(ASGIClient(asgi_app(storage)), raw)
     assert len(ids) == 3
     assert not hasattr(RedisStorage(client=_Client()), "aread")
+    storage._sync.close()
 
 
 def test_async_only_storage_refuses_sync_calls(server: RedisServer, loop: Loop) -> None:
@@ -548,7 +549,9 @@ def test_async_only_storage_refuses_sync_calls(server: RedisServer, loop: Loop) 
 
 
 def connected_clients(raw: redis.Redis, expected: int) -> int:
-    """The number of connections (with a short wait for closes to reach the server)."""
+    """The number of connections (with a short wait for closes to reach the server).
+    Clients that earlier tests dropped without closing are collected first."""
+    gc.collect()
     deadline = time.monotonic() + 2
     while True:
         count = len(raw.client_list())
@@ -821,7 +824,7 @@ def test_redis_stopped_and_restarted_under_asgi(tmp_path: Path, loop: Loop) -> N
                 direct, "read (GET)", "ConnectionError", path="/logout", cookie=other
             )
             assert_fails_before_the_response(
-                direct, "write (SET)", "ConnectionError", path="/login", user="x"
+                direct, "create (SET NX)", "ConnectionError", path="/login", user="x"
             )
 
             node.start()  # same port, same snapshot: the sessions are all still there
@@ -851,8 +854,8 @@ def test_redis_stopped_and_restarted_under_wsgi(tmp_path: Path) -> None:
         for path in ("/whoami", "/visit", "/logout"):  # the read fails in the handler
             failed = request(path, cookie=sid)
             assert (failed.status, failed.set_cookies) == (500, []), path
-        with pytest.raises(StorageError, match=re.escape("write (SET)")):
-            request("/login", user="bob")  # the write fails before start_response
+        with pytest.raises(StorageError, match=re.escape("create (SET NX)")):
+            request("/login", user="bob")  # the new entry fails before start_response
 
         node.start()
         assert request("/whoami", cookie=sid).body == "ann:0"
@@ -883,3 +886,472 @@ def test_redis_hanging_times_out_and_recovers(tmp_path: Path, loop: Loop) -> Non
         assert direct("/whoami", cookie=sid).body == "ann:1"
     finally:
         node.stop()
+
+
+# -- the lifecycle methods (storage protocol v2) ---------------------------------------------
+
+INF = float("inf")
+
+
+class Api:
+    """A storage's methods by their plain names: called directly, or (with ``run``, which
+    runs a coroutine to its end in some event loop) their asyncio ``a``-prefixed versions."""
+
+    def __init__(self, storage: RedisStorage, run: Optional[Callable[[Any], Any]] = None) -> None:
+        self.storage = storage
+        self.run = run
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        run = self.run
+        if run is None:
+            return getattr(self.storage, name)  # type: ignore[no-any-return]
+        method = getattr(self.storage, "a" + name)
+        return lambda *args: run(method(*args))
+
+
+def lifecycle_scenario(api: Api, raw: Any, tag: str) -> None:
+    """create / update / touch / read_ttl / invalidate on one key, and the owner index."""
+    p = "ferrosession:"
+    k = f"{tag}-" + "K" * 40
+    assert api.invalidate(k) is False
+    assert api.read_ttl(k) is None
+
+    assert api.create(k, "one ✓", 100) is True
+    assert raw.get(p + k) == "one ✓" and 95 <= raw.ttl(p + k) <= 100
+    assert api.create(k, "two", 200) is False  # a live entry is never replaced
+    assert raw.get(p + k) == "one ✓" and raw.ttl(p + k) <= 100
+
+    assert api.update(k, "three", 30) is True  # value and lifetime replaced
+    assert raw.get(p + k) == "three" and 25 <= raw.ttl(p + k) <= 30
+    assert api.touch(k, 500) is True  # only the lifetime
+    assert raw.get(p + k) == "three" and 495 <= raw.ttl(p + k) <= 500
+    text, left = api.read_ttl(k)
+    assert text == "three" and 495 < left <= 500 and isinstance(left, float)
+    raw.persist(p + k)  # not written by ferrosession: live, with no end
+    assert api.read_ttl(k) == ("three", INF)
+    assert api.read(k) == "three"
+
+    assert api.invalidate(k) is True
+    assert raw.exists(p + k) == 0
+    assert api.invalidate(k) is False
+    # logout wins: nothing brings a deleted entry back
+    assert api.update(k, "zombie", 60) is False
+    assert api.touch(k, 60) is False
+    assert raw.exists(p + k) == 0
+    assert api.read_ttl(k) is None
+
+    assert api.create(k, "again", 60) is True  # the key is free again
+    raw.pexpire(p + k, 1)
+    time.sleep(0.01)
+    # an expired entry is no entry
+    assert api.read_ttl(k) is None
+    assert api.update(k, "zombie", 60) is False
+    assert api.touch(k, 60) is False
+    assert api.invalidate(k) is False
+    assert api.create(k, "fresh", 60) is True
+    assert api.read_ttl(k)[0] == "fresh"
+    raw.set(p + k, b"\xff\xfe")  # not UTF-8: not ferrosession's, read as absent
+    assert api.read_ttl(k) is None
+
+    for bad in (0, -5):
+        with pytest.raises(ValueError, match="at least 1"):
+            api.create(k, "v", bad)
+        with pytest.raises(ValueError, match="at least 1"):
+            api.touch(k, bad)
+        with pytest.raises(ValueError, match="at least 1"):
+            api.index_add("o", k, bad)
+    for wrong in (1.5, "60", None, True):
+        with pytest.raises(TypeError):
+            api.update(k, "v", wrong)
+    with pytest.raises(TypeError):
+        api.create(k, b"bytes", 60)
+    with pytest.raises(TypeError):
+        api.index_list(None)
+    api.create(k + "x", "v", 10**12)  # clamped like write
+    assert raw.ttl(p + k + "x") == 2**31 - 1
+
+    # the owner index
+    owner = f"{tag}-" + "O" * 40
+    okey = f"{p}owner:{owner}"
+    assert api.index_list(owner) == []
+    assert api.index_add(owner, "s1", 100) is None
+    api.index_add(owner, "s2", 300)
+    assert sorted(api.index_list(owner)) == ["s1", "s2"]
+    assert raw.type(okey) == "zset"
+    assert 295_000 < raw.pttl(okey) <= 300_000  # lives as long as its longest member
+    api.index_add(owner, "s3", 10)  # a shorter member does not shorten the set
+    assert 290_000 < raw.pttl(okey) <= 300_000
+    api.index_add(owner, "s2", 20)  # the same pair again: its lifetime is replaced
+    now = time.time() * 1000
+    assert now + 18_000 < raw.zscore(okey, "s2") <= now + 20_500
+    assert 290_000 < raw.pttl(okey) <= 300_000  # and the set's is still never shortened
+    api.index_add(owner, "s1", 600)  # a longer one extends it
+    assert 595_000 < raw.pttl(okey) <= 600_000
+    assert sorted(api.index_list(owner)) == ["s1", "s2", "s3"]
+
+    assert api.index_remove(owner, "s3") is None
+    api.index_remove(owner, "absent")  # no error
+    api.index_remove(owner + "-nobody", "s1")
+    assert sorted(api.index_list(owner)) == ["s1", "s2"]
+
+    raw.zadd(okey, {"old": time.time() * 1000 - 1000})  # a record whose time has passed
+    assert sorted(api.index_list(owner)) == ["s1", "s2"]
+    assert raw.zscore(okey, "old") is not None
+    api.index_add(owner, "s4", 60)  # each add drops the passed ones
+    assert raw.zscore(okey, "old") is None
+    assert sorted(api.index_list(owner)) == ["s1", "s2", "s4"]
+    assert api.index_list(owner + "-other") == []
+    assert raw.exists(f"{p}owner:{owner}-other") == 0
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_lifecycle_methods(server: RedisServer, raw: redis.Redis, loop: Loop, mode: str) -> None:
+    storage = RedisStorage(server.url)
+    lifecycle_scenario(Api(storage, loop.run if mode == "async" else None), raw, mode)
+    storage.close()
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_lifecycle_methods_on_the_cluster(
+    cluster: RedisClusterNodes, raw_cluster: RedisCluster, loop: Loop, mode: str
+) -> None:
+    storage = cluster_storage(cluster, loop)
+    api = Api(storage, loop.run if mode == "async" else None)
+    for tag in ("a", "b", "c", "d"):  # keys and owners on several nodes
+        lifecycle_scenario(api, raw_cluster, f"{mode}{tag}")
+    storage._sync.close()
+
+
+def test_owner_index_records_and_the_set_itself_expire(
+    server: RedisServer, raw: redis.Redis, loop: Loop
+) -> None:
+    storage = RedisStorage(server.url)
+    owner, fresh = "A" * 43, "B" * 43
+    storage.index_add(owner, "long", 60)
+    storage.index_add(owner, "short", 1)
+    loop.run(storage.aindex_add(owner, "ashort", 1))
+    storage.index_add(fresh, "only", 1)
+    assert sorted(storage.index_list(owner)) == ["ashort", "long", "short"]
+    assert 900 < raw.pttl(f"ferrosession:owner:{fresh}") <= 1000
+    time.sleep(1.05)
+    assert storage.index_list(owner) == ["long"]
+    assert loop.run(storage.aindex_list(owner)) == ["long"]
+    assert raw.exists(f"ferrosession:owner:{fresh}") == 0  # gone with its last member
+    assert storage.index_list(fresh) == []
+    storage.close()
+
+
+@pytest.mark.parametrize("decode", [False, True])
+def test_lifecycle_text_is_utf8_whatever_the_client_decodes(
+    server: RedisServer, raw: redis.Redis, loop: Loop, decode: bool
+) -> None:
+    sync = redis.Redis(port=server.port, decode_responses=decode, encoding="latin-1")
+    aclient = loop.adopt(redis.asyncio.Redis(port=server.port, decode_responses=decode))
+    storage = RedisStorage(client=sync, async_client=aclient, prefix="é:")
+    assert storage.create("ü", "ü € 😀", 60) is True
+    assert storage.read_ttl("ü")[0] == "ü € 😀"  # type: ignore[index]
+    assert loop.run(storage.aread_ttl("ü"))[0] == "ü € 😀"
+    storage.index_add("öwner", "ü", 60)
+    loop.run(storage.aindex_add("öwner", "😀", 60))
+    assert sorted(storage.index_list("öwner")) == ["ü", "😀"]
+    assert sorted(loop.run(storage.aindex_list("öwner"))) == ["ü", "😀"]
+    assert raw.zcard("é:owner:öwner") == 2
+    assert loop.run(storage.aupdate("ü", "ä", 60)) is True
+    assert storage.read("ü") == "ä"
+    sync.close()
+
+
+def test_lifecycle_one_round_trip_each(server: RedisServer, raw: redis.Redis, loop: Loop) -> None:
+    storage = RedisStorage(server.url)
+    storage.read_ttl("warm")  # the connections' hand-shakes, and the scripts loaded
+    storage.index_add("o", "warm", 3600)  # outlives "x": no PEXPIRE below
+    loop.run(storage.aread("warm"))
+    script = {"evalsha": 1}
+    for op, expected in (
+        (lambda: storage.create("x", "v", 60), {"set": 1}),
+        (lambda: storage.update("x", "v", 60), {"set": 1}),
+        (lambda: storage.touch("x", 60), {"expire": 1}),
+        (lambda: storage.read_ttl("x"), {**script, "get": 1, "pttl": 1}),
+        (lambda: storage.invalidate("x"), {"del": 1}),
+        (
+            lambda: storage.index_add("o", "x", 60),
+            {**script, "zadd": 1, "zremrangebyscore": 1, "pttl": 1},
+        ),
+        (lambda: storage.index_list("o"), {"zrangebyscore": 1}),
+        (lambda: storage.index_remove("o", "x"), {"zrem": 1}),
+        (lambda: loop.run(storage.acreate("x", "v", 60)), {"set": 1}),
+        (lambda: loop.run(storage.aupdate("x", "v", 60)), {"set": 1}),
+        (lambda: loop.run(storage.atouch("x", 60)), {"expire": 1}),
+        (lambda: loop.run(storage.aread_ttl("x")), {**script, "get": 1, "pttl": 1}),
+        (lambda: loop.run(storage.ainvalidate("x")), {"del": 1}),
+        (lambda: loop.run(storage.aindex_list("o")), {"zrangebyscore": 1}),
+        (lambda: loop.run(storage.aindex_remove("o", "x")), {"zrem": 1}),
+        (lambda: storage.read_ttl("x"), {**script, "get": 1}),  # missing: no PTTL
+    ):
+        raw.config_resetstat()
+        op()
+        assert command_calls(raw) == expected
+    # the server forgot the scripts (a restart, SCRIPT FLUSH): EVAL once, then EVALSHA
+    raw.script_flush()
+    raw.config_resetstat()
+    assert loop.run(storage.aindex_add("o", "y", 60)) is None
+    calls = command_calls(raw)
+    assert (calls["evalsha"], calls["eval"], calls["zadd"]) == (1, 1, 1)
+    raw.config_resetstat()
+    loop.run(storage.aindex_add("o", "y", 60))
+    assert command_calls(raw)["evalsha"] == 1 and "eval" not in command_calls(raw)
+    raw.config_resetstat()
+    storage.index_add("o", "z", 7200)  # a longer member: the set lives longer too
+    assert command_calls(raw)["pexpire"] == 1
+    raw.script_flush()
+    storage.create("y", "v", 60)
+    assert storage.read_ttl("y")[0] == "v"  # type: ignore[index]
+    storage.close()
+
+
+def test_lifecycle_on_the_cluster_goes_to_the_key_s_node_only(
+    cluster: RedisClusterNodes, raw_cluster: RedisCluster, loop: Loop
+) -> None:
+    storage = cluster_storage(cluster, loop)
+    sid, owner = "id5", "owner5"
+    node_of = {
+        "sid": raw_cluster.get_node_from_key(f"ferrosession:{sid}").port,
+        "owner": raw_cluster.get_node_from_key(f"ferrosession:owner:{owner}").port,
+    }
+    storage.create(sid, "v", 60)  # connect both clients, load the scripts on the nodes
+    storage.read_ttl(sid)
+    storage.index_add(owner, sid, 60)
+    loop.run(storage.aread_ttl(sid))
+    loop.run(storage.aindex_add(owner, sid, 60))
+    nodes = {p: redis.Redis(port=p, decode_responses=True) for p in cluster.ports}
+    for op, where, name in (
+        (lambda: storage.update(sid, "w", 60), "sid", "set"),
+        (lambda: loop.run(storage.acreate(sid, "w", 60)), "sid", "set"),
+        (lambda: storage.touch(sid, 60), "sid", "expire"),
+        (lambda: loop.run(storage.aread_ttl(sid)), "sid", "evalsha"),
+        (lambda: storage.read_ttl(sid), "sid", "evalsha"),
+        (lambda: storage.index_add(owner, sid, 60), "owner", "evalsha"),
+        (lambda: loop.run(storage.aindex_add(owner, sid, 60)), "owner", "evalsha"),
+        (lambda: loop.run(storage.aindex_list(owner)), "owner", "zrangebyscore"),
+        (lambda: storage.index_remove(owner, sid), "owner", "zrem"),
+        (lambda: loop.run(storage.ainvalidate(sid)), "sid", "del"),
+    ):
+        for node in nodes.values():
+            node.config_resetstat()
+        op()
+        per_node = {port: command_calls(node) for port, node in nodes.items()}
+        assert per_node.pop(node_of[where])[name] == 1
+        assert all(calls == {} for calls in per_node.values()), per_node
+    for node in nodes.values():
+        node.close()
+    storage._sync.close()
+
+
+def test_lifecycle_methods_exist_only_with_their_client(
+    server: RedisServer, raw: redis.Redis, loop: Loop
+) -> None:
+    names = ("invalidate", "create", "update", "touch", "read_ttl")
+    names += ("index_add", "index_remove", "index_list")
+    sync_only = RedisStorage(client=redis.Redis(port=server.port))
+    for name in names:
+        assert callable(getattr(sync_only, name))
+        assert getattr(sync_only, "a" + name, None) is None
+    async_only = RedisStorage(async_client=loop.adopt(redis.asyncio.Redis(port=server.port)))
+    assert loop.run(async_only.acreate("k", "v", 60)) is True
+    assert loop.run(async_only.aindex_list("o")) == []
+    for call in (
+        lambda: async_only.create("k", "v", 60),
+        lambda: async_only.read_ttl("k"),
+        lambda: async_only.index_list("o"),
+    ):
+        with pytest.raises(ConfigurationError, match="only an asyncio client"):
+            call()
+    sync_only._sync.close()
+
+
+# -- races between processes --------------------------------------------------------------------
+
+RACE_ROUNDS = 150
+RACE_WORKERS = 4
+RACE_MAX_UPDATES = 500  # per process and round: far more than a logout takes to land
+
+
+def race_worker(port: int, role: int, barrier: Any, results: Any) -> None:
+    """One process of the race: each round all create the same key (one must win); then
+    role 0 invalidates it while the others update it in a loop until an update fails, and
+    everyone reads it afterwards. Role 3 uses the asyncio methods."""
+    import traceback
+
+    out: list[tuple[bool, Optional[bool], int, int]] = []
+    loop = asyncio.new_event_loop() if role == 3 else None
+    client = redis.Redis(port=port, socket_timeout=5)
+    storage = RedisStorage(client=client, async_client=lambda: redis.asyncio.Redis(port=port))
+    api = Api(storage, None if loop is None else loop.run_until_complete)
+    try:
+        for r in range(RACE_ROUNDS):
+            k = f"race-{r}"
+            barrier.wait(timeout=10)
+            created = api.create(k, f"w{role}", 60)
+            barrier.wait(timeout=10)
+            if role == 0:
+                for _ in range(r % 8):  # vary the moment of the logout
+                    api.read(k)
+                deleted = api.invalidate(k)
+                # after the logout returned, nobody may see the session again
+                seen = sum(api.read(k) is not None for _ in range(20))
+                seen += sum(api.read_ttl(k) is not None for _ in range(5))
+                out.append((created, deleted, 0, seen))
+            else:
+                updates = 0
+                while updates < RACE_MAX_UPDATES and api.update(k, f"u{role}-{updates}", 60):
+                    updates += 1
+                seen = int(api.read(k) is not None) + int(api.touch(k, 60))
+                out.append((created, None, updates, seen))
+            barrier.wait(timeout=10)
+        results.put((role, out))
+    except BaseException:
+        results.put((role, traceback.format_exc()))
+        barrier.abort()
+    finally:
+        if loop is not None:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+        client.close()
+
+
+def test_logout_wins_and_one_create_wins_across_processes(
+    server: RedisServer, raw: redis.Redis
+) -> None:
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(RACE_WORKERS)
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(target=race_worker, args=(server.port, role, barrier, results))
+        for role in range(RACE_WORKERS)
+    ]
+    started = time.monotonic()
+    for proc in procs:
+        proc.start()
+    try:
+        got = dict(results.get(timeout=60) for _ in procs)
+    finally:
+        for proc in procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+    errors = [v for v in got.values() if isinstance(v, str)]
+    assert not errors, errors[0]
+    assert time.monotonic() - started < 30
+    updates = 0
+    for r in range(RACE_ROUNDS):
+        rows = [got[role][r] for role in range(RACE_WORKERS)]
+        assert sum(row[0] for row in rows) == 1, (r, rows)  # exactly one create won
+        assert rows[0][1] is True  # the logout found the session
+        assert all(row[3] == 0 for row in rows), (r, rows)  # and it never came back
+        updates += sum(row[2] for row in rows)
+    assert all(row[2] < RACE_MAX_UPDATES for role in range(1, 4) for row in got[role])
+    assert updates > RACE_ROUNDS  # the updates really raced the logout
+    assert raw.keys("ferrosession:race-*") == []
+
+
+# -- the lifecycle methods when Redis goes away --------------------------------------------------
+
+
+def lifecycle_calls(storage: RedisStorage, loop: Loop) -> list[tuple[str, Callable[[], Any]]]:
+    sid, owner = "0123abcd" * 8, "owner" * 8
+    sync: list[tuple[str, Callable[[], Any]]] = [
+        ("invalidate (DEL)", lambda: storage.invalidate(sid)),
+        ("create (SET NX)", lambda: storage.create(sid, "v", 60)),
+        ("update (SET XX)", lambda: storage.update(sid, "v", 60)),
+        ("touch (EXPIRE)", lambda: storage.touch(sid, 60)),
+        ("read_ttl (GET, PTTL)", lambda: storage.read_ttl(sid)),
+        ("index_add (ZADD)", lambda: storage.index_add(owner, sid, 60)),
+        ("index_remove (ZREM)", lambda: storage.index_remove(owner, sid)),
+        ("index_list (ZRANGEBYSCORE)", lambda: storage.index_list(owner)),
+    ]
+    asynchronous: list[tuple[str, Callable[[], Any]]] = [
+        ("invalidate (DEL)", lambda: loop.run(storage.ainvalidate(sid))),
+        ("create (SET NX)", lambda: loop.run(storage.acreate(sid, "v", 60))),
+        ("update (SET XX)", lambda: loop.run(storage.aupdate(sid, "v", 60))),
+        ("touch (EXPIRE)", lambda: loop.run(storage.atouch(sid, 60))),
+        ("read_ttl (GET, PTTL)", lambda: loop.run(storage.aread_ttl(sid))),
+        ("index_add (ZADD)", lambda: loop.run(storage.aindex_add(owner, sid, 60))),
+        ("index_remove (ZREM)", lambda: loop.run(storage.aindex_remove(owner, sid))),
+        ("index_list (ZRANGEBYSCORE)", lambda: loop.run(storage.aindex_list(owner))),
+    ]
+    return sync + asynchronous
+
+
+def test_lifecycle_redis_stopped_and_restarted(tmp_path: Path, loop: Loop) -> None:
+    node = RedisServer(tmp_path, persistent=True).start()
+    try:
+        storage = outage_storage(node.port)  # type: ignore[arg-type]
+        api, aapi = Api(storage), Api(storage, loop.run)
+        assert api.create("kept", "v", 600) and aapi.create("akept", "w", 600)
+        api.index_add("o", "kept", 600)
+        aapi.index_add("o", "akept", 600)
+        assert api.read_ttl("kept")[0] == "v" and aapi.read_ttl("akept")[0] == "w"
+
+        node.stop()  # connections are refused
+        for op, call in lifecycle_calls(storage, loop):
+            started = time.monotonic()
+            with pytest.raises(
+                StorageError, match=re.escape(f"{op} failed: ConnectionError")
+            ) as info:
+                call()
+            assert isinstance(info.value.__cause__, redis.ConnectionError), op
+            assert "0123abcd" not in str(info.value)  # the session key stays out of logs
+            assert time.monotonic() - started < 4 * TIMEOUT + 1
+
+        node.start()  # same port and data, but the scripts are gone: EVAL again
+        assert api.read_ttl("kept")[0] == "v"
+        assert aapi.read_ttl("akept")[0] == "w"
+        assert sorted(aapi.index_list("o")) == ["akept", "kept"]
+        api.index_add("o", "new", 60)
+        assert sorted(api.index_list("o")) == ["akept", "kept", "new"]
+        assert api.update("kept", "v2", 600) is True and aapi.touch("akept", 60) is True
+        assert aapi.invalidate("kept") is True and api.invalidate("akept") is True
+        assert api.create("kept", "again", 60) is True
+    finally:
+        node.stop()
+
+
+def test_lifecycle_redis_hanging_times_out(tmp_path: Path, loop: Loop) -> None:
+    node = RedisServer(tmp_path).start()
+    try:
+        storage = outage_storage(node.port)  # type: ignore[arg-type]
+        assert storage.create("k", "v", 60) and loop.run(storage.aread_ttl("k"))
+        node.pause()
+        for op, call in lifecycle_calls(storage, loop)[3:5] + lifecycle_calls(storage, loop)[11:13]:
+            with pytest.raises(StorageError, match=re.escape(f"{op} failed: TimeoutError")):
+                call()
+        node.resume()
+        assert storage.touch("k", 60) is True
+        assert loop.run(storage.aread_ttl("k"))[0] == "v"
+    finally:
+        node.stop()
+
+
+def test_lifecycle_error_replies_become_storage_errors(
+    server: RedisServer, raw: redis.Redis, loop: Loop
+) -> None:
+    storage = RedisStorage(server.url)
+    raw.rpush("ferrosession:list", "not a string")
+    raw.set("ferrosession:owner:str", "not a sorted set")
+    for op, call in (
+        ("read_ttl (GET, PTTL)", lambda: storage.read_ttl("list")),
+        ("read_ttl (GET, PTTL)", lambda: loop.run(storage.aread_ttl("list"))),
+        ("index_add (ZADD)", lambda: storage.index_add("str", "k", 60)),
+        ("index_add (ZADD)", lambda: loop.run(storage.aindex_add("str", "k", 60))),
+        ("index_list (ZRANGEBYSCORE)", lambda: storage.index_list("str")),
+        ("index_remove (ZREM)", lambda: loop.run(storage.aindex_remove("str", "k"))),
+    ):
+        with pytest.raises(StorageError, match=re.escape(f"{op} failed: ResponseError")) as info:
+            call()
+        assert "WRONGTYPE" in str(info.value)
+        assert isinstance(info.value.__cause__, redis.ResponseError)
+    assert storage.update("list", "v", 60) is True  # SET replaces any type, like write
+    storage.close()

@@ -3,23 +3,40 @@
 Needs ``pip install "ferrosession[redis]"`` (redis-py) for a ``url``.
 
 One round trip per operation: ``GET`` to read, ``SET key value EX ttl`` to write, ``DEL``
-to invalidate. Keys are ``prefix + session id``; values are the session text as UTF-8,
-whatever ``decode_responses`` or ``encoding`` the client was built with (replies are read
-undecoded, so the client's settings are used as they are and never changed).
+to invalidate, ``SET … NX EX`` to create, ``SET … XX EX`` to update, ``EXPIRE`` to touch,
+and a short Lua script (``EVALSHA``, falling back to ``EVAL`` once per server) for
+``read_ttl`` and ``index_add``. Keys are ``prefix + session id``; values are the session
+text as UTF-8, whatever ``decode_responses`` or ``encoding`` the client was built with
+(replies are read undecoded, so the client's settings are used as they are and never
+changed).
 
 asyncio clients belong to the event loop that first uses them, so a client built from a
 ``url`` (or by an ``async_client`` factory) is made once per running loop, on its first
 await there, and closed when that loop shuts down (``asyncio.run``, ``asyncio.Runner``,
 uvicorn and anyio all shut their loop down that way); a client bound to a closed loop is
 never used again.
+
+The owner index ("which sessions belong to user X") is one sorted set per owner, at
+``prefix + "owner:" + owner`` (session keys never hold a ``:``, so it cannot collide with
+a session key): each member is a session key as the middleware gave it (without the
+prefix), scored with its index expiry as Unix milliseconds **on the client's clock**
+(``time.time()``; the processes sharing a Redis should keep their clocks in sync, as
+they must for the cookies' own lifetimes anyway). Every ``index_add`` also drops the
+members whose score has passed and extends the sorted set's own lifetime so that it
+outlives its longest-lived member; that lifetime is never shortened, and it is relative
+(``PEXPIRE``), so the server's clock does not matter. The script uses only Redis 2.6
+commands (it does not need ``EXPIRE … GT`` from Redis 7), and every command of a call
+touches one key, so it works on a Redis Cluster too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import logging
 import threading
+import time
 from types import ModuleType
 from typing import Any, AsyncGenerator, Awaitable, Callable, Optional
 from urllib.parse import urlsplit, urlunsplit
@@ -38,7 +55,52 @@ _RAW: dict[str, Any] = {"NEVER_DECODE": []}
 
 AsyncReader = Callable[[str], Awaitable[Optional[str]]]
 AsyncWriter = Callable[[str, str, int], Awaitable[None]]
-AsyncInvalidator = Callable[[str], Awaitable[None]]
+AsyncInvalidator = Callable[[str], Awaitable[bool]]
+AsyncCreator = Callable[[str, str, int], Awaitable[bool]]  # acreate and aupdate
+AsyncToucher = Callable[[str, int], Awaitable[bool]]
+AsyncTtlReader = Callable[[str], Awaitable[Optional[tuple[str, float]]]]
+AsyncIndexAdder = Callable[[str, str, int], Awaitable[None]]
+AsyncIndexRemover = Callable[[str, str], Awaitable[None]]
+AsyncIndexLister = Callable[[str], Awaitable[list[str]]]
+
+
+class _Script:
+    """A Lua script run with ``EVALSHA`` on one key (``EVAL`` when the server does not
+    know it yet: after a restart, a ``SCRIPT FLUSH``, or on a cluster node seen first)."""
+
+    __slots__ = ("sha", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text.encode("utf-8")
+        self.sha = hashlib.sha1(self.text).hexdigest()
+
+
+# The value and its remaining lifetime, read atomically: nil for a missing key, else
+# {value, PTTL} (PTTL -1 when the key has no expiry).
+_READ_TTL = _Script(
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if not v then return nil end\n"
+    "return {v, redis.call('PTTL', KEYS[1])}\n"
+)
+# ARGV: score (expiry in client ms), member, now (client ms), ttl in ms. Adds the member,
+# drops the expired ones, and makes the set live at least ttl ms more (never less: PTTL
+# is -1 for a set that has no expiry yet, i.e. one ZADD just made).
+_INDEX_ADD = _Script(
+    "redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])\n"
+    "local left = redis.call('PTTL', KEYS[1])\n"
+    "if left < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end\n"
+    "return 1\n"
+)
+
+
+def _no_script(exc: BaseException) -> bool:
+    # redis-py and valkey-py both raise a NoScriptError (a ResponseError) for NOSCRIPT.
+    return any(cls.__name__ == "NoScriptError" for cls in type(exc).__mro__)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _import_redis() -> ModuleType:
@@ -118,13 +180,15 @@ class RedisStorage:
       app), or a callable returning a new asyncio client, which the storage calls once per
       event loop like it does for a ``url``.
 
-    The sync methods (``read``, ``write``, ``invalidate``) serve the WSGI middleware and
-    direct calls; the asyncio ones (``aread``, ``awrite``, ``ainvalidate``) serve the ASGI
-    middleware. A storage with only a sync ``client`` has no asyncio methods (reading
-    ``storage.aread`` raises ``AttributeError``): it is a plain sync storage, which the
-    ASGI middleware calls directly, blocking the loop for each round trip. A storage with
-    only an ``async_client`` works only under ASGI: its sync methods raise
-    ``ConfigurationError``.
+    The sync methods (``read``, ``write``, ``invalidate`` and the optional lifecycle ones
+    ``create``, ``update``, ``touch``, ``read_ttl``, ``index_add``, ``index_remove``,
+    ``index_list``) serve the WSGI middleware and direct calls; the asyncio ones (the same
+    names with an ``a`` in front: ``aread``, ``awrite``, ``ainvalidate``, ``acreate`` …)
+    serve the ASGI middleware. A storage with only a sync ``client`` has no asyncio
+    methods (reading ``storage.aread`` raises ``AttributeError``): it is a plain sync
+    storage, which the ASGI middleware calls directly, blocking the loop for each round
+    trip. A storage with only an ``async_client`` works only under ASGI: its sync methods
+    raise ``ConfigurationError``.
 
     Every failure of a round trip (connection refused, timeout, an error reply, a cluster
     without a reachable node) raises :class:`~ferrosession.StorageError` naming the
@@ -234,6 +298,20 @@ class RedisStorage:
     def _key(self, session_id: str) -> bytes:
         return (self._prefix + session_id).encode("utf-8", "surrogatepass")
 
+    def _owner_key(self, owner: str) -> bytes:
+        if not isinstance(owner, str):
+            raise TypeError(f"owner must be a str, not {type(owner).__name__}")
+        return (self._prefix + "owner:" + owner).encode("utf-8", "surrogatepass")
+
+    def _index_add_args(
+        self, owner: str, session_id: str, ttl: int
+    ) -> tuple[bytes, tuple[int, bytes, int, int]]:
+        """The owner's key and the arguments of ``_INDEX_ADD``."""
+        owner_key, member = self._owner_key(owner), _member(session_id)
+        ttl_ms = _check_ttl(ttl) * 1000
+        now = _now_ms()
+        return owner_key, (now + ttl_ms, member, now, ttl_ms)
+
     # -- sync -------------------------------------------------------------------------
     def _client(self) -> Any:
         client = self._sync
@@ -274,12 +352,14 @@ class RedisStorage:
         key, data, ttl = self._key(session_id), _data(value), _check_ttl(ttl)
         client = self._client()
         try:
-            client.set(key, data, ex=ttl)
+            # execute_command, not client.set: its option checks cost ~2 µs a call
+            client.execute_command("SET", key, data, "EX", ttl, keys=[key])
         except Exception as exc:
             raise _failed("write (SET)", exc) from exc
 
-    def invalidate(self, session_id: str) -> None:
-        """Deletes the entry, if there is one (one ``DEL``).
+    def invalidate(self, session_id: str) -> bool:
+        """Deletes the entry (one ``DEL``): ``True`` when there was one, ``False`` when
+        there was none (never stored, deleted or expired).
 
         Raises:
             StorageError: Redis could not be reached or answered with an error.
@@ -287,9 +367,125 @@ class RedisStorage:
         key = self._key(session_id)
         client = self._client()
         try:
-            client.delete(key)
+            return bool(client.execute_command("DEL", key, keys=[key]))
         except Exception as exc:
             raise _failed("invalidate (DEL)", exc) from exc
+
+    def create(self, session_id: str, value: str, ttl: int) -> bool:
+        """Stores ``value`` for ``ttl`` seconds only when there is no live entry (one
+        ``SET … NX EX ttl``, atomic: of concurrent creates of one key, exactly one wins).
+        ``True`` when stored.
+
+        Raises:
+            TypeError: ``value`` is not a str or ``ttl`` not an int.
+            ValueError: ``ttl`` is less than 1.
+            StorageError: Redis could not be reached or answered with an error.
+        """
+        key, data, ttl = self._key(session_id), _data(value), _check_ttl(ttl)
+        client = self._client()
+        try:
+            return bool(client.execute_command("SET", key, data, "NX", "EX", ttl, keys=[key]))
+        except Exception as exc:
+            raise _failed("create (SET NX)", exc) from exc
+
+    def update(self, session_id: str, value: str, ttl: int) -> bool:
+        """Replaces a live entry's value and lifetime (one ``SET … XX EX ttl``, atomic: an
+        entry deleted or expired before is never brought back). ``True`` when stored,
+        ``False`` when there was no live entry.
+
+        Raises:
+            TypeError: ``value`` is not a str or ``ttl`` not an int.
+            ValueError: ``ttl`` is less than 1.
+            StorageError: Redis could not be reached or answered with an error.
+        """
+        key, data, ttl = self._key(session_id), _data(value), _check_ttl(ttl)
+        client = self._client()
+        try:
+            return bool(client.execute_command("SET", key, data, "XX", "EX", ttl, keys=[key]))
+        except Exception as exc:
+            raise _failed("update (SET XX)", exc) from exc
+
+    def touch(self, session_id: str, ttl: int) -> bool:
+        """Makes a live entry expire ``ttl`` seconds from now without rewriting it (one
+        ``EXPIRE``). ``False`` when there is no live entry.
+
+        Raises:
+            TypeError: ``ttl`` is not an int.
+            ValueError: ``ttl`` is less than 1.
+            StorageError: Redis could not be reached or answered with an error.
+        """
+        key, ttl = self._key(session_id), _check_ttl(ttl)
+        client = self._client()
+        try:
+            return bool(client.execute_command("EXPIRE", key, ttl, keys=[key]))
+        except Exception as exc:
+            raise _failed("touch (EXPIRE)", exc) from exc
+
+    def read_ttl(self, session_id: str) -> Optional[tuple[str, float]]:
+        """The stored text and its remaining lifetime in seconds, or ``None`` when there
+        is no live entry (``GET`` and ``PTTL`` in one script, so they see the same entry).
+        An entry stored without an expiry (not by ferrosession) has ``float("inf")`` left.
+
+        Raises:
+            StorageError: Redis could not be reached or answered with an error.
+        """
+        key = self._key(session_id)
+        client = self._client()
+        try:
+            reply = _eval(client, _READ_TTL, key)
+        except Exception as exc:
+            raise _failed("read_ttl (GET, PTTL)", exc) from exc
+        return _text_ttl(reply)
+
+    def index_add(self, owner: str, session_id: str, ttl: int) -> None:
+        """Records that ``session_id`` belongs to ``owner`` for ``ttl`` seconds (replacing
+        the lifetime of an earlier record of the pair), drops the owner's expired records
+        and keeps the owner's sorted set alive at least as long as this record (one
+        script: ``ZADD``, ``ZREMRANGEBYSCORE``, ``PTTL``, ``PEXPIRE``).
+
+        Raises:
+            TypeError: ``ttl`` is not an int.
+            ValueError: ``ttl`` is less than 1.
+            StorageError: Redis could not be reached or answered with an error.
+        """
+        owner_key, args = self._index_add_args(owner, session_id, ttl)
+        client = self._client()
+        try:
+            _eval(client, _INDEX_ADD, owner_key, *args)
+        except Exception as exc:
+            raise _failed("index_add (ZADD)", exc) from exc
+
+    def index_remove(self, owner: str, session_id: str) -> None:
+        """Forgets that ``session_id`` belongs to ``owner`` (one ``ZREM``; no error when
+        it was not recorded).
+
+        Raises:
+            StorageError: Redis could not be reached or answered with an error.
+        """
+        owner_key, member = self._owner_key(owner), _member(session_id)
+        client = self._client()
+        try:
+            client.execute_command("ZREM", owner_key, member, keys=[owner_key])
+        except Exception as exc:
+            raise _failed("index_remove (ZREM)", exc) from exc
+
+    def index_list(self, owner: str) -> list[str]:
+        """The session keys recorded for ``owner`` whose record has not expired (one
+        ``ZRANGEBYSCORE``), in no particular order; ``[]`` for an unknown owner. Their
+        sessions may be gone already: the caller checks them.
+
+        Raises:
+            StorageError: Redis could not be reached or answered with an error.
+        """
+        owner_key = self._owner_key(owner)
+        client = self._client()
+        try:
+            reply = client.execute_command(
+                "ZRANGEBYSCORE", owner_key, f"({_now_ms()}", "+inf", keys=[owner_key], **_RAW
+            )
+        except Exception as exc:
+            raise _failed("index_list (ZRANGEBYSCORE)", exc) from exc
+        return _members(reply)
 
     def close(self) -> None:
         """Closes the sync client if this storage made it (from ``url``); a later sync
@@ -320,6 +516,49 @@ class RedisStorage:
         self._check_async()
         return self._ainvalidate
 
+    @property
+    def acreate(self) -> AsyncCreator:
+        """Async :meth:`create`; absent (``AttributeError``) without an asyncio client."""
+        self._check_async()
+        return self._acreate
+
+    @property
+    def aupdate(self) -> AsyncCreator:
+        """Async :meth:`update`; absent (``AttributeError``) without an asyncio client."""
+        self._check_async()
+        return self._aupdate
+
+    @property
+    def atouch(self) -> AsyncToucher:
+        """Async :meth:`touch`; absent (``AttributeError``) without an asyncio client."""
+        self._check_async()
+        return self._atouch
+
+    @property
+    def aread_ttl(self) -> AsyncTtlReader:
+        """Async :meth:`read_ttl`; absent (``AttributeError``) without an asyncio client."""
+        self._check_async()
+        return self._aread_ttl
+
+    @property
+    def aindex_add(self) -> AsyncIndexAdder:
+        """Async :meth:`index_add`; absent (``AttributeError``) without an asyncio client."""
+        self._check_async()
+        return self._aindex_add
+
+    @property
+    def aindex_remove(self) -> AsyncIndexRemover:
+        """Async :meth:`index_remove`; absent (``AttributeError``) without an asyncio
+        client."""
+        self._check_async()
+        return self._aindex_remove
+
+    @property
+    def aindex_list(self) -> AsyncIndexLister:
+        """Async :meth:`index_list`; absent (``AttributeError``) without an asyncio client."""
+        self._check_async()
+        return self._aindex_list
+
     def _check_async(self) -> None:
         if self._async_fixed is None and self._async_factory is None:
             raise AttributeError(
@@ -344,19 +583,93 @@ class RedisStorage:
         if client is None:
             client = await self._new_async_client()
         try:
-            await client.set(key, data, ex=ttl)
+            await client.execute_command("SET", key, data, "EX", ttl, keys=[key])
         except Exception as exc:
             raise _failed("write (SET)", exc) from exc
 
-    async def _ainvalidate(self, session_id: str) -> None:
+    async def _ainvalidate(self, session_id: str) -> bool:
         key = self._key(session_id)
         client = self._loop_client()
         if client is None:
             client = await self._new_async_client()
         try:
-            await client.delete(key)
+            return bool(await client.execute_command("DEL", key, keys=[key]))
         except Exception as exc:
             raise _failed("invalidate (DEL)", exc) from exc
+
+    async def _acreate(self, session_id: str, value: str, ttl: int) -> bool:
+        key, data, ttl = self._key(session_id), _data(value), _check_ttl(ttl)
+        client = self._loop_client()
+        if client is None:
+            client = await self._new_async_client()
+        try:
+            return bool(await client.execute_command("SET", key, data, "NX", "EX", ttl, keys=[key]))
+        except Exception as exc:
+            raise _failed("create (SET NX)", exc) from exc
+
+    async def _aupdate(self, session_id: str, value: str, ttl: int) -> bool:
+        key, data, ttl = self._key(session_id), _data(value), _check_ttl(ttl)
+        client = self._loop_client()
+        if client is None:
+            client = await self._new_async_client()
+        try:
+            return bool(await client.execute_command("SET", key, data, "XX", "EX", ttl, keys=[key]))
+        except Exception as exc:
+            raise _failed("update (SET XX)", exc) from exc
+
+    async def _atouch(self, session_id: str, ttl: int) -> bool:
+        key, ttl = self._key(session_id), _check_ttl(ttl)
+        client = self._loop_client()
+        if client is None:
+            client = await self._new_async_client()
+        try:
+            return bool(await client.execute_command("EXPIRE", key, ttl, keys=[key]))
+        except Exception as exc:
+            raise _failed("touch (EXPIRE)", exc) from exc
+
+    async def _aread_ttl(self, session_id: str) -> Optional[tuple[str, float]]:
+        key = self._key(session_id)
+        client = self._loop_client()
+        if client is None:
+            client = await self._new_async_client()
+        try:
+            reply = await _aeval(client, _READ_TTL, key)
+        except Exception as exc:
+            raise _failed("read_ttl (GET, PTTL)", exc) from exc
+        return _text_ttl(reply)
+
+    async def _aindex_add(self, owner: str, session_id: str, ttl: int) -> None:
+        owner_key, args = self._index_add_args(owner, session_id, ttl)
+        client = self._loop_client()
+        if client is None:
+            client = await self._new_async_client()
+        try:
+            await _aeval(client, _INDEX_ADD, owner_key, *args)
+        except Exception as exc:
+            raise _failed("index_add (ZADD)", exc) from exc
+
+    async def _aindex_remove(self, owner: str, session_id: str) -> None:
+        owner_key, member = self._owner_key(owner), _member(session_id)
+        client = self._loop_client()
+        if client is None:
+            client = await self._new_async_client()
+        try:
+            await client.execute_command("ZREM", owner_key, member, keys=[owner_key])
+        except Exception as exc:
+            raise _failed("index_remove (ZREM)", exc) from exc
+
+    async def _aindex_list(self, owner: str) -> list[str]:
+        owner_key = self._owner_key(owner)
+        client = self._loop_client()
+        if client is None:
+            client = await self._new_async_client()
+        try:
+            reply = await client.execute_command(
+                "ZRANGEBYSCORE", owner_key, f"({_now_ms()}", "+inf", keys=[owner_key], **_RAW
+            )
+        except Exception as exc:
+            raise _failed("index_list (ZRANGEBYSCORE)", exc) from exc
+        return _members(reply)
 
     def _loop_client(self) -> Any:
         """The asyncio client for the running loop, or ``None`` when it must be made."""
@@ -426,3 +739,47 @@ def _data(value: str) -> bytes:
     if not isinstance(value, str):
         raise TypeError(f"value must be the session text as a str, not {type(value).__name__}")
     return value.encode("utf-8")
+
+
+def _member(session_id: str) -> bytes:
+    if not isinstance(session_id, str):
+        raise TypeError(f"a session key must be a str, not {type(session_id).__name__}")
+    return session_id.encode("utf-8", "surrogatepass")
+
+
+def _members(reply: Any) -> list[str]:
+    members = []
+    for raw in reply or ():
+        text = _text(raw)
+        if text is not None:
+            members.append(text)
+    return members
+
+
+def _text_ttl(reply: Any) -> Optional[tuple[str, float]]:
+    if reply is None:
+        return None
+    raw, left = reply
+    text = _text(raw)
+    left = int(left)
+    if text is None or left == 0 or left < -1:
+        return None  # not UTF-8, or expiring this very millisecond
+    return text, float("inf") if left == -1 else left / 1000
+
+
+def _eval(client: Any, script: _Script, key: bytes, *args: Any) -> Any:
+    try:
+        return client.execute_command("EVALSHA", script.sha, 1, key, *args, **_RAW)
+    except Exception as exc:
+        if not _no_script(exc):
+            raise
+    return client.execute_command("EVAL", script.text, 1, key, *args, **_RAW)
+
+
+async def _aeval(client: Any, script: _Script, key: bytes, *args: Any) -> Any:
+    try:
+        return await client.execute_command("EVALSHA", script.sha, 1, key, *args, **_RAW)
+    except Exception as exc:
+        if not _no_script(exc):
+            raise
+    return await client.execute_command("EVAL", script.text, 1, key, *args, **_RAW)
