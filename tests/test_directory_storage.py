@@ -7,6 +7,7 @@ sleeping, except for one short real-time expiry check.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import multiprocessing
@@ -623,3 +624,357 @@ def test_writer_killed_mid_stream_leaves_whole_files(root: Path) -> None:
     st._set_clock_offset(601)
     st.gc()
     assert temp_files(root) == []
+
+
+# --- the lifecycle methods: invalidate -> bool, create, update, read_ttl -------------
+
+
+def test_invalidate_says_whether_a_live_entry_was_deleted(root: Path) -> None:
+    st = DirectoryStorage(root)
+    assert st.invalidate("abc") is False
+    st.write("abc", "v", 10)
+    assert st.invalidate("abc") is True
+    assert not entry_path(root, "abc").exists()
+    assert st.invalidate("abc") is False
+    st.write("abc", "v", 10)
+    st._set_clock_offset(10.01)
+    assert st.invalidate("abc") is False, "an expired entry was not live"
+    assert not entry_path(root, "abc").exists(), "but it is deleted all the same"
+    assert temp_files(root) == []
+
+
+@pytest.mark.parametrize(("cached", "shared"), [(False, False), (True, False), (True, True)])
+def test_create_stores_only_without_a_live_entry(root: Path, cached: bool, shared: bool) -> None:
+    st = DirectoryStorage(root, cached=cached, shared=shared, cache_ttl=3600)
+    other = DirectoryStorage(root, cached=cached, shared=shared, cache_ttl=3600)
+    assert st.create("abc", "first", 10) is True
+    assert other.read("abc") == "first"
+    assert other.create("abc", "second", 10) is False
+    assert st.create("abc", "second", 10) is False
+    assert st.read("abc") == "first"
+    assert parse_record(entry_path(root, "abc").read_bytes()) == "first"
+    assert stat.S_IMODE(entry_path(root, "abc").stat().st_mode) == 0o600
+    # an expired entry counts as absent and is replaced
+    other._set_clock_offset(10.01)
+    assert other.create("abc", "third", 3600) is True
+    assert other.read("abc") == "third"
+    assert DirectoryStorage(root, cached=False).read("abc") == "third"
+    # after an invalidate
+    assert other.invalidate("abc") is True
+    assert st.create("abc", "fourth", 3600) is True
+    assert st.read("abc") == "fourth"
+    assert temp_files(root) == []
+
+
+def test_create_expiry_is_the_file_mtime(root: Path) -> None:
+    st = DirectoryStorage(root)
+    before = time.time_ns()
+    assert st.create("abc", "v", 100)
+    mtime = entry_path(root, "abc").stat().st_mtime_ns
+    assert before + 100 * 10**9 <= mtime <= time.time_ns() + 100 * 10**9
+
+
+@pytest.mark.parametrize(("cached", "shared"), [(False, False), (True, False), (True, True)])
+def test_update_replaces_only_a_live_entry(root: Path, cached: bool, shared: bool) -> None:
+    st = DirectoryStorage(root, cached=cached, shared=shared, cache_ttl=3600)
+    before = snapshot(root)
+    assert st.update("abc", "v", 100) is False
+    assert snapshot(root) == before, "an update of nothing creates nothing"
+    st.write("abc", "v1", 10)
+    assert st.update("abc", "v2", 100) is True
+    assert st.read("abc") == "v2"
+    assert parse_record(entry_path(root, "abc").read_bytes()) == "v2"
+    st._set_clock_offset(50)
+    assert st.read("abc") == "v2", "the update's ttl"
+    st._set_clock_offset(0)
+    assert st.invalidate("abc") is True
+    assert st.update("abc", "v3", 100) is False
+    assert st.read("abc") is None
+    assert not entry_path(root, "abc").exists()
+    # expired: not brought back, and nothing is left
+    st.write("abc", "v4", 10)
+    st._set_clock_offset(10.01)
+    assert st.update("abc", "v5", 100) is False
+    st._set_clock_offset(0)
+    assert st.read("abc") is None
+    assert DirectoryStorage(root, cached=False).read("abc") is None
+    assert not entry_path(root, "abc").exists()
+    assert temp_files(root) == []
+
+
+def test_update_after_another_instance_invalidated_caches_nothing(root: Path) -> None:
+    a = DirectoryStorage(root, shared=True, cache_ttl=3600)
+    b = DirectoryStorage(root, shared=True, cache_ttl=3600)
+    a.write("abc", "v1", 3600)
+    assert a.read("abc") == "v1"
+    assert b.read("abc") == "v1"
+    assert b.update("abc", "v2", 3600) is True
+    assert a.read("abc") == "v2", "revalidated: the exchange made a new file"
+    assert b.invalidate("abc") is True
+    assert a.update("abc", "v3", 3600) is False
+    assert a._core._cache_len() == 0
+    assert a.read("abc") is None and b.read("abc") is None
+    # an unshared cache is dropped by a failed update too
+    u = DirectoryStorage(root, shared=False, cache_ttl=3600)
+    u.write("xyz", "mine", 3600)
+    assert b.invalidate("xyz") is True
+    assert u.update("xyz", "again", 3600) is False
+    assert u.read("xyz") is None
+
+
+@pytest.mark.parametrize(("cached", "shared"), [(False, False), (True, False), (True, True)])
+def test_read_ttl(root: Path, cached: bool, shared: bool) -> None:
+    st = DirectoryStorage(root, cached=cached, shared=shared, cache_ttl=3600)
+    assert st.read_ttl("abc") is None
+    st.write("abc", "v", 100)
+    st._set_clock_offset(40)
+    got = st.read_ttl("abc")
+    assert got is not None
+    value, left = got
+    assert value == "v"
+    assert isinstance(left, float)
+    assert 59 < left <= 60
+    st._set_clock_offset(100.01)
+    assert st.read_ttl("abc") is None
+    assert st.read("abc") is None
+
+
+def test_read_ttl_uses_the_cache_like_read(root: Path) -> None:
+    unshared = DirectoryStorage(root, shared=False, cache_ttl=3600)
+    unshared.write("abc", "v", 100)
+    entry_path(root, "abc").unlink()  # behind the cache's back
+    got = unshared.read_ttl("abc")
+    assert got is not None and got[0] == "v"
+    assert unshared._core._io_counts() == (0, 0)
+
+    a = DirectoryStorage(root, shared=True, cache_ttl=3600)
+    b = DirectoryStorage(root, shared=True, cache_ttl=3600)
+    a.write("xyz", "w", 100)
+    got = a.read_ttl("xyz")
+    assert got is not None and 99 < got[1] <= 100
+    assert a._core._io_counts() == (0, 1), "one revalidating stat"
+    # another instance extends it: the revalidated hit sees the new lifetime
+    assert b.touch("xyz", 5000)
+    got = a.read_ttl("xyz")
+    assert got is not None and got[0] == "w" and 4999 < got[1] <= 5000
+    assert b.invalidate("xyz") is True
+    assert a.read_ttl("xyz") is None
+
+
+def test_odd_ids_touch_no_file_in_the_lifecycle_methods(root: Path) -> None:
+    st = DirectoryStorage(root)
+    st.write("known", "v", 100)
+    st.index_add("owner", "known", 100)
+    before = snapshot(root)
+    for odd in ODD_IDS:
+        assert st.invalidate(odd) is False
+        with pytest.raises(ConfigurationError, match="invalid session id"):
+            st.create(odd, "v", 100)
+        with pytest.raises(ConfigurationError, match="invalid session id"):
+            st.update(odd, "v", 100)
+        assert st.read_ttl(odd) is None
+        with pytest.raises(ConfigurationError, match="invalid owner"):
+            st.index_add(odd, "known", 100)
+        with pytest.raises(ConfigurationError, match="invalid session key"):
+            st.index_add("owner", odd, 100)
+        st.index_remove(odd, "known")
+        st.index_remove("owner", odd)
+        assert st.index_list(odd) == []
+    assert snapshot(root) == before
+    assert st._core._io_counts() == (0, 0)
+
+
+# --- the owner index -----------------------------------------------------------------
+
+
+def owner_dir(root: Path, owner: str) -> Path:
+    """Where the index of ``owner`` lives (the documented layout)."""
+    name = hashlib.sha256(owner.encode()).hexdigest()
+    return root / "owners" / name[:2] / name[2:4] / name
+
+
+def marker_path(root: Path, owner: str, key: str) -> Path:
+    """The index record of ``key`` for ``owner``: named by the key in lowercase base32."""
+    return owner_dir(root, owner) / base64.b32encode(key.encode()).decode().rstrip("=").lower()
+
+
+def test_index_add_list_remove(root: Path) -> None:
+    st = DirectoryStorage(root)
+    other = DirectoryStorage(root)
+    assert st.index_list("user") == []
+    st.index_add("user", "k1", 100)
+    st.index_add("user", "k2", 10)
+    st.index_add("user", "K1", 100)  # differs by case only: a different key
+    st.index_add("someone", "k3", 100)
+    assert sorted(other.index_list("user")) == ["K1", "k1", "k2"]
+    assert other.index_list("someone") == ["k3"]
+    assert other.index_list("USER") == []
+    st._set_clock_offset(10.01)
+    assert sorted(st.index_list("user")) == ["K1", "k1"]
+    # a later add sets the new lifetime, longer or shorter
+    st.index_add("user", "k2", 100)
+    st.index_add("user", "k1", 5)
+    st._set_clock_offset(20)
+    assert sorted(st.index_list("user")) == ["K1", "k2"]
+    st.index_remove("user", "K1")
+    st.index_remove("user", "K1")  # absent: no error
+    st.index_remove("nobody", "K1")
+    assert st.index_list("user") == ["k2"]
+    # the layout: one 0700 folder per owner, one empty 0600 file per key
+    folder = owner_dir(root, "someone")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    (marker,) = list(folder.iterdir())
+    assert marker == marker_path(root, "someone", "k3")
+    assert marker.stat().st_size == 0
+    assert stat.S_IMODE(marker.stat().st_mode) == 0o600
+    assert temp_files(root) == []
+
+
+def test_index_and_sessions_live_apart(root: Path) -> None:
+    st = DirectoryStorage(root)
+    # ids whose hashes start with every possible shard still never name "owners"
+    for i in range(300):
+        st.write(f"s{i}", "v", 10)
+        st.index_add(f"o{i % 7}", f"s{i}", 10)
+    tops = {p.name for p in root.iterdir()}
+    assert "owners" in tops
+    assert all(len(n) == 2 and all(c in "0123456789abcdef" for c in n) for n in tops - {"owners"})
+    st.index_add("longlived", "s1", 10_000)
+    st._set_clock_offset(60)
+    assert st.gc() == 300, "gc counts sessions, not index records"
+    assert [p for p in entry_files(root) if "owners" not in p.parts] == []
+    assert st.index_list("o1") == []
+    assert st.index_list("longlived") == ["s1"]
+    markers = [p for p in (root / "owners").rglob("*") if p.is_file()]
+    assert len(markers) == 1, "expired markers are deleted"
+    # owner folders emptied now go once idle for ten minutes
+    st._set_clock_offset(60 + 601)
+    assert st.gc() == 0
+    owner_folders = [p for p in (root / "owners").glob("*/*/*")]
+    assert owner_folders == [owner_dir(root, "longlived")]
+    # an add into a folder gc removed makes it again
+    st.index_add("o1", "s9", 10_000)
+    assert st.index_list("o1") == ["s9"]
+
+
+def test_cli_gc_with_an_index(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ferrosession.cli import main
+
+    st = DirectoryStorage(root)
+    st.write("abc", "v", 3600)
+    st.index_add("owner", "abc", 3600)
+    st.index_add("owner", "other", 3600)
+    # expiry is the files' mtime: move these two into the past
+    os.utime(entry_path(root, "abc"), (1, 1))
+    os.utime(marker_path(root, "owner", "abc"), (1, 1))
+    assert main(["gc", str(root)]) == 0
+    assert "1" in capsys.readouterr().out
+    assert st.read("abc") is None
+    assert st.index_list("owner") == ["other"]
+    assert len([p for p in (root / "owners").rglob("*") if p.is_file()]) == 1
+
+
+# --- the lifecycle across real processes ---------------------------------------------
+
+RACE_ROUNDS = 100
+RACE_WORKERS = 4
+
+
+def _race(folder: str, worker: int, rounds: int, barrier: Any, flags: Any, results: Any) -> None:
+    """One process of the update/invalidate and create races (see the test)."""
+    errors: list[str] = []
+    stats = {"updates": 0, "overlapping": 0, "creates_won": 0}
+    try:
+        st = DirectoryStorage(folder, cached=True, shared=True, cache_ttl=3600)
+        rng = random.Random(worker)
+        for r in range(rounds):
+            key = f"race-{r}"
+            if worker == 0 and not st.create(key, "start", 3600):
+                errors.append(f"{key}: create of a fresh key failed")
+            barrier.wait(30)
+            if worker == 0:
+                # let the updaters get going, then invalidate under their feet
+                time.sleep(rng.random() * 0.004)
+                if st.invalidate(key) is not True:
+                    errors.append(f"{key}: invalidate of a live entry did not say so")
+                flags[r] = 1
+            else:
+                for n in range(20_000):
+                    killed_before = flags[r] == 1
+                    if not st.update(key, f"w{worker}-r{r}-n{n}", 3600):
+                        break
+                    stats["updates"] += 1
+                    if killed_before:
+                        errors.append(f"{key}: update began after the invalidate and stored")
+                        break
+                    elif flags[r] == 1:
+                        # in flight while the invalidate returned: it landed before it
+                        stats["overlapping"] += 1
+                else:
+                    errors.append(f"{key}: updates never stopped")
+            barrier.wait(30)
+            # every racing call has returned: the entry must stay deleted for everyone
+            if st.read(key) is not None or st.read_ttl(key) is not None:
+                errors.append(f"{key}: resurrected (worker {worker} reads it)")
+            if st.update(key, "late", 3600):
+                errors.append(f"{key}: a late update stored")
+            # everyone creates one new key at once: exactly one wins
+            ckey = f"create-{r}"
+            barrier.wait(30)
+            if st.create(ckey, f"w{worker}", 3600):
+                stats["creates_won"] += 1
+                results.put(("won", r, worker))
+            barrier.wait(30)
+            value = st.read(ckey)
+            if value is None or not value.startswith("w"):
+                errors.append(f"{ckey}: read {value!r} after the creates")
+    except Exception:
+        errors.append(traceback.format_exc())
+        barrier.abort()
+    results.put(("done", worker, errors, stats))
+
+
+@pytest.mark.slow
+def test_processes_race_update_invalidate_and_create(root: Path) -> None:
+    """4 processes on one folder. Each round: a key is created; 3 processes update it in
+    a loop while the 4th invalidates it. After all calls returned, no process may read
+    it (zero resurrections), an update that began after the invalidate returned must
+    not store, and a late update fails. Then all 4 create one new key at once: exactly
+    one wins, and all read the winner's value."""
+    DirectoryStorage(root)
+    barrier = SPAWN.Barrier(RACE_WORKERS)
+    flags = SPAWN.Array("i", RACE_ROUNDS, lock=False)
+    results = SPAWN.Queue()
+    started = time.monotonic()
+    procs = [
+        SPAWN.Process(target=_race, args=(str(root), w, RACE_ROUNDS, barrier, flags, results))
+        for w in range(RACE_WORKERS)
+    ]
+    for p in procs:
+        p.start()
+    reports: list[Any] = []
+    wins: dict[int, list[int]] = {}
+    while len(reports) < RACE_WORKERS:
+        msg = results.get(timeout=120)
+        if msg[0] == "won":
+            wins.setdefault(msg[1], []).append(msg[2])
+        else:
+            reports.append(msg)
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    problems = [e for r in reports for e in r[2]]
+    assert problems == [], problems[:5]
+    assert sorted(wins) == list(range(RACE_ROUNDS))
+    assert all(len(w) == 1 for w in wins.values()), wins
+    updates = sum(r[3]["updates"] for r in reports)
+    assert updates > RACE_ROUNDS, "the updaters did run"
+    overlapping = sum(r[3]["overlapping"] for r in reports)
+    assert overlapping > 0, "some updates were in flight while an invalidate returned"
+    # the files agree: no entry of a raced key is left, only the created ones
+    fresh = DirectoryStorage(root, cached=False)
+    for r in range(RACE_ROUNDS):
+        assert fresh.read(f"race-{r}") is None
+        assert fresh.read(f"create-{r}") == f"w{wins[r][0]}"
+    assert temp_files(root) == []
+    assert time.monotonic() - started < 60

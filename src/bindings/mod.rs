@@ -286,18 +286,22 @@ impl Codec {
             .write_clocked(payload, created, deadline, max_age, now)?)
     }
 
-    /// For chains that run partly in Python: `(payload, created, deadline, renew)` when
-    /// the clocks in front of `text` say it is alive, else `None`.
-    #[pyo3(signature = (text, now = None))]
+    /// For chains that run partly in Python, and for server-side records:
+    /// `(payload, created, last_seen, deadline, renew)` when the clocks in front of
+    /// `text` say it is alive, else `None`. `seen`: a later use the storage knows of.
+    #[pyo3(signature = (text, now = None, seen = None))]
     fn open_clocks(
         &self,
         text: &str,
         now: Option<u64>,
-    ) -> Option<(String, u64, Option<u64>, bool)> {
-        let (payload, alive) = self.inner.open_clocks(text, now.unwrap_or_else(unix_now))?;
+        seen: Option<u64>,
+    ) -> Option<(String, u64, u64, Option<u64>, bool)> {
+        let now = now.unwrap_or_else(unix_now);
+        let (payload, alive) = self.inner.open_clocks(text, now, seen)?;
         Some((
             payload.to_owned(),
             alive.created,
+            alive.last_seen,
             alive.deadline,
             alive.renew,
         ))

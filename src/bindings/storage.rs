@@ -84,9 +84,66 @@ impl DirectoryStorage {
         Ok(py.detach(|| self.inner.write(&id, &value, ttl))?)
     }
 
-    /// Deletes the entry (nothing for an absent entry or an invalid id).
-    fn invalidate(&self, py: Python<'_>, id: Cow<'_, str>) -> PyResult<()> {
+    /// Deletes the entry; returns whether it was live (false for an absent or
+    /// expired entry, or an invalid id, which touches no file).
+    fn invalidate(&self, py: Python<'_>, id: Cow<'_, str>) -> PyResult<bool> {
         Ok(py.detach(|| self.inner.invalidate(&id))?)
+    }
+
+    /// Stores `value` only when there is no live entry (atomic across processes);
+    /// returns whether it did. An invalid id raises `ConfigurationError`.
+    fn create(
+        &self,
+        py: Python<'_>,
+        id: Cow<'_, str>,
+        value: Cow<'_, str>,
+        ttl: u64,
+    ) -> PyResult<bool> {
+        Ok(py.detach(|| self.inner.create(&id, &value, ttl))?)
+    }
+
+    /// Replaces the value only while there is a live entry (never undoing an earlier
+    /// invalidation); returns whether it did. An invalid id raises
+    /// `ConfigurationError`.
+    fn update(
+        &self,
+        py: Python<'_>,
+        id: Cow<'_, str>,
+        value: Cow<'_, str>,
+        ttl: u64,
+    ) -> PyResult<bool> {
+        Ok(py.detach(|| self.inner.update(&id, &value, ttl))?)
+    }
+
+    /// `(value, seconds left)` of a live entry, or `None` (like `read`).
+    fn read_ttl(&self, py: Python<'_>, id: Cow<'_, str>) -> PyResult<Option<(String, f64)>> {
+        let answer = match self.inner.read_ttl_without_io(&id) {
+            Some(answer) => answer,
+            None => py.detach(|| self.inner.read_ttl(&id))?,
+        };
+        Ok(answer.map(|(value, left)| (value, left.as_secs_f64())))
+    }
+
+    /// Records that `key` belongs to `owner` for `ttl` seconds. An invalid owner or
+    /// key raises `ConfigurationError`.
+    fn index_add(
+        &self,
+        py: Python<'_>,
+        owner: Cow<'_, str>,
+        key: Cow<'_, str>,
+        ttl: u64,
+    ) -> PyResult<()> {
+        Ok(py.detach(|| self.inner.index_add(&owner, &key, ttl))?)
+    }
+
+    /// Forgets that `key` belongs to `owner` (nothing when it was not recorded).
+    fn index_remove(&self, py: Python<'_>, owner: Cow<'_, str>, key: Cow<'_, str>) -> PyResult<()> {
+        Ok(py.detach(|| self.inner.index_remove(&owner, &key))?)
+    }
+
+    /// The keys recorded for `owner` whose index lifetime has not passed.
+    fn index_list(&self, py: Python<'_>, owner: Cow<'_, str>) -> PyResult<Vec<String>> {
+        Ok(py.detach(|| self.inner.index_list(&owner))?)
     }
 
     /// Makes a live entry expire `ttl` seconds from now without rewriting it; returns

@@ -24,6 +24,8 @@ pub struct Lifetimes {
 pub struct Alive {
     /// When the session began (never in the future).
     pub created: u64,
+    /// When it was last used, as far as the value (and `seen`) tell.
+    pub last_seen: u64,
     /// Its per-value deadline, if any.
     pub deadline: Option<u64>,
     /// `last_seen` is due for renewal.
@@ -73,6 +75,19 @@ pub fn open<'a>(
     lifetimes: &Lifetimes,
     now: u64,
 ) -> Option<(&'a str, Alive)> {
+    open_seen(name, text, lifetimes, now, None)
+}
+
+/// Like [`open`], for a stored record whose storage knows of a later use than the
+/// record's own `last_seen` (a touch that extended the entry without rewriting it):
+/// the later of the two counts.
+pub fn open_seen<'a>(
+    name: &str,
+    text: &'a str,
+    lifetimes: &Lifetimes,
+    now: u64,
+    seen: Option<u64>,
+) -> Option<(&'a str, Alive)> {
     let rest = text
         .strip_prefix("~1:")?
         .strip_prefix(name)?
@@ -86,6 +101,7 @@ pub fn open<'a>(
         return None;
     }
     // skew never extends a lifetime: a time from the future counts as now
+    let last_seen = last_seen.max(seen.unwrap_or(0));
     let (created, last_seen) = (created.min(now), last_seen.min(now));
     let ended = lifetimes.idle.is_some_and(|idle| now - last_seen > idle)
         || lifetimes.absolute.is_some_and(|abs| now - created > abs)
@@ -98,6 +114,7 @@ pub fn open<'a>(
         payload,
         Alive {
             created,
+            last_seen,
             deadline,
             renew,
         },
@@ -155,5 +172,28 @@ mod tests {
         assert!(open("S", &ahead, &L, 1111).is_none()); // idle counted from its own time
         let far = wrap("S", 1100, 1100, None, "x");
         assert!(open("S", &far, &L, 1000).is_none());
+    }
+
+    #[test]
+    fn a_later_use_known_to_the_storage_counts() {
+        let w = wrap("S", 1000, 1000, None, "x");
+        assert!(open_seen("S", &w, &L, 1061, None).is_none()); // idle by the record
+        let (_, a) = open_seen("S", &w, &L, 1061, Some(1050)).unwrap();
+        assert_eq!((a.last_seen, a.renew), (1050, false));
+        assert!(open_seen("S", &w, &L, 1070, Some(1050)).unwrap().1.renew);
+        // an older `seen` changes nothing; a future one counts as now
+        assert_eq!(
+            open_seen("S", &w, &L, 1010, Some(900)).unwrap().1.last_seen,
+            1000
+        );
+        assert_eq!(
+            open_seen("S", &w, &L, 1010, Some(5000))
+                .unwrap()
+                .1
+                .last_seen,
+            1010
+        );
+        // it never extends the absolute lifetime
+        assert!(open_seen("S", &w, &L, 1101, Some(1100)).is_none());
     }
 }

@@ -136,8 +136,14 @@ impl SessionCodec {
 
     /// Checks the clocks in front of an already un-transformed `text` (for chains that
     /// run partly in Python): the payload and what is alive, or `None`.
-    pub fn open_clocks<'a>(&self, text: &'a str, now: u64) -> Option<(&'a str, Alive)> {
-        clocks::open(&self.name, text, self.lifetimes.as_ref()?, now)
+    /// `seen`: a later use the storage knows of (see [`clocks::open_seen`]).
+    pub fn open_clocks<'a>(
+        &self,
+        text: &'a str,
+        now: u64,
+        seen: Option<u64>,
+    ) -> Option<(&'a str, Alive)> {
+        clocks::open_seen(&self.name, text, self.lifetimes.as_ref()?, now, seen)
     }
 
     /// Frames `payload` with its clocks (`last_seen` = `now`), before the chain.

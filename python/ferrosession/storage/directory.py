@@ -36,6 +36,12 @@ class DirectoryStorage:
     :meth:`gc` deletes them (``ferrosession gc PATH`` does it from the command line).
     Ids outside ``[A-Za-z0-9_-]{1,128}`` are absent sessions and touch no file.
 
+    Besides ``read``/``write``/``invalidate`` it offers the whole session lifecycle,
+    safe across processes without a lock file: :meth:`create` (store only if absent),
+    :meth:`update` (replace only a live entry, never undoing an invalidation),
+    :meth:`touch`, :meth:`read_ttl`, and an owner index (:meth:`index_add`,
+    :meth:`index_remove`, :meth:`index_list`) kept under ``PATH/owners/``.
+
     Disk I/O runs in Rust with the GIL released. A full disk or an unwritable folder
     raises :class:`~ferrosession.StorageError` naming the path and the OS error.
 
@@ -130,13 +136,74 @@ class DirectoryStorage:
         """
         self._core.write(session_id, value, _check_ttl(ttl))
 
-    def invalidate(self, session_id: str) -> None:
+    def invalidate(self, session_id: str) -> bool:
         """Deletes the entry (nothing happens when there is none or the id is invalid).
+
+        The file is moved aside atomically before it is checked and deleted, so the
+        answer is about the very file removed, and an :meth:`update` racing with the
+        deletion either landed before it (and is deleted too) or finds no entry.
+
+        Returns:
+            Whether a live entry was deleted (``False`` for an absent, expired or
+            damaged one, and for an invalid id, which touches no file).
 
         Raises:
             StorageError: the file exists but cannot be deleted.
         """
-        self._core.invalidate(session_id)
+        return self._core.invalidate(session_id)
+
+    def create(self, session_id: str, value: str, ttl: int) -> bool:
+        """Stores ``value`` for ``ttl`` seconds only when there is no live entry.
+
+        Atomic across threads and processes: of concurrent creates of one id exactly
+        one stores. The record goes to a temp file that is moved into place without
+        replacing anything (``renameat2(RENAME_NOREPLACE)``, or a hard link where that
+        is missing). An expired or damaged entry in the way is removed (only if it is
+        still not live when moved aside) and the move retried once. ``ttl=0`` stores
+        nothing.
+
+        Returns:
+            Whether ``value`` was stored.
+
+        Raises:
+            ConfigurationError: ``session_id`` is not ``[A-Za-z0-9_-]{1,128}``.
+            StorageError: the file cannot be written.
+        """
+        return self._core.create(session_id, value, _check_ttl(ttl))
+
+    def update(self, session_id: str, value: str, ttl: int) -> bool:
+        """Replaces the value only while the entry is live, for ``ttl`` seconds.
+
+        An :meth:`invalidate` (or expiry) that happened before is never undone, in any
+        process: the new record is exchanged with the entry
+        (``renameat2(RENAME_EXCHANGE)``, which fails when the entry is gone), and when
+        the record it displaced turns out to be expired, the new one is expired and
+        removed again. Where the exchange is missing (not Linux or macOS, or a
+        filesystem without it) the entry is moved aside, checked and replaced, so
+        readers may see no entry for a moment. ``ttl=0`` deletes a live entry and
+        returns ``False``.
+
+        Returns:
+            Whether a live entry was replaced (when ``False``, nothing is stored and
+            nothing stays cached for ``session_id``).
+
+        Raises:
+            ConfigurationError: ``session_id`` is not ``[A-Za-z0-9_-]{1,128}``.
+            StorageError: the file cannot be written.
+        """
+        return self._core.update(session_id, value, _check_ttl(ttl))
+
+    def read_ttl(self, session_id: str) -> Optional[tuple[str, float]]:
+        """The stored text and its remaining lifetime in seconds (``> 0``), or ``None``.
+
+        Served from the cache whenever :meth:`read` would be (with ``shared``, after the
+        same one-``stat`` revalidation, which also notices a :meth:`touch` by another
+        process).
+
+        Raises:
+            StorageError: the file exists but cannot be read.
+        """
+        return self._core.read_ttl(session_id)
 
     def touch(self, session_id: str, ttl: int) -> bool:
         """Makes a live entry expire ``ttl`` seconds from now, without rewriting it.
@@ -146,10 +213,48 @@ class DirectoryStorage:
         """
         return self._core.touch(session_id, _check_ttl(ttl))
 
+    def index_add(self, owner: str, session_id: str, ttl: int) -> None:
+        """Records that ``session_id`` belongs to ``owner``, for ``ttl`` seconds.
+
+        A later add of the same pair sets the new lifetime (``0`` removes the pair).
+        The index lives in ``PATH/owners/``: one folder per owner (named by a hash of
+        it) holding one empty file per session whose modification time is its
+        expiry.
+
+        Raises:
+            ConfigurationError: ``owner`` or ``session_id`` is not
+                ``[A-Za-z0-9_-]{1,128}`` (both are made by the server); no file is
+                touched.
+            StorageError: the file cannot be written.
+        """
+        self._core.index_add(owner, session_id, _check_ttl(ttl))
+
+    def index_remove(self, owner: str, session_id: str) -> None:
+        """Forgets that ``session_id`` belongs to ``owner`` (no error when it was not
+        recorded, or for an invalid owner or id).
+
+        Raises:
+            StorageError: the file exists but cannot be deleted.
+        """
+        self._core.index_remove(owner, session_id)
+
+    def index_list(self, owner: str) -> list[str]:
+        """The session ids recorded for ``owner`` whose index lifetime has not passed.
+
+        In no particular order; an id may name a session that is already gone (the
+        caller checks and calls :meth:`index_remove`). ``[]`` for an unknown or
+        invalid owner.
+
+        Raises:
+            StorageError: the owner's folder cannot be listed.
+        """
+        return self._core.index_list(owner)
+
     def gc(self) -> int:
         """Deletes expired entries, and temp files left by crashed writers.
 
-        Safe to run while other processes use the folder.
+        Also deletes expired owner-index records (not counted), and owner folders left
+        empty for ten minutes. Safe to run while other processes use the folder.
 
         Returns:
             How many expired sessions were deleted.
