@@ -98,3 +98,22 @@ def test_flask_drop_in_block_counts() -> None:
     client = app.test_client()
     assert client.get("/").text == "1"
     assert client.get("/").text == "2"
+
+
+def test_lifecycle_example_lists_and_ends_other_devices() -> None:
+    from starlette.testclient import TestClient
+
+    index = next(i for i, b in enumerate(BLOCKS) if "asessions_of" in b)
+    app = run_block(index)["app"]
+    with (
+        TestClient(app, base_url="https://testserver") as phone,
+        TestClient(app, base_url="https://testserver") as laptop,
+    ):
+        assert phone.get("/devices").status_code == 401
+        phone.post("/login/ann")
+        laptop.post("/login/ann")
+        listed = laptop.get("/devices").json()
+        assert len(listed) == 2 and [row[2] for row in listed].count(True) == 1
+        laptop.post("/logout-elsewhere")
+        assert phone.get("/devices").status_code == 401
+        assert len(laptop.get("/devices").json()) == 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ferrosession._core import __version__
 from ferrosession.asgi import SessionMiddleware
 from ferrosession.config import Sessions
-from ferrosession.current import CurrentSessions, get_sessions
+from ferrosession.current import CurrentSessions, SessionInfo, get_sessions
 from ferrosession.errors import (
     ConfigurationError,
     SessionError,
@@ -37,6 +37,7 @@ __all__ = [
     "MessageAuthentication",
     "RedisStorage",
     "SessionError",
+    "SessionInfo",
     "SessionMiddleware",
     "SessionNotRegistered",
     "SessionTooLarge",

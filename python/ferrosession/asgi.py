@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Awaitable, Callable, MutableMapping, Optional
 
 from ferrosession.config import Provider, Sessions
-from ferrosession.current import SCOPE_KEY, CurrentSessions
+from ferrosession.current import SCOPE_KEY, CurrentSessions, _sent
 from ferrosession.errors import ConfigurationError
 
 __all__ = ["SessionMiddleware"]
@@ -98,9 +98,10 @@ class SessionMiddleware:
             if mtype == "http.response.start" or mtype == "websocket.accept":
                 current._started = True
                 if current._dirty:
-                    extra, ops, cookie_sent = current._plan()
+                    planned, ops = current._plan()
                     if ops:
                         await current._run_async(ops)
+                    extra, cookie_sent = _sent(planned)
                     if extra:
                         headers = message.get("headers")
                         if not isinstance(headers, list):

@@ -29,6 +29,9 @@ class Provider:
     __slots__ = (
         "absolute",
         "async_storage",
+        "can_create",
+        "can_touch",
+        "can_update",
         "chain",
         "clear_line",
         "clear_line_secure",
@@ -42,6 +45,9 @@ class Provider:
         "identity",
         "idle",
         "name",
+        "principal",
+        "reads_ttl",
+        "record_codec",
         "refresh",
         "response_key",
         "response_name",
@@ -79,6 +85,15 @@ class Provider:
         self.absolute: Optional[int] = None
         self.refresh: Optional[int] = None  # None: renew only on set ("on_change")
         self.clocks = False
+        # server-side with clocks: the codec that frames and checks the stored record
+        self.record_codec: Optional[_core.Codec] = None
+        self.principal: Optional[Callable[[Any], Any]] = None
+        # what the storage offers beyond read / write / invalidate (see storage/__init__)
+        self.can_create = _offers(storage, "create")
+        self.can_update = _offers(storage, "update")
+        self.can_touch = _offers(storage, "touch")
+        # idle renewal by touch: the storage reports an entry's remaining lifetime
+        self.reads_ttl = False
         # secure="auto": a second codec whose cookies carry Secure, for https requests
         self.secure_auto = codec_secure is not None
         self.codec_secure = codec_secure if codec_secure is not None else codec
@@ -114,6 +129,16 @@ class Provider:
         return self.codec.storage_key(session_id) if self.hash_ids else session_id
 
 
+def _offers(storage: Any, method: str) -> bool:
+    """Whether a storage offers an optional method (plain, or the async ``a`` form)."""
+    return storage is not None and (
+        callable(getattr(storage, method, None)) or callable(getattr(storage, "a" + method, None))
+    )
+
+
+_INDEX = ("index_add", "index_remove", "index_list")
+
+
 def _check_name(name: object, what: str) -> str:
     if not isinstance(name, str) or not _TOKEN.match(name):
         raise ConfigurationError(
@@ -140,12 +165,8 @@ def _check_lifetimes(
         if refresh_opt is not None:
             raise ConfigurationError("refresh goes with idle_timeout")
         return None, None, None
-    if storage is not None:
-        raise ConfigurationError(
-            "idle_timeout and absolute_timeout are enforced for client-side sessions so "
-            "far; server-side entries expire with max_age (the storage TTL)"
-        )
-    if not any(isinstance(t, (MessageAuthentication, Encrypt, KtorEncrypt)) for t in chain):
+    signed = any(isinstance(t, (MessageAuthentication, Encrypt, KtorEncrypt)) for t in chain)
+    if storage is None and not signed:
         raise ConfigurationError(
             "idle_timeout / absolute_timeout on a client-side session need its clocks to be "
             "signed or encrypted: add MessageAuthentication(key) or Encrypt(key) to "
@@ -272,6 +293,7 @@ class Sessions:
         idle_timeout: Union[int, timedelta, None] = None,
         absolute_timeout: Union[int, timedelta, None] = None,
         refresh: Union[int, timedelta, Literal["on_change"], None] = None,
+        principal: Optional[Callable[[Any], Any]] = None,
     ) -> None:
         """Registers a session that travels in a cookie.
 
@@ -306,8 +328,13 @@ class Sessions:
                 ``Encrypt``).
             absolute_timeout: the session ends this long after it began, however active.
             refresh: how often an active session's ``last_seen`` is renewed (a re-issued
-                cookie): a ``timedelta`` or seconds (default: a quarter of
-                ``idle_timeout``, at most 60 s), or ``"on_change"`` (only on ``set``).
+                cookie client-side; server-side a touch of the entry, or a rewrite when
+                the storage cannot touch): a ``timedelta`` or seconds (default: a quarter
+                of ``idle_timeout``, at most 60 s), or ``"on_change"`` (only on ``set``).
+            principal: server-side only: gives the owner of a value (``lambda s:
+                s.user``; a str or int, or ``None`` for no owner). The storage then keeps
+                a per-owner index, for :meth:`CurrentSessions.sessions_of` and
+                :meth:`CurrentSessions.invalidate_all`.
         """
         _check_name(name, "cookie")
         if not isinstance(path, str) or not path.startswith("/"):
@@ -348,6 +375,7 @@ class Sessions:
             send_only_if_modified=send_only_if_modified,
             hash_ids=hash_ids,
             lifetimes=(idle_timeout, absolute_timeout, refresh),
+            principal=principal,
             cookie_options={
                 "path": path,
                 "domain": domain,
@@ -375,6 +403,7 @@ class Sessions:
         idle_timeout: Union[int, timedelta, None] = None,
         absolute_timeout: Union[int, timedelta, None] = None,
         refresh: Union[int, timedelta, Literal["on_change"], None] = None,
+        principal: Optional[Callable[[Any], Any]] = None,
     ) -> None:
         """Registers a session that travels in a request / response header of the same
         name (for API clients; browser sessions belong in cookies).
@@ -397,8 +426,13 @@ class Sessions:
                 ``Encrypt``).
             absolute_timeout: the session ends this long after it began, however active.
             refresh: how often an active session's ``last_seen`` is renewed (a re-issued
-                cookie): a ``timedelta`` or seconds (default: a quarter of
-                ``idle_timeout``, at most 60 s), or ``"on_change"`` (only on ``set``).
+                cookie client-side; server-side a touch of the entry, or a rewrite when
+                the storage cannot touch): a ``timedelta`` or seconds (default: a quarter
+                of ``idle_timeout``, at most 60 s), or ``"on_change"`` (only on ``set``).
+            principal: server-side only: gives the owner of a value (``lambda s:
+                s.user``; a str or int, or ``None`` for no owner). The storage then keeps
+                a per-owner index, for :meth:`CurrentSessions.sessions_of` and
+                :meth:`CurrentSessions.invalidate_all`.
         """
         _check_name(name, "header")
         if name.lower() in ("cookie", "set-cookie", "content-length", "content-type", "host"):
@@ -416,6 +450,7 @@ class Sessions:
             send_only_if_modified=send_only_if_modified,
             hash_ids=hash_ids,
             lifetimes=(idle_timeout, absolute_timeout, refresh),
+            principal=principal,
             cookie_options={},
         )
 
@@ -434,6 +469,7 @@ class Sessions:
         send_only_if_modified: bool,
         hash_ids: bool,
         lifetimes: tuple[Any, Any, Any],
+        principal: Optional[Callable[[Any], Any]],
         cookie_options: dict[str, Any],
     ) -> None:
         if self._frozen:
@@ -464,6 +500,21 @@ class Sessions:
                 "positive max_age, or None for a browser-session cookie (entries then live "
                 f"{DEFAULT_MAX_AGE} s)"
             )
+        if principal is not None:
+            if storage is None:
+                raise ConfigurationError(
+                    "principal is for server-side sessions (an owner's client-side values "
+                    "cannot be listed or ended): give a storage"
+                )
+            if not callable(principal):
+                raise ConfigurationError("principal must be a callable: value -> owner")
+            missing = [m for m in _INDEX if not _offers(storage, m)]
+            if missing:
+                raise ConfigurationError(
+                    f"principal needs a storage with an owner index: {storage!r} has no "
+                    f"{', '.join(missing)} (MemoryStorage, DirectoryStorage and "
+                    f"RedisStorage have one)"
+                )
         if identity is not None:
             if storage is None:
                 raise ConfigurationError("identity is for server-side sessions: give a storage")
@@ -486,7 +537,14 @@ class Sessions:
         rust = [t._core for t in chain if isinstance(t, BuiltinTransformer)]
         rust = rust if len(rust) == len(chain) else []
         auto = cookie_options.pop("secure_auto", False)
-        if idle is not None or absolute is not None:
+        clocks = idle is not None or absolute is not None or principal is not None
+        record_codec = None
+        if clocks and storage is not None:
+            # server-side: the stored record carries the clocks; the cookie only the id
+            record_codec = _core.Codec(
+                name, header=True, clocks=True, idle=idle, absolute=absolute, refresh=refresh_every
+            )
+        elif clocks:
             # the codec frames and checks the clocks (within its one call per direction
             # for a built-in chain; around a chain that runs partly in Python)
             cookie_options.update(clocks=True, idle=idle, absolute=absolute, refresh=refresh_every)
@@ -514,7 +572,15 @@ class Sessions:
         provider.idle = idle
         provider.absolute = absolute
         provider.refresh = refresh_every
-        provider.clocks = idle is not None or absolute is not None
+        provider.clocks = clocks
+        provider.record_codec = record_codec
+        provider.principal = principal
+        provider.reads_ttl = (
+            idle is not None
+            and refresh_every is not None
+            and provider.can_touch
+            and _offers(storage, "read_ttl")
+        )
         self._by_name[name] = provider
         self._by_type[tp] = provider
         self._lookup[name] = provider

@@ -9,8 +9,9 @@ reference to the request headers. The first ``get``/``set``/``clear``/``regenera
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
-from typing import Any, Optional, TypeVar, Union, overload
+import math
+from datetime import datetime, timedelta, timezone
+from typing import Any, NamedTuple, Optional, TypeVar, Union, overload
 
 from ferrosession._keys import seconds
 from ferrosession.config import Provider, Sessions
@@ -22,7 +23,7 @@ from ferrosession.errors import (
 )
 from ferrosession.transformers import BuiltinTransformer
 
-__all__ = ["SCOPE_KEY", "CurrentSessions", "get_sessions"]
+__all__ = ["SCOPE_KEY", "CurrentSessions", "SessionInfo", "get_sessions"]
 
 T = TypeVar("T")
 SCOPE_KEY = "ferrosession"
@@ -30,6 +31,37 @@ log = logging.getLogger("ferrosession")
 
 _NONE, _SET, _CLEAR = 0, 1, 2
 _DEFAULT: Any = object()  # "the registration's max_age"
+_SLACK = 1  # seconds a stored record with clocks outlives them in the storage
+
+
+class SessionInfo(NamedTuple):
+    """One live session of an owner, as :meth:`CurrentSessions.sessions_of` lists it."""
+
+    id_hash: str
+    """The session id's hash (unpadded base64url SHA-256, as the storage keys it)."""
+    created: datetime
+    """When the session began (UTC)."""
+    last_seen: datetime
+    """When it was last used, to within the ``refresh`` interval (UTC)."""
+    current: bool
+    """It is the session of the request that asked."""
+
+
+class _Guard:
+    """Storage operations (and the header that goes with them) that stand or fall
+    together: once one of them reports ``False`` (the entry it needed is gone, so a
+    logout won the race), the rest are skipped and the header is not sent."""
+
+    __slots__ = ("ok",)
+
+    def __init__(self) -> None:
+        self.ok = True
+
+
+# a storage operation: (registration, method name, arguments, guard)
+_Op = tuple[Provider, str, tuple[Any, ...], Optional[_Guard]]
+# a response header: (name, ASGI name, value, is a session cookie, guard)
+_Header = tuple[str, bytes, str, bool, Optional[_Guard]]
 
 
 class _State:
@@ -55,6 +87,14 @@ class _State:
     deadline: Optional[int] = None  # its per-value end (set(value, max_age=...))
     renew = False  # last_seen is due for renewal: re-issue the value
     new_deadline: Optional[int] = None
+    # server-side
+    stored_sid: Optional[str] = None  # the incoming id, found in the storage
+    regen_from: Optional[str] = None  # regenerate() moved the session off stored_sid
+    record: Optional[str] = None  # what the storage gets for `new`
+    ttl = 0  # and for how long
+    owner_in: Any = None  # the owner of the incoming value (registrations with principal)
+    owner_new: Any = None  # the owner of `new`
+    purges: tuple[tuple[Any, bool], ...] = ()  # invalidate_all: (owner key, keep current)
 
     def __init__(self, provider: Provider) -> None:
         self.provider = provider
@@ -129,7 +169,7 @@ class CurrentSessions:
     def _accept(self, st: _State, text: Optional[str]) -> None:
         if text is None:
             return
-        if st.provider.clocks and not st.provider.rust_chain:
+        if st.provider.clocks and not st.provider.rust_chain and st.provider.storage is None:
             text = self._open_clocks(st, text)
             if text is None:
                 return
@@ -149,7 +189,7 @@ class CurrentSessions:
         if alive is None:
             log.debug("session %r: value without valid clocks, or ended", p.name)
             return None
-        payload, st.created, st.deadline, renew = alive
+        payload, st.created, _, st.deadline, renew = alive
         if renew:
             st.renew = True
             self._dirty = True
@@ -168,7 +208,9 @@ class CurrentSessions:
                 f"session {p.name!r} has an async storage: it works only under the ASGI middleware"
             )
         try:
-            text = p.storage.read(p.key(decoded))
+            storage = p.storage
+            reader = storage.read_ttl if p.reads_ttl else storage.read
+            text = reader(p.key(decoded))
         except StorageError:
             raise
         except Exception as exc:
@@ -184,7 +226,10 @@ class CurrentSessions:
             return
         storage = p.storage
         try:
-            reader = getattr(storage, "aread", None) or storage.read
+            if p.reads_ttl:
+                reader = getattr(storage, "aread_ttl", None) or storage.read_ttl
+            else:
+                reader = getattr(storage, "aread", None) or storage.read
             text = await reader(p.key(decoded))
         except StorageError:
             raise
@@ -192,13 +237,30 @@ class CurrentSessions:
             raise _storage_error(p, "read", exc) from exc
         self._found(st, decoded, text)
 
-    def _found(self, st: _State, sid: str, text: Optional[str]) -> None:
-        if text is None:
+    def _found(self, st: _State, sid: str, got: Any) -> None:
+        """Takes what the storage gave for the incoming id: the text (or ``(text,
+        remaining seconds)`` from ``read_ttl``), ``None`` when there is no entry."""
+        if got is None:
             st.unknown = True
             self._dirty = True
             return
-        st.sid = sid
+        p = st.provider
+        if p.record_codec is None:
+            text: Optional[str] = got
+        else:
+            alive = _open_record(p, got, int(self._config._clock()))
+            if alive is None:  # ended: the entry goes, the cookie is cleared
+                st.unknown = True
+                st.delete_ids = (*st.delete_ids, sid)
+                self._dirty = True
+                return
+            text, st.created, _, st.deadline, renew = alive
+            if renew:
+                st.renew = True
+        st.sid = st.stored_sid = sid
         self._accept(st, text)
+        if p.principal is not None and st.value is not None:
+            st.owner_in = _owner(p, st.value)
 
     def _state(self, provider: Provider, load: bool = True) -> _State:
         st = self._states.get(provider)
@@ -291,7 +353,14 @@ class CurrentSessions:
         else:
             if st.sid is None:
                 st.sid = _mint(p)
-            out = self._write(p, st.sid)
+            if p.record_codec is None:
+                st.record, st.ttl = payload, p.storage_ttl
+                out = self._write(p, st.sid)
+            else:
+                st.record, cookie_age, st.ttl = self._record(st, payload)
+                out = self._write(p, st.sid, cookie_age)
+            if p.principal is not None:
+                st.owner_new = _owner(p, value)
         st.action = _SET
         st.new = value
         st.new_payload = payload
@@ -321,6 +390,8 @@ class CurrentSessions:
         value = st.new if st.action == _SET else st.value
         if value is None:
             return
+        if st.sid is not None and st.sid == st.stored_sid:
+            st.regen_from = st.sid  # the new entry is made only if this one still exists
         _retire_id(st)
         if st.action != _SET:
             st.new_deadline = st.deadline
@@ -353,6 +424,110 @@ class CurrentSessions:
         st.delete_ids = (*st.delete_ids, session_id)
         self._dirty = True
 
+    def sessions_of(self, key: Union[type[Any], str], who: Union[str, int]) -> list[SessionInfo]:
+        """The live sessions of an owner (as the registration's ``principal`` names
+        owners), for a "your devices" page. Uses the storage's plain methods: under ASGI
+        with an async storage, ``await`` :meth:`asessions_of` instead.
+
+        Args:
+            key: the session's registered type or name (registered with ``principal``).
+            who: the owner, as ``principal`` returns it.
+        """
+        p, owner = self._indexed(key, who)
+        if p.async_storage and not hasattr(p.storage, "aread"):
+            raise ConfigurationError(
+                f"session {p.name!r} has an async storage: use await asessions_of(...)"
+            )
+        self._state(p)  # this request's own session, to mark it
+        storage = p.storage
+        found = []
+        for k in storage.index_list(owner):
+            got = _guarded(p, "read", storage.read_ttl if p.reads_ttl else storage.read, k)
+            found.append((k, got))
+        return self._infos(p, owner, who, found, lambda k: storage.index_remove(owner, k))
+
+    async def asessions_of(
+        self, key: Union[type[Any], str], who: Union[str, int]
+    ) -> list[SessionInfo]:
+        """Like :meth:`sessions_of`, with the storage's async methods."""
+        p, owner = self._indexed(key, who)
+        if not p.async_storage:
+            self._state(p)  # this request's own session (async ones are read already)
+        keys = await _acall(p, "index_list", owner)
+        found = []
+        for k in keys:
+            found.append((k, await _acall(p, "read_ttl" if p.reads_ttl else "read", k)))
+        stale: list[str] = []
+        infos = self._infos(p, owner, who, found, stale.append)
+        for k in stale:
+            await _acall(p, "index_remove", owner, k)
+        return infos
+
+    def invalidate_all(
+        self, key: Union[type[Any], str], who: Union[str, int], *, keep_current: bool = True
+    ) -> None:
+        """Ends every session of an owner when the response starts ("log out
+        everywhere"; also after a password change), except this request's own session
+        when ``keep_current`` is true.
+
+        Args:
+            key: the session's registered type or name (registered with ``principal``).
+            who: the owner, as ``principal`` returns it.
+            keep_current: spare the session of this request.
+        """
+        p, owner = self._indexed(key, who)
+        self._check_not_started("invalidate")
+        st = self._state(p, load=False)
+        st.purges = (*st.purges, (owner, bool(keep_current)))
+        self._dirty = True
+
+    def _indexed(self, key: Union[type[Any], str], who: object) -> tuple[Provider, str]:
+        p = self._config.lookup(key)
+        if p.principal is None:
+            raise ConfigurationError(
+                f"session {p.name!r} was registered without principal=: it keeps no per-owner index"
+            )
+        owner = _owner_key(p, who)
+        if owner is None:
+            raise TypeError("who must be a str or int (as principal returns it), not None")
+        return p, owner
+
+    def _infos(
+        self,
+        p: Provider,
+        owner: str,
+        who: object,
+        found: list[tuple[str, Any]],
+        stale: Any,
+    ) -> list[SessionInfo]:
+        """The listed entries that are alive and still belong to ``who``; the others
+        are passed to ``stale`` (the index forgets them)."""
+        now = int(self._config._clock())
+        st = self._states.get(p)
+        current = p.key(st.sid) if st is not None and st.sid is not None else None
+        infos = []
+        for k, got in found:
+            alive = None if got is None else _open_record(p, got, now)
+            value = None
+            if alive is not None:
+                try:
+                    value = p.serializer.deserialize(alive[0])
+                except Exception:  # no longer fits its type: not a live session
+                    value = None
+            if value is None or _owner_key(p, _principal(p, value)) != owner:
+                stale(k)
+                continue
+            _, created, last_seen, _, _ = alive  # type: ignore[misc]
+            infos.append(
+                SessionInfo(
+                    k if p.hash_ids else p.codec.storage_key(k),
+                    datetime.fromtimestamp(created, timezone.utc),
+                    datetime.fromtimestamp(last_seen, timezone.utc),
+                    k == current,
+                )
+            )
+        return infos
+
     def _check_not_started(self, what: str) -> None:
         if self._started:
             self._too_late(what)
@@ -383,21 +558,47 @@ class CurrentSessions:
             return codec.write_clocked(payload, created, deadline, max_age, now)
         return self._write(p, p.codec.wrap_clocks(payload, created, deadline, now), max_age)
 
+    def _record(self, st: _State, payload: str) -> tuple[str, Optional[int], int]:
+        """Server-side, with clocks: the stored record (the payload with its clocks in
+        front, ``last_seen`` = now), the cookie's Max-Age and the storage TTL. The
+        cookie lives as long as the absolute lifetime and the per-value deadline allow
+        (idleness is the server's to judge: a touch renews the entry, not the cookie);
+        the entry no longer than the idle timeout either."""
+        p = st.provider
+        assert p.record_codec is not None
+        now = int(self._config._clock())
+        created = st.created if st.created is not None else now
+        deadline = st.new_deadline
+        caps = []
+        if p.absolute is not None:
+            caps.append(max(0, created + p.absolute - now))
+        if deadline is not None:
+            caps.append(max(0, deadline - now))
+        cap = min(caps) if caps else None
+        cookie_age = p.cookie_max_age
+        if cap is not None:
+            cookie_age = cap if cookie_age is None else min(cookie_age, cap)
+        ttl = p.storage_ttl
+        for limit in (p.idle, cap):
+            if limit is not None:
+                ttl = min(ttl, limit)
+        record = p.record_codec.wrap_clocks(payload, created, deadline, now)
+        # one second over: the record's clocks decide the last second, not the storage
+        return record, cookie_age, max(1, ttl) + _SLACK
+
     # -- commit -----------------------------------------------------------------------
-    def _plan(self) -> tuple[list[tuple[str, bytes, str]], list[tuple[Provider, str, Any]], bool]:
-        """What the response gets: the headers to add as (name, ASGI name, value), the
-        storage operations to run first, and whether a session cookie goes out (then the
-        response must not be cached: the middleware adds ``Cache-Control: no-store``
-        unless the app set its own)."""
-        headers: list[tuple[str, bytes, str]] = []
-        ops: list[tuple[Provider, str, Any]] = []
+    def _plan(self) -> tuple[list[_Header], list[_Op]]:
+        """What the response gets: the headers to add and the storage operations to run
+        first (see :func:`_sent` for the headers that then go out)."""
+        headers: list[_Header] = []
+        ops: list[_Op] = []
         vary: list[str] = []
-        cookie_sent = False
         for p, st in self._states.items():
             if st.loaded and p.vary not in vary:  # read: the response depends on it
                 vary.append(p.vary)
-            if st.delete_ids:
-                ops.extend([(p, "invalidate", (p.key(sid),)) for sid in st.delete_ids])
+            if p.storage is not None:
+                self._plan_server(p, st, headers, ops)
+                continue
             action = st.action
             if action == _SET:
                 if (
@@ -408,18 +609,13 @@ class CurrentSessions:
                     and st.new == st.value
                 ):
                     continue
-                if p.storage is not None:
-                    assert st.sid is not None
-                    ops.append((p, "write", (p.key(st.sid), st.new_payload, p.storage_ttl)))
                 assert st.out is not None
-                headers.append((p.response_name, p.response_key, st.out))
-                cookie_sent = cookie_sent or not p.header
-            elif action == _CLEAR or st.unknown:
-                # Expire the browser's cookie: it was cleared, or names an unknown id.
+                headers.append((p.response_name, p.response_key, st.out, not p.header, None))
+            elif action == _CLEAR:
+                # Expire the browser's cookie.
                 clear = p.clear_line_secure if self._https else p.clear_line
-                if clear is not None and (st.present or st.unknown):
-                    headers.append(("Set-Cookie", b"set-cookie", clear))
-                    cookie_sent = True
+                if clear is not None and st.present:
+                    headers.append(("Set-Cookie", b"set-cookie", clear, True, None))
             elif (st.reissue or st.renew) and st.payload is not None:
                 # Verified by a retired key (issue it under the current one), or an active
                 # session whose last_seen is due for renewal.
@@ -427,45 +623,215 @@ class CurrentSessions:
                     st.new_deadline = st.deadline
                     out = self._write_clocked(st, st.payload)
                 else:
-                    out = self._write(p, st.payload if st.sid is None else st.sid)
-                headers.append((p.response_name, p.response_key, out))
-                cookie_sent = cookie_sent or not p.header
+                    out = self._write(p, st.payload)
+                headers.append((p.response_name, p.response_key, out, not p.header, None))
         if vary:
-            headers.append(("Vary", b"vary", vary[0] if len(vary) == 1 else ", ".join(vary)))
-        return headers, ops, cookie_sent
+            value = vary[0] if len(vary) == 1 else ", ".join(vary)
+            headers.append(("Vary", b"vary", value, False, None))
+        return headers, ops
+
+    def _plan_server(self, p: Provider, st: _State, headers: list[_Header], ops: list[_Op]) -> None:
+        """The storage work and headers of one server-side session. Writes to an entry
+        that exists are updates (dropped when a logout deleted it meanwhile), new ids are
+        created, and a regenerated session is moved only if its old entry still exists:
+        logout wins."""
+        cookie = not p.header
+        current = p.key(st.sid) if st.sid is not None else None
+        for owner, keep in st.purges:
+            ops.append((p, "_purge", (owner, current if keep else None), None))
+        action = st.action
+        setting = action == _SET and not (
+            p.send_only_if_modified
+            and not st.force
+            and st.value is not None
+            and st.new is not st.value
+            and st.new == st.value
+        )
+        regen = st.regen_from if setting else None
+        stored = st.stored_sid
+        for sid in st.delete_ids:
+            if sid != regen:
+                ops.append((p, "invalidate", (p.key(sid),), None))
+                if sid == stored and st.owner_in is not None:
+                    ops.append((p, "index_remove", (st.owner_in, p.key(sid)), None))
+        if setting:
+            assert st.sid is not None and st.out is not None
+            guard = _Guard()
+            key = p.key(st.sid)
+            if regen is not None:
+                ops.append((p, "invalidate", (p.key(regen),), guard))
+                if st.owner_in is not None:
+                    ops.append((p, "index_remove", (st.owner_in, p.key(regen)), None))
+            if st.sid == stored:
+                op = "update" if p.can_update else "write"
+                if st.owner_in is not None and st.owner_in != st.owner_new:
+                    ops.append((p, "index_remove", (st.owner_in, key), None))
+            else:
+                op = "create" if p.can_create else "write"
+            ops.append((p, op, (key, st.record, st.ttl), guard))
+            if st.owner_new is not None:
+                ops.append((p, "index_add", (st.owner_new, key, st.ttl), guard))
+            headers.append((p.response_name, p.response_key, st.out, cookie, guard))
+        elif action == _CLEAR or st.unknown:
+            # Expire the browser's cookie: it was cleared, or names an unknown id.
+            clear = p.clear_line_secure if self._https else p.clear_line
+            if clear is not None and (st.present or st.unknown):
+                headers.append(("Set-Cookie", b"set-cookie", clear, True, None))
+        elif (st.reissue or st.renew) and st.payload is not None and st.sid is not None:
+            guard = _Guard()
+            key = p.key(st.sid)
+            cookie_age: Any = _DEFAULT
+            if p.record_codec is not None:
+                st.new_deadline = st.deadline
+                record, cookie_age, ttl = self._record(st, st.payload)
+                if st.renew:
+                    # last_seen is due: a touch where the storage can tell how long an
+                    # entry has left (that tells the last use), else the record again
+                    if p.reads_ttl:
+                        ops.append((p, "touch", (key, ttl), guard))
+                    else:
+                        op = "update" if p.can_update else "write"
+                        ops.append((p, op, (key, record, ttl), guard))
+                    if st.owner_in is not None:
+                        ops.append((p, "index_add", (st.owner_in, key, ttl), guard))
+            if st.reissue:  # verified by a retired key: the id again, under the current one
+                out = self._write(p, st.sid, cookie_age)
+                headers.append((p.response_name, p.response_key, out, cookie, guard))
 
     def _commit_sync(self, has_cache_control: bool) -> list[tuple[str, str]]:
         """Runs the storage work with the plain methods; the headers to add (WSGI)."""
         self._started = True
-        headers, ops, cookie_sent = self._plan()
-        for p, op, args in ops:
-            try:
-                getattr(p.storage, op)(*args)
-            except StorageError:
-                raise
-            except Exception as exc:
-                raise _storage_error(p, op, exc) from exc
-        out = [(name, value) for name, _, value in headers]
+        headers, ops = self._plan()
+        for p, op, args, guard in ops:
+            if guard is not None and not guard.ok:
+                continue
+            if op == "_purge":
+                _purge_sync(p, *args)
+                continue
+            done = _guarded(p, op, getattr(p.storage, op), *args)
+            if done is False and guard is not None:
+                guard.ok = False
+        sent, cookie_sent = _sent(headers)
+        out = [(name, value) for name, _, value in sent]
         if cookie_sent and not has_cache_control:
             out.append(("Cache-Control", "no-store"))
         return out
 
-    async def _run_async(self, ops: list[tuple[Provider, str, Any]]) -> None:
+    async def _run_async(self, ops: list[_Op]) -> None:
         """Runs the storage work, awaiting async storages (ASGI)."""
-        for p, op, args in ops:
-            storage = p.storage
-            try:
-                method = getattr(storage, "a" + op, None)
-                if method is not None:
-                    await method(*args)
-                elif p.async_storage:
-                    await getattr(storage, op)(*args)
-                else:
-                    getattr(storage, op)(*args)
-            except StorageError:
-                raise
-            except Exception as exc:
-                raise _storage_error(p, op, exc) from exc
+        for p, op, args, guard in ops:
+            if guard is not None and not guard.ok:
+                continue
+            if op == "_purge":
+                await _purge_async(p, *args)
+                continue
+            done = await _acall(p, op, *args)
+            if done is False and guard is not None:
+                guard.ok = False
+
+
+def _sent(headers: list[_Header]) -> tuple[list[tuple[str, bytes, str]], bool]:
+    """The planned headers whose storage work held, and whether a session cookie is
+    among them (then the response must not be cached: the middleware adds
+    ``Cache-Control: no-store`` unless the app set its own)."""
+    sent = []
+    cookie_sent = False
+    for name, key, value, cookie, guard in headers:
+        if guard is None or guard.ok:
+            sent.append((name, key, value))
+            cookie_sent = cookie_sent or cookie
+    return sent, cookie_sent
+
+
+def _guarded(p: Provider, op: str, method: Any, *args: Any) -> Any:
+    """Calls a plain storage method; other exceptions than StorageError become one."""
+    try:
+        return method(*args)
+    except StorageError:
+        raise
+    except Exception as exc:
+        raise _storage_error(p, op, exc) from exc
+
+
+async def _acall(p: Provider, op: str, *args: Any) -> Any:
+    """Calls a storage method the ASGI way: the async form when there is one."""
+    storage = p.storage
+    try:
+        method = getattr(storage, "a" + op, None)
+        if method is not None:
+            return await method(*args)
+        if p.async_storage:
+            return await getattr(storage, op)(*args)
+        return getattr(storage, op)(*args)
+    except StorageError:
+        raise
+    except Exception as exc:
+        raise _storage_error(p, op, exc) from exc
+
+
+def _purge_sync(p: Provider, owner: str, keep: Optional[str]) -> None:
+    """invalidate_all: deletes an owner's entries (but ``keep``) and their index."""
+    storage = p.storage
+    for k in _guarded(p, "index_list", storage.index_list, owner):
+        if k != keep:
+            _guarded(p, "invalidate", storage.invalidate, k)
+            _guarded(p, "index_remove", storage.index_remove, owner, k)
+
+
+async def _purge_async(p: Provider, owner: str, keep: Optional[str]) -> None:
+    for k in await _acall(p, "index_list", owner):
+        if k != keep:
+            await _acall(p, "invalidate", k)
+            await _acall(p, "index_remove", owner, k)
+
+
+def _open_record(p: Provider, got: Any, now: int) -> Optional[tuple[Any, ...]]:
+    """Checks a stored record's clocks: ``(payload, created, last_seen, deadline,
+    renew)``, or ``None`` when the session has ended. ``got`` is the text, or ``(text,
+    remaining seconds)`` from a storage's ``read_ttl``: an entry touched since it was
+    written expires ``idle_timeout`` after that touch (or at the absolute end or
+    deadline, whichever comes first), which tells when it was last used."""
+    assert p.record_codec is not None
+    if not p.reads_ttl:
+        return p.record_codec.open_clocks(got, now)
+    text, left = got
+    seen = None
+    ends = None
+    if left != float("inf"):
+        ends = now + math.ceil(left)  # never early: timeouts hold to within 1 s
+        seen = ends - p.idle - _SLACK if p.idle is not None else None
+    alive = p.record_codec.open_clocks(text, now, seen)
+    if alive is None or not alive[4] or ends is None:
+        return alive
+    # no renewal when the entry already lasts until the session's end (absolute
+    # lifetime or deadline): a touch could not extend it
+    payload, created, last_seen, deadline, _ = alive
+    caps = [c for c in (deadline, created + p.absolute if p.absolute else None) if c is not None]
+    if caps and ends >= min(caps) - 1:
+        return payload, created, last_seen, deadline, False
+    return alive
+
+
+def _principal(p: Provider, value: object) -> Any:
+    assert p.principal is not None
+    return p.principal(value)
+
+
+def _owner_key(p: Provider, who: object) -> Optional[str]:
+    """The index key of an owner: a hash bound to the session's name."""
+    if who is None:
+        return None
+    if isinstance(who, bool) or not isinstance(who, (str, int)):
+        raise TypeError(
+            f"the principal of {p.name!r} must give a str or int (or None), not "
+            f"{type(who).__name__}"
+        )
+    return p.codec.storage_key(f"\0owner\0{who}")
+
+
+def _owner(p: Provider, value: object) -> Optional[str]:
+    """The index key of the owner of ``value`` (``None``: it has none)."""
+    return _owner_key(p, _principal(p, value))
 
 
 def _retire_id(st: _State) -> None:
