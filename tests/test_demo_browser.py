@@ -245,6 +245,39 @@ def test_shop_login_restart_logout_in_chromium(browser: Any, demo: DemoServer) -
         context.close()
 
 
+def test_where_you_are_logged_in_and_logging_out_elsewhere(browser: Any, demo: DemoServer) -> None:
+    """Two browsers (separate cookie jars) log in as one user: each lists both sessions,
+    and "log out everywhere else" in one ends the other's (principal, sessions_of,
+    invalidate_all through DirectoryStorage's owner index)."""
+    base = demo.base_url
+    laptop, phone = (browser.new_context(viewport={"width": 1200, "height": 900}) for _ in range(2))
+    try:
+        pages = []
+        for context in (laptop, phone):
+            page = context.new_page()
+            page.goto(f"{base}/")
+            page.fill("#user", "Grace")
+            page.click("#login")
+            page.wait_for_url(f"{base}/?note=logged-in")
+            pages.append(page)
+        on_laptop, on_phone = pages
+        on_laptop.reload()
+        assert on_laptop.locator("#devices tr.current").count() == 1
+        assert on_laptop.locator("#devices tr.other").count() == 1
+        assert "(this browser)" in on_laptop.inner_text("#devices tr.current")
+        on_laptop.click("#logout-others")
+        on_laptop.wait_for_url(f"{base}/?note=logged-out-elsewhere")
+        assert on_laptop.locator("#devices tr.other").count() == 0
+        assert on_laptop.inner_text("#user-name") == "Grace"  # this one stays
+        on_phone.reload()
+        assert on_phone.is_visible("#login")  # the phone's session is gone
+        assert "no session for it" in on_phone.inner_text("#login-value")
+        on_laptop.screenshot(path=str(OUTPUT / "demo-devices.png"), full_page=True)
+    finally:
+        laptop.close()
+        phone.close()
+
+
 # -- in-process checks of the same app ---------------------------------------------------
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[Any]:

@@ -6,7 +6,9 @@
 - ``/login``, ``/logout``: a login kept server-side in a folder (``DirectoryStorage``,
   cached); only a random id travels, in the HttpOnly cookie ``SESSION_ID``. Logging in
   calls ``regenerate`` (a fresh id: no session fixation); logging out clears it (the
-  file is deleted and the browser told to drop the cookie).
+  file is deleted and the browser told to drop the cookie). It ends after 30 minutes
+  unused or 12 hours in all; the home page lists the user's sessions on every device
+  (``principal``, ``sessions_of``) and logs the others out (``invalidate_all``).
 - ``/api``: an API session in the ``X-Session`` request and response header, kept in
   memory on the server (a restart forgets it).
 
@@ -22,7 +24,7 @@ import json
 import os
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Optional, Union
 from urllib.parse import parse_qs, unquote_plus
@@ -103,6 +105,8 @@ NOTES = {
     "(<code>regenerate</code>): an id planted before login is useless.",
     "logged-out": "You are logged out. The server deleted your session file and told the "
     "browser to drop <code>SESSION_ID</code>; the old id no longer opens anything.",
+    "logged-out-elsewhere": "Your other sessions are ended (<code>invalidate_all</code>): "
+    "their files are deleted, and their ids open nothing any more.",
     "login-first": "Log in to check out. Your cart stays in its cookie meanwhile.",
     "ordered": "Thank you! The order is stored in your server-side login session, and the "
     "cart cookie was cleared.",
@@ -466,10 +470,19 @@ async def home(request: Request) -> Response:
             f'<td class="num">{_money(o.total_cents)}</td></tr>'
             for o in reversed(login.orders)
         )
+        devices = "".join(
+            _device_row(d)
+            for d in sorted(page.sessions.sessions_of(Login, login.user), key=lambda d: d.created)
+        )
         account = (
             f"<p>Welcome back, <b>{html.escape(login.user)}</b>. Logged in since "
             f"{login.since.astimezone(timezone.utc):%H:%M:%S} UTC, "
             f'<span id="page-views">{login.page_views}</span> page views in this session.</p>'
+            f"<h2>Where you are logged in</h2>"
+            f'<table id="devices"><tr><th>Session (id hash)</th><th>Since</th>'
+            f"<th>Last seen</th></tr>{devices}</table>"
+            f'<form class="inline" method="post" action="/logout-others">'
+            f'<button id="logout-others" class="quiet">Log out everywhere else</button></form>'
             + (
                 f'<h2>Your orders</h2><table id="orders"><tr><th>When</th><th>What</th>'
                 f'<th class="num">Total</th></tr>{orders}</table>'
@@ -493,6 +506,15 @@ data lives in the server's memory.</div>
 <h2>Your account</h2>
 {account}"""
     return page.render("Home", body)
+
+
+def _device_row(d: fs.SessionInfo) -> str:
+    here = " (this browser)" if d.current else ""
+    return (
+        f'<tr class="{"current" if d.current else "other"}">'
+        f"<td><code>{d.id_hash[:10]}…</code>{here}</td>"
+        f"<td>{d.created:%H:%M:%S} UTC</td><td>{d.last_seen:%H:%M:%S} UTC</td></tr>"
+    )
 
 
 def _items_html(items: dict[str, int]) -> str:
@@ -627,6 +649,16 @@ async def logout(request: Request) -> Response:
     return _redirect(_local_path(form.get("next", "/")), "logged-out")
 
 
+async def logout_others(request: Request) -> Response:
+    if not _same_origin(request):
+        return Response("cross-site form refused", status_code=403)
+    s = fs.get_sessions(request)
+    login = s.get(Login)
+    if login is not None:  # every other session of this user ends; this one stays
+        s.invalidate_all(Login, login.user, keep_current=True)
+    return _redirect("/", "logged-out-elsewhere")
+
+
 async def api_page(request: Request) -> Response:
     page = _Page(request)
     base = f"{request.url.scheme}://{request.headers.get('host', '127.0.0.1:8000')}"
@@ -684,7 +716,14 @@ def create_app(folder: Union[str, os.PathLike[str]] = ".sessions") -> Starlette:
         http_only=False,  # readable by scripts: not a credential, and signed
         transformers=[fs.MessageAuthentication(key)],
     )
-    sessions.cookie(Login, LOGIN_COOKIE, storage=fs.DirectoryStorage(path, cached=True))
+    sessions.cookie(
+        Login,
+        LOGIN_COOKIE,
+        storage=fs.DirectoryStorage(path, cached=True),
+        idle_timeout=timedelta(minutes=30),
+        absolute_timeout=timedelta(hours=12),
+        principal=lambda login: login.user,  # for "where you are logged in"
+    )
     sessions.header(ApiToken, API_HEADER, storage=fs.MemoryStorage(max_entries=10_000))
     app = Starlette(
         routes=[
@@ -696,6 +735,7 @@ def create_app(folder: Union[str, os.PathLike[str]] = ".sessions") -> Starlette:
             Route("/shop/checkout", shop_checkout, methods=["POST"]),
             Route("/login", login, methods=["POST"]),
             Route("/logout", logout, methods=["POST"]),
+            Route("/logout-others", logout_others, methods=["POST"]),
             Route("/api", api_page),
             Route("/api/counter", api_counter, methods=["GET", "DELETE"]),
         ],
