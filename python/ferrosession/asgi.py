@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, MutableMapping, Optional
+from typing import Any, Awaitable, Callable, MutableMapping, Optional, Union
 
 from ferrosession.config import Provider, Sessions
-from ferrosession.current import SCOPE_KEY, CurrentSessions, _sent
+from ferrosession.current import _NONE, _SET, SCOPE_KEY, CurrentSessions, _Header, _Op, _sent
 from ferrosession.errors import ConfigurationError
 
 __all__ = ["SessionMiddleware"]
+
+_new = object.__new__
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -18,9 +20,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class _ASGISessions(CurrentSessions):
-    __slots__ = ("_headers", "_values")
+    # what the one pass over the header list found (for chains that run partly in
+    # Python): (the Cookie header, other wanted headers), None until it is made
+    __slots__ = ("_next", "_scanned")
 
-    def __init__(self, config: Sessions, headers: Any, https: bool) -> None:
+    def __init__(self, config: Sessions, headers: Any, https: bool, send: Send) -> None:
         # Every request makes one of these: the fields are set here directly rather
         # than through super().__init__ (a measurable share of an untouched request).
         self._config = config
@@ -28,17 +32,45 @@ class _ASGISessions(CurrentSessions):
         self._states = {}
         self._started = False
         self._dirty = False
-        self._cookie = None
-        self._scanned = False
         self._headers = headers
-        self._values: Optional[dict[bytes, str]] = None
+        self._scanned: Optional[tuple[Optional[str], Optional[dict[bytes, str]]]] = None
+        self._next = send
+
+    def _send(self, message: Message) -> Awaitable[None]:
+        """The ``send`` the app gets: the server's (``_next``) with this request's
+        session headers added to the response start. A plain method that returns the
+        awaitable of ``_next`` (no coroutine of its own per message): the app awaits
+        what it returns, as it would await ``send``."""
+        if self._started:
+            return self._next(message)
+        mtype = message["type"]
+        if mtype == "http.response.start" or mtype == "websocket.accept":
+            dirty = self._dirty
+            if not dirty:
+                self._started = True
+                return self._next(message)
+            if type(dirty) is tuple:
+                # all there is to send: the Vary header of the one session read (get
+                # marks it so), added here without the call of _start
+                self._started = True
+                headers = message.get("headers")
+                if not isinstance(headers, list):
+                    headers = message["headers"] = list(headers or ())
+                headers.append(dirty)
+                return self._next(message)
+            pending = self._start(message)
+            if pending is not None:  # storage work first, then the message
+                return _then(pending, self._next, message)
+        return self._next(message)
 
     def _raw(self, provider: Provider) -> Optional[str]:
-        if not self._scanned:
-            self._scan()
+        scanned = self._scanned
+        if scanned is None:
+            scanned = self._scanned = self._scan()
+        cookie, values = scanned
         if provider.header:
-            return self._values.get(provider.header_key) if self._values else None
-        return self._cookie
+            return values.get(provider.header_key) if values else None
+        return cookie
 
     def _read_rust(self, p: Provider) -> Optional[tuple[Any, ...]]:
         # Rust walks the ASGI header list itself.
@@ -46,20 +78,75 @@ class _ASGISessions(CurrentSessions):
             return p.codec.read_asgi(self._headers, int(self._config._clock()))
         return p.codec.read_asgi(self._headers)
 
-    def _scan(self) -> None:
+    def _start(self, message: Message) -> Optional[Awaitable[None]]:
+        """At the response start (or the WebSocket accept): adds this request's session
+        headers to ``message``. Returns ``None``, or, when storage work must run first,
+        the coroutine that runs it and then adds them."""
+        self._started = True
+        states = self._states
+        if len(states) == 1:
+            # One client-side session, only read or set (no clear, re-issue, renewal or
+            # comparison): its headers follow from it directly, as _plan would give them.
+            for p, st in states.items():  # noqa: B007 - the one item, the fastest way
+                break
+            if p.storage is None and not st.reissue and not st.renew:
+                action = st.action
+                if action == _NONE:
+                    if st.loaded:  # what _add_headers does, for the one Vary header
+                        headers = message.get("headers")
+                        if not isinstance(headers, list):
+                            headers = message["headers"] = list(headers or ())
+                        headers.append(p.vary_asgi)
+                    return None
+                if action == _SET and not p.send_only_if_modified:
+                    assert st.out is not None
+                    headers = message.get("headers")
+                    if not isinstance(headers, list):
+                        headers = message["headers"] = list(headers or ())
+                    if not p.header:  # a session cookie: see _add_headers
+                        for k, _ in headers:
+                            if len(k) == 13 and k.lower() == b"cache-control":
+                                break
+                        else:
+                            headers.append((b"cache-control", b"no-store"))
+                    out = st.out
+                    headers.append((p.response_key, out if type(out) is bytes else _latin1(out)))
+                    if st.loaded:
+                        headers.append(p.vary_asgi)
+                    return None
+        planned, ops = self._plan()
+        if ops:
+            return self._start_async(message, planned, ops)
+        _add_planned(message, planned)
+        return None
+
+    async def _start_async(self, message: Message, planned: list[_Header], ops: list[_Op]) -> None:
+        await self._run_async(ops)
+        _add_planned(message, planned)
+
+    def _scan(self) -> tuple[Optional[str], Optional[dict[bytes, str]]]:
         """One pass over the raw header list (no copy of it)."""
-        self._scanned = True
         wanted = self._config._header_keys
         cookies: list[str] = []
+        values: Optional[dict[bytes, str]] = None
         for key, value in self._headers:
             if key == b"cookie":
                 cookies.append(value.decode("latin-1"))
             elif wanted and key in wanted:
-                if self._values is None:
-                    self._values = {}
-                self._values.setdefault(key, value.decode("latin-1"))
+                if values is None:
+                    values = {}
+                values.setdefault(key, value.decode("latin-1"))
+        cookie = None
         if cookies:
-            self._cookie = cookies[0] if len(cookies) == 1 else "; ".join(cookies)
+            cookie = cookies[0] if len(cookies) == 1 else "; ".join(cookies)
+        return cookie, values
+
+
+def _add_planned(message: Message, planned: list[_Header]) -> None:
+    """Adds the planned headers whose storage work held to a response start."""
+    extra, cookie_sent = _sent(planned)
+    if extra:
+        _add_headers(message, [(k, _latin1(v)) for _, k, v in extra], cookie_sent)
 
 
 class SessionMiddleware:
@@ -78,40 +165,51 @@ class SessionMiddleware:
         self.sessions = sessions
         sessions._freeze()
         self._preload = any(p.async_storage for p in sessions.providers)
+        self._secure_auto = sessions._secure_auto
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        current = _ASGISessions(
-            self.sessions,
-            scope["headers"],
-            self.sessions._secure_auto and scope.get("scheme") in ("https", "wss"),
-        )
+        # _ASGISessions(self.sessions, headers, https, send), without the call of its
+        # __init__ (every request makes one)
+        current = _new(_ASGISessions)
+        current._config = self.sessions
+        current._https = self._secure_auto and scope.get("scheme") in ("https", "wss")
+        current._states = {}
+        current._started = False
+        current._dirty = False
+        current._headers = scope["headers"]
+        current._scanned = None
+        current._next = send
         scope[SCOPE_KEY] = current
         if self._preload:
             await current._preload()
+        await self.app(scope, receive, current._send)
 
-        async def send_with_sessions(message: Message) -> None:
-            mtype = message["type"]
-            if mtype == "http.response.start" or mtype == "websocket.accept":
-                current._started = True
-                if current._dirty:
-                    planned, ops = current._plan()
-                    if ops:
-                        await current._run_async(ops)
-                    extra, cookie_sent = _sent(planned)
-                    if extra:
-                        headers = message.get("headers")
-                        if not isinstance(headers, list):
-                            headers = message["headers"] = list(headers or ())
-                        if cookie_sent and not any(
-                            k.lower() == b"cache-control" for k, _ in headers
-                        ):
-                            # a response that sets a session cookie must not be cached
-                            headers.append((b"cache-control", b"no-store"))
-                        headers.extend([(k, v.encode("latin-1")) for _, k, v in extra])
-            await send(message)
 
-        await self.app(scope, receive, send_with_sessions)
+def _add_headers(message: Message, add: list[tuple[bytes, bytes]], cookie_sent: bool) -> None:
+    """Appends session headers to a start message (its header list is copied first when
+    it is not a list); with a session cookie, ``Cache-Control: no-store`` too unless the
+    app set its own: a response that sets a session cookie must not be cached."""
+    headers = message.get("headers")
+    if not isinstance(headers, list):
+        headers = message["headers"] = list(headers or ())
+    if cookie_sent:
+        for k, _ in headers:
+            if len(k) == 13 and k.lower() == b"cache-control":
+                break
+        else:
+            headers.append((b"cache-control", b"no-store"))
+    headers.extend(add)
+
+
+def _latin1(value: Union[str, bytes]) -> bytes:
+    """A header value as ASGI sends it (set's ASGI fast path renders bytes already)."""
+    return value if type(value) is bytes else value.encode("latin-1")  # type: ignore[union-attr]
+
+
+async def _then(first: Awaitable[None], send: Send, message: Message) -> None:
+    await first
+    await send(message)

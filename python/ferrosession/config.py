@@ -39,6 +39,9 @@ class Provider:
         "codec",
         "codec_secure",
         "cookie_max_age",
+        "fast_decode",
+        "fast_get",
+        "fast_set",
         "hash_ids",
         "header",
         "header_key",
@@ -52,6 +55,7 @@ class Provider:
         "response_key",
         "response_name",
         "rust_chain",
+        "schema",
         "secure_auto",
         "send_only_if_modified",
         "serializer",
@@ -59,6 +63,7 @@ class Provider:
         "storage_ttl",
         "type",
         "vary",
+        "vary_asgi",
         "wsgi_key",
     )
 
@@ -106,7 +111,16 @@ class Provider:
         self.chain = chain
         # True when every transformer is built in: the codec runs the chain in one call.
         self.rust_chain = all(isinstance(t, BuiltinTransformer) for t in chain)
+        # get() in one go: a client-side value through built-in transformers
+        self.fast_get = storage is None and self.rust_chain
         self.serializer = serializer
+        # the default serializer's typed reader in Rust (text -> value, or None: take
+        # the serializer's own path), for the per-request fast path of `get`
+        fast = getattr(serializer, "_fast", None) if type(serializer) is JSONSerializer else None
+        self.schema: Optional[_core.Schema] = fast
+        # set() in one go: decided by Sessions._freeze, once the registration is complete
+        self.fast_set = False
+        self.fast_decode: Optional[Callable[[str], Any]] = None if fast is None else fast.decode
         self.storage = storage
         self.async_storage = storage is not None and (
             hasattr(storage, "aread") or inspect.iscoroutinefunction(storage.read)
@@ -122,6 +136,7 @@ class Provider:
         self.wsgi_key = "HTTP_" + name.upper().replace("-", "_")
         # what a response that read this session varies with
         self.vary = name if header else "Cookie"
+        self.vary_asgi = (b"vary", self.vary.encode("latin-1"))
 
     def key(self, session_id: str) -> str:
         """What the storage sees for ``session_id``: its hash bound to this name, or the
@@ -251,6 +266,8 @@ class Sessions:
         clock: the time in seconds, for session lifetimes (tests pass their own).
         """
         self._clock = clock
+        # the system clock: Rust reads it itself (int(time.time()), the same seconds)
+        self._system_clock = clock is time.time
         self._by_name: dict[str, Provider] = {}
         self._by_type: dict[type, Provider] = {}
         # types and names together: the one dict `get` looks in
@@ -264,6 +281,16 @@ class Sessions:
         """Called by the middleware: the registry no longer changes."""
         self._frozen = True
         self._secure_auto = any(p.secure_auto for p in self._providers)
+        for p in self._providers:
+            # a client-side value through built-in transformers, written by the default
+            # serializer, with nothing to compare or carry on (see CurrentSessions.set)
+            p.fast_set = (
+                p.storage is None
+                and p.rust_chain
+                and p.schema is not None
+                and not p.clocks
+                and not p.send_only_if_modified
+            )
         self._header_keys = frozenset(p.header_key for p in self._providers if p.header)
 
     @property
@@ -580,6 +607,8 @@ class Sessions:
             and refresh_every is not None
             and provider.can_touch
             and _offers(storage, "read_ttl")
+            # a storage whose read_ttl costs more than read renews by a rewrite instead
+            and getattr(storage, "renew_by_touch", True) is not False
         )
         self._by_name[name] = provider
         self._by_type[tp] = provider

@@ -30,6 +30,7 @@ SCOPE_KEY = "ferrosession"
 log = logging.getLogger("ferrosession")
 
 _NONE, _SET, _CLEAR = 0, 1, 2
+_new = object.__new__
 _DEFAULT: Any = object()  # "the registration's max_age"
 _SLACK = 1  # seconds a stored record with clocks outlives them in the storage
 
@@ -72,14 +73,14 @@ class _State:
     loaded = False  # the incoming value has been looked up
     present = False  # something of this name came in, valid or not
     value: Any = None  # the incoming value
-    payload: Optional[str] = None  # its serialized text
+    payload: Optional[str] = None  # its serialized text (when it may be issued again)
     reissue = False  # verified by a retired key: send it again
     unknown = False  # server-side: the incoming id is not in the storage
     sid: Optional[str] = None  # server-side id (incoming and known, or minted)
     action = _NONE
     new: Any = None
-    new_payload: Optional[str] = None
-    out: Optional[str] = None  # rendered Set-Cookie / header value of `new`
+    # rendered Set-Cookie / header value of `new` (str; bytes from set's ASGI fast path)
+    out: Any = None
     force = False
     delete_ids: tuple[str, ...] = ()
     # lifetimes (registrations with idle_timeout / absolute_timeout)
@@ -109,16 +110,17 @@ def _storage_error(provider: Provider, op: str, exc: BaseException) -> StorageEr
 class CurrentSessions:
     """The sessions of one request. Get it with :func:`get_sessions`."""
 
-    __slots__ = ("_config", "_cookie", "_dirty", "_https", "_scanned", "_started", "_states")
+    __slots__ = ("_config", "_dirty", "_headers", "_https", "_started", "_states")
 
     def __init__(self, config: Sessions, https: bool = False) -> None:
+        self._headers: Any = None  # an ASGI request's header list
         self._config = config
         self._https = https  # the request came over https (for secure="auto")
         self._states: dict[Provider, _State] = {}
         self._started = False
-        self._dirty = False  # something to send or store when the response starts
-        self._cookie: Optional[str] = None
-        self._scanned = False
+        # something to send or store when the response starts: True, or (ASGI, when all
+        # there is to send is the Vary header of one session read) that header
+        self._dirty: Any = False
 
     # -- request access, specialised by the ASGI and WSGI subclasses -----------------
     def _raw(self, provider: Provider) -> Optional[str]:  # pragma: no cover - abstract
@@ -288,18 +290,91 @@ class CurrentSessions:
         Args:
             key: the session's registered type or name.
         """
-        p = self._config._lookup.get(key)
+        config = self._config
+        p = config._lookup.get(key)
         if p is None:
-            p = self._config.lookup(key)  # raises SessionNotRegistered
+            p = config.lookup(key)  # raises SessionNotRegistered
         st = self._states.get(p)
         if st is None:
-            st = self._states[p] = _State(p)
-            self._load_sync(st)
+            st = self._states[p] = _new(_State)  # _State(p), without the call of __init__
+            st.provider = p
+            if not p.fast_get:
+                self._load_sync(st)
+                return st.value
+            # The common case in one go (what _load_sync, _decode and _accept do for a
+            # client-side value through built-in transformers).
+            st.loaded = True
+            clean = not self._dirty  # nothing else to send or store yet
+            self._dirty = True  # read: the response varies with it
+            headers = self._headers
+            schema = p.schema
+            if headers is None or schema is None:
+                return self._got(st, self._read_rust(p))
+            # ASGI: one Rust call finds, verifies and reads the value into its type
+            now = int(config._clock()) if p.clocks and not config._system_clock else None
+            found = p.codec.read_asgi(headers, now, schema)
+            if found is None:
+                if clean:  # all the response gets: Vary (see _ASGISessions._send)
+                    self._dirty = p.vary_asgi
+                return None
+            st.present = True
+            if type(found) is not tuple:  # the value, and nothing more to do
+                if clean:
+                    self._dirty = p.vary_asgi
+                st.value = found
+                return found
+            # (payload, reissue, [created, deadline, renew,] value): the payload only
+            # when it is needed (to issue it again, or for the serializer to decide)
+            if found[1]:
+                st.reissue = True
+            if len(found) > 4:  # lifetimes, checked in Rust
+                st.created, st.deadline = found[2], found[3]
+                if found[4]:
+                    st.renew = True
+            value = found[-1]
+            if value is not None:
+                st.value = value
+                st.payload = found[0]
+            elif found[0] is not None:
+                self._accept(st, found[0])  # the serializer decides, and reports
+            if clean and not st.reissue and not st.renew:
+                self._dirty = p.vary_asgi
             return st.value
         if not st.loaded:
             self._load_sync(st)
         if st.action == _SET:
             return st.new
+        return st.value
+
+    def _got(self, st: _State, found: Optional[tuple[Any, ...]]) -> Any:
+        """`get`'s common case, without the fused read: takes what `_read_rust` found
+        (see `_decode`) and reads it into the type."""
+        if found is None:
+            return None
+        st.present = True
+        if found[1]:
+            st.reissue = True
+        if len(found) == 5:  # lifetimes, checked in Rust
+            st.created, st.deadline = found[2], found[3]
+            if found[4]:
+                st.renew = True
+        text = found[0]
+        if text is None:
+            return None
+        fast = st.provider.fast_decode
+        if fast is not None:
+            try:
+                value = fast(text)
+            except Exception as exc:  # a default_factory raised: absent, as in _accept
+                log.debug(
+                    "session %r: stored value does not deserialize: %r", st.provider.name, exc
+                )
+                return None
+            if value is not None:
+                st.value = value
+                st.payload = text
+                return value
+        self._accept(st, text)
         return st.value
 
     def set(self, value: object, *, max_age: Union[int, timedelta, None] = None) -> None:
@@ -319,9 +394,33 @@ class CurrentSessions:
         """
         if value is None:
             raise TypeError("set(None) is not a clear: call clear(T) to end a session")
-        provider = self._config.lookup_value(value)
+        provider = self._config._by_type.get(type(value))
+        if provider is None:
+            provider = self._config.lookup_value(value)
         if self._started:
             self._too_late("set")
+        if provider.fast_set and max_age is None:
+            # The common case in one go (what _state and _set do for it): serialize,
+            # then one Rust call signs (or seals) and renders the Set-Cookie line.
+            st = self._states.get(provider)
+            if st is None:
+                st = self._states[provider] = _new(_State)
+                st.provider = provider
+            codec = (
+                provider.codec_secure if self._https and provider.secure_auto else provider.codec
+            )
+            # serialize(value), as the UTF-8 bytes orjson writes (Rust reads them as
+            # they are); under ASGI the line comes as the bytes the header takes
+            data = provider.serializer._dumps(value)
+            if self._headers is not None:
+                st.out = codec.write_asgi(data, provider.cookie_max_age)
+            else:
+                st.out = codec.write(data, provider.cookie_max_age)
+            st.action = _SET
+            st.new = value
+            st.force = False
+            self._dirty = True
+            return
         # A client-side value replaces the incoming one without reading it (unless it
         # must be compared, or its clocks carry on); a server-side one needs the id.
         load = provider.storage is not None or provider.send_only_if_modified or provider.clocks
@@ -363,7 +462,6 @@ class CurrentSessions:
                 st.owner_new = _owner(p, value)
         st.action = _SET
         st.new = value
-        st.new_payload = payload
         st.out = out
         st.force = force
         self._dirty = True
@@ -698,9 +796,34 @@ class CurrentSessions:
                 out = self._write(p, st.sid, cookie_age)
                 headers.append((p.response_name, p.response_key, out, cookie, guard))
 
+    def _simple(self) -> Optional[tuple[Provider, _State]]:
+        """The one session of a request, when it is client-side and was only read or
+        set (no clear, re-issue, renewal or comparison): what the response gets follows
+        from it directly (as `_plan` would give it). ``None`` otherwise."""
+        states = self._states
+        if len(states) == 1:
+            for p, st in states.items():
+                if p.storage is None and not st.reissue and not st.renew:
+                    action = st.action
+                    if action == _NONE or (action == _SET and not p.send_only_if_modified):
+                        return p, st
+        return None
+
     def _commit_sync(self, has_cache_control: bool) -> list[tuple[str, str]]:
         """Runs the storage work with the plain methods; the headers to add (WSGI)."""
         self._started = True
+        simple = self._simple()
+        if simple is not None:
+            p, st = simple
+            if st.action == _SET:
+                assert st.out is not None
+                out = [(p.response_name, st.out)]
+                if st.loaded:
+                    out.append(("Vary", p.vary))
+                if not p.header and not has_cache_control:
+                    out.append(("Cache-Control", "no-store"))
+                return out
+            return [("Vary", p.vary)] if st.loaded else []
         headers, ops = self._plan()
         for p, op, args, guard in ops:
             if guard is not None and not guard.ok:
@@ -899,14 +1022,18 @@ def get_sessions(request: Any) -> CurrentSessions:
     Raises:
         SessionsNotInstalled: the request did not pass through the session middleware.
     """
-    if isinstance(request, dict):
+    if type(request) is dict:  # an ASGI scope or a WSGI environ
+        current = request.get(SCOPE_KEY)
+        if current is not None:
+            return current  # type: ignore[no-any-return]
         holder: Any = request
     else:
         # `environ` first: through Flask's request proxy a missing attribute costs a
-        # raised and caught exception (~1.5 µs); on a Starlette request it is cheap.
+        # raised and caught exception (~1.5 µs), and so does an isinstance check (the
+        # proxy looks up __class__); on a Starlette request it is cheap.
         holder = getattr(request, "environ", None)
         if holder is None:
-            holder = getattr(request, "scope", None)
+            holder = request if isinstance(request, dict) else getattr(request, "scope", None)
     current = holder.get(SCOPE_KEY) if isinstance(holder, dict) else None
     if current is None:
         raise SessionsNotInstalled(

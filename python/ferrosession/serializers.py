@@ -23,6 +23,7 @@ from uuid import UUID
 
 import orjson
 
+from ferrosession import _core
 from ferrosession.errors import ConfigurationError, SessionError
 
 __all__ = ["DeserializationError", "JSONSerializer", "Serializer"]
@@ -142,7 +143,7 @@ class JSONSerializer(Generic[T]):
         '{"userId":"id 2","cart":[]}'
     """
 
-    __slots__ = ("_cls", "_decode", "_names", "_type")
+    __slots__ = ("_cls", "_decode", "_fast", "_names", "_type")
 
     def __init__(self, tp: type[T]) -> None:
         """Compile the decoder of ``tp``.
@@ -172,6 +173,9 @@ class JSONSerializer(Generic[T]):
             raise ConfigurationError(
                 f"a session type must be a dataclass or dict, not {_type_name(tp)}"
             )
+        # The typed reader in Rust, for the types it decodes exactly as `_decode` does.
+        spec = _fast_spec(tp, set())
+        self._fast: Any = None if spec is None else _core.Schema(spec)
 
     def __repr__(self) -> str:
         """Return ``JSONSerializer(TypeName)``."""
@@ -191,18 +195,21 @@ class JSONSerializer(Generic[T]):
                 something JSON cannot carry (bytes, a set, a non-``str`` dict key, an
                 integer beyond 64 bits).
         """
+        return self._dumps(value).decode()
+
+    def _dumps(self, value: T) -> bytes:
+        """:meth:`serialize` as UTF-8 bytes (what orjson writes; the session layer hands
+        them to Rust as they are)."""
         names = self._names
         if names is not None and type(value) is self._cls:
             attrs = value.__dict__
             if tuple(attrs) == names:
                 return orjson.dumps(
                     attrs, default=_encode_default, option=orjson.OPT_PASSTHROUGH_DATACLASS
-                ).decode()
+                )
         if not isinstance(value, self._cls):
             raise TypeError(f"{self!r} cannot serialize a {type(value).__qualname__} value")
-        return orjson.dumps(
-            value, default=_encode_default, option=orjson.OPT_PASSTHROUGH_DATACLASS
-        ).decode()
+        return orjson.dumps(value, default=_encode_default, option=orjson.OPT_PASSTHROUGH_DATACLASS)
 
     def deserialize(self, text: str) -> T:
         """Parse ``text`` and build a value of the session type from it.
@@ -216,6 +223,13 @@ class JSONSerializer(Generic[T]):
         Raises:
             DeserializationError: ``text`` is not JSON, or does not fit the type.
         """
+        fast = self._fast
+        if fast is not None and type(text) is str:
+            # JSON straight to the value in one Rust call; None: it cannot be sure (a
+            # mismatch, malformed JSON, JSON it leaves to orjson): the path below decides
+            value = fast.decode(text)
+            if value is not None:
+                return value  # type: ignore[no-any-return]
         try:
             obj = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
@@ -224,6 +238,78 @@ class JSONSerializer(Generic[T]):
             return self._decode(obj)  # type: ignore[no-any-return]
         except RecursionError:
             raise DeserializationError("nested too deeply") from None
+
+
+# --- reading: the typed fast path in Rust ------------------------------------------
+
+_FAST_SCALARS: dict[Any, str] = {
+    str: "str",
+    int: "int",
+    bool: "bool",
+    float: "float",
+    _NoneType: "none",
+    None: "none",
+    Any: "any",
+    object: "any",
+    list: "array",
+    dict: "object",
+}
+
+
+def _fast_spec(tp: Any, active: set[type]) -> Any:
+    """The spec of ``_core.Schema`` for annotation ``tp``, or ``None`` when the Rust
+    reader does not cover it (then the whole type is read in Python). Covered: str,
+    int, bool, float, None, Any, list, list[X], dict, dict[str, X], Optional[X],
+    NewType, and dataclasses that `_plain_init` fills straight (not recursive)."""
+    try:
+        scalar = _FAST_SCALARS.get(tp)
+    except TypeError:  # an unhashable annotation
+        return None
+    if scalar is not None:
+        return scalar
+    supertype = getattr(tp, "__supertype__", None)
+    if supertype is not None:  # typing.NewType
+        return _fast_spec(supertype, active)
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is Union or origin is _UnionType:
+        members = [a for a in args if a is not _NoneType]
+        if len(members) != 1 or len(args) != 2:
+            return None
+        inner = _fast_spec(members[0], active)
+        return None if inner is None else ("optional", inner)
+    if origin is list and len(args) == 1:
+        inner = _fast_spec(args[0], active)
+        if inner == "any":
+            return "array"
+        return None if inner is None else ("list", inner)
+    if origin is dict and len(args) == 2 and args[0] in (str, Any, object):
+        inner = _fast_spec(args[1], active)
+        if inner == "any":
+            return "object"
+        return None if inner is None else ("dict", inner)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp) and tp not in active:
+        plain = _plain_init(tp)
+        if plain is None:
+            return None
+        hints = _resolve_hints(tp)
+        active.add(tp)
+        try:
+            fields = []
+            for f, (name, default, factory) in zip(dataclasses.fields(tp), plain, strict=True):
+                spec = _fast_spec(hints.get(name, f.type), active)
+                if spec is None:
+                    return None
+                if default is not dataclasses.MISSING:
+                    fields.append((name, spec, 1, default))
+                elif factory is not dataclasses.MISSING:
+                    fields.append((name, spec, 2, factory))
+                else:
+                    fields.append((name, spec, 0, None))
+        finally:
+            active.discard(tp)
+        return ("dataclass", tp, tuple(fields))
+    return None
 
 
 # --- writing -----------------------------------------------------------------------
@@ -603,7 +689,7 @@ def _compile_tuple(conv: _Decoder | None, convs: list[_Decoder] | None) -> _Deco
     size = len(fixed)
 
     def located_fixed(items: Any) -> Any:
-        return ((f"[{i}]", item, c) for i, (item, c) in enumerate(zip(items, fixed)))
+        return ((f"[{i}]", item, c) for i, (item, c) in enumerate(zip(items, fixed, strict=True)))
 
     def decode_fixed(value: Any) -> Any:
         if type(value) is not list:
@@ -611,7 +697,7 @@ def _compile_tuple(conv: _Decoder | None, convs: list[_Decoder] | None) -> _Deco
         if len(value) != size:
             raise DeserializationError(f"expected an array of {size} items, got {len(value)}")
         try:
-            return tuple([c(item) for c, item in zip(fixed, value)])
+            return tuple([c(item) for c, item in zip(fixed, value, strict=True)])
         except DeserializationError:
             raise _locate(value, located_fixed) from None
 

@@ -10,6 +10,8 @@ from ferrosession.errors import ConfigurationError
 
 __all__ = ["WSGISessionMiddleware"]
 
+_new = object.__new__
+
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
@@ -48,7 +50,15 @@ class WSGISessionMiddleware:
         self.sessions = sessions
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        current = _WSGISessions(self.sessions, environ)
+        # _WSGISessions(...), without the calls of the __init__s (every request makes one)
+        current = _new(_WSGISessions)
+        current._config = config = self.sessions
+        current._https = config._secure_auto and environ.get("wsgi.url_scheme") == "https"
+        current._states = {}
+        current._started = False
+        current._dirty = False
+        current._headers = None
+        current._environ = environ
         environ[SCOPE_KEY] = current
 
         committed: list[tuple[str, str]] = []
@@ -57,7 +67,11 @@ class WSGISessionMiddleware:
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Any:
             if current._dirty and not current._started:
-                has_cache_control = any(k.lower() == "cache-control" for k, _ in headers)
+                has_cache_control = False
+                for k, _ in headers:
+                    if k.lower() == "cache-control":
+                        has_cache_control = True
+                        break
                 committed.extend(current._commit_sync(has_cache_control))
             current._started = True
             # A second start_response (with exc_info, PEP 3333) replaces the headers:

@@ -4,13 +4,14 @@ use std::sync::Arc;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
 
 use crate::codec::chain::Chain;
 use crate::codec::clocks::Lifetimes;
 use crate::codec::cookie::{CookieAttributes, CookieSpec};
 use crate::codec::digest::Digest;
 use crate::codec::encoding::Encoding;
+use crate::codec::json::{Kind, Number, Reader, MAX_DEPTH};
 use crate::codec::mac::{MacAlgorithm, MessageAuthentication};
 use crate::codec::session::{Incoming, SessionCodec, Transport};
 use crate::codec::{ids, unix_now, Context, Transformer};
@@ -106,10 +107,30 @@ struct Codec {
 
 /// Header bytes as text: ASCII as it is, any other byte as its Latin-1 character (what
 /// ASGI servers and WSGI do), so hostile bytes cannot fail the decoding.
-fn latin1(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(text) if text.is_ascii() => text.to_owned(),
-        _ => bytes.iter().map(|&b| b as char).collect(),
+fn latin1(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    if bytes.is_ascii() {
+        // ASCII is UTF-8 as it is
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            return std::borrow::Cow::Borrowed(text);
+        }
+    }
+    std::borrow::Cow::Owned(bytes.iter().map(|&b| b as char).collect())
+}
+
+/// Header values found in an ASGI header list: the first without a heap allocation.
+#[derive(Default)]
+struct Values<'py> {
+    first: Option<Bound<'py, PyBytes>>,
+    more: Vec<Bound<'py, PyBytes>>,
+}
+
+impl<'py> Values<'py> {
+    fn push(&mut self, value: Bound<'py, PyBytes>) {
+        if self.first.is_none() {
+            self.first = Some(value);
+        } else {
+            self.more.push(value);
+        }
     }
 }
 
@@ -201,41 +222,95 @@ impl Codec {
     /// Like `read_cookie` (cookie sessions) or `read_value` (header sessions), straight
     /// from an ASGI `headers` list of `(name, value)` byte pairs: one call finds, decodes
     /// and verifies, with no copy of the list.
-    #[pyo3(signature = (headers, now = None))]
+    ///
+    /// With `schema` (the session type's typed reader) a verified payload is also read
+    /// into its value: a value that needs nothing more comes back alone; else the tuple
+    /// gets the value appended (`None`: the serializer's Python path decides), and its
+    /// payload is `None` unless it is needed (that path, a re-issue or a renewal).
+    #[pyo3(signature = (headers, now = None, schema = None))]
     fn read_asgi<'py>(
         &self,
         py: Python<'py>,
         headers: &Bound<'_, PyAny>,
         now: Option<u64>,
+        schema: Option<&Bound<'_, Schema>>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let now = now.unwrap_or_else(unix_now);
         let wanted = self.header_key.as_deref().unwrap_or(b"cookie");
-        let mut found: Option<String> = None;
-        for item in headers.try_iter()? {
-            let item = item?;
-            let key = item.get_item(0)?;
-            let key = key.cast::<PyBytes>()?;
-            if key.as_bytes() != wanted {
-                continue;
-            }
-            let value = item.get_item(1)?;
-            let text = latin1(value.cast::<PyBytes>()?.as_bytes());
-            match (&mut found, self.header_key.is_some()) {
-                (Some(_), true) => break, // header sessions: the first header wins
-                (Some(all), false) => {
-                    all.push_str("; ");
-                    all.push_str(&text);
+        let header = self.header_key.is_some();
+        // the matching values, kept as they are (usually one: read without a copy)
+        let mut values: Values<'_> = Values::default();
+        if let Ok(list) = headers.cast::<PyList>() {
+            // the usual shape (a list of 2-tuples), read without the item protocol
+            for item in list.iter() {
+                let (key, pair) = match item.cast::<PyTuple>() {
+                    Ok(pair) if pair.len() == 2 => (pair.get_item(0)?, Some(pair)),
+                    _ => (item.get_item(0)?, None),
+                };
+                if key.cast::<PyBytes>()?.as_bytes() != wanted {
+                    continue;
                 }
-                (None, _) => found = Some(text),
+                let value = match pair {
+                    Some(pair) => pair.get_item(1)?,
+                    None => item.get_item(1)?,
+                };
+                values.push(value.cast_into::<PyBytes>()?);
+                if header {
+                    break; // header sessions: the first header wins
+                }
+            }
+        } else {
+            for item in headers.try_iter()? {
+                let item = item?;
+                let key = item.get_item(0)?;
+                if key.cast::<PyBytes>()?.as_bytes() != wanted {
+                    continue;
+                }
+                values.push(item.get_item(1)?.cast_into::<PyBytes>()?);
+                if header {
+                    break;
+                }
             }
         }
-        match found {
-            None => Ok(None),
-            Some(raw) if self.header_key.is_some() => {
-                incoming_to_py(py, self.inner.read_value(&raw, now))
+        let found = match (&values.first, values.more.is_empty()) {
+            (None, _) => None,
+            (Some(one), true) => Some(latin1(one.as_bytes())),
+            (Some(one), false) => {
+                let parts: Vec<_> = std::iter::once(one)
+                    .chain(&values.more)
+                    .map(|v| latin1(v.as_bytes()))
+                    .collect();
+                Some(std::borrow::Cow::Owned(parts.join("; ")))
             }
-            Some(header) => incoming_to_py(py, self.inner.read_cookie(&header, now)),
-        }
+        };
+        let incoming = match found {
+            None => return Ok(None),
+            Some(raw) if self.header_key.is_some() => self.inner.read_value(&raw, now),
+            Some(header) => self.inner.read_cookie(&header, now),
+        };
+        let Some(schema) = schema else {
+            return incoming_to_py(py, incoming);
+        };
+        let schema = schema.get();
+        let none = || py.None().into_bound(py);
+        Ok(match incoming {
+            Incoming::Absent => None,
+            Incoming::Invalid => Some((none(), false, none()).into_pyobject(py)?.into_any()),
+            Incoming::Valid(o) => match schema.read(py, &o.value) {
+                // verified and read, nothing more to do: the value alone
+                Some(value) if !o.reissue => Some(value),
+                // the payload only when it is needed: to issue it again
+                Some(value) => Some((o.value, true, value).into_pyobject(py)?.into_any()),
+                None => Some((o.value, o.reissue, none()).into_pyobject(py)?.into_any()),
+            },
+            Incoming::Clocked(o, a) => {
+                let value = schema.read(py, &o.value);
+                let payload = (value.is_none() || o.reissue || a.renew).then_some(o.value);
+                let value = value.unwrap_or_else(none);
+                let items = (payload, o.reissue, a.created, a.deadline, a.renew, value);
+                Some(items.into_pyobject(py)?.into_any())
+            }
+        })
     }
 
     /// `(payload, reissue)` for one wire value, `payload = None` when it is rejected.
@@ -262,12 +337,43 @@ impl Codec {
         self.inner.decode(raw)
     }
 
-    /// The `Set-Cookie` value (cookie) or header value (header) carrying `payload`.
+    /// The `Set-Cookie` value (cookie) or header value (header) carrying `payload`
+    /// (text, or its UTF-8 bytes as orjson writes them: read without a copy).
     #[pyo3(signature = (payload, max_age = None, now = None))]
-    fn write(&self, payload: &str, max_age: Option<u64>, now: Option<u64>) -> PyResult<String> {
-        Ok(self
-            .inner
-            .write(payload, max_age, now.unwrap_or_else(unix_now))?)
+    fn write(
+        &self,
+        payload: &Bound<'_, PyAny>,
+        max_age: Option<u64>,
+        now: Option<u64>,
+    ) -> PyResult<String> {
+        let now = now.unwrap_or_else(unix_now);
+        if let Ok(bytes) = payload.cast::<PyBytes>() {
+            let text = std::str::from_utf8(bytes.as_bytes())
+                .map_err(|_| PyValueError::new_err("the payload is not UTF-8"))?;
+            return Ok(self.inner.write(text, max_age, now)?);
+        }
+        let text = payload.cast::<PyString>()?.to_cow()?;
+        Ok(self.inner.write(&text, max_age, now)?)
+    }
+
+    /// Like `write`, as the Latin-1 bytes an ASGI header value is (the line is ASCII).
+    #[pyo3(signature = (payload, max_age = None, now = None))]
+    fn write_asgi<'py>(
+        &self,
+        py: Python<'py>,
+        payload: &Bound<'_, PyAny>,
+        max_age: Option<u64>,
+        now: Option<u64>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let line = self.write(payload, max_age, now)?;
+        if line.is_ascii() {
+            return Ok(PyBytes::new(py, line.as_bytes()));
+        }
+        // not reached (a rendered line is ASCII); Python's encoding, errors and all
+        PyString::new(py, &line)
+            .call_method1(pyo3::intern!(py, "encode"), ("latin-1",))?
+            .cast_into::<PyBytes>()
+            .map_err(PyErr::from)
     }
 
     /// Like `write` for a value framed with its clocks (`last_seen` = `now`).
@@ -345,6 +451,319 @@ impl Codec {
     }
 }
 
+/// One node of a compiled [`Schema`] (the spec `JSONSerializer` builds from a session
+/// type; see `serializers._fast_spec`).
+enum Spec {
+    Any,
+    Str,
+    Int,
+    Bool,
+    Float,
+    Null,
+    Object,
+    Array,
+    List(Box<Spec>),
+    Dict(Box<Spec>),
+    Optional(Box<Spec>),
+    Dataclass(Box<DataSpec>),
+}
+
+/// What a missing key of a dataclass field takes.
+enum Missing {
+    Required,
+    Value(Py<PyAny>),
+    Factory(Py<PyAny>),
+}
+
+struct Field {
+    name: String,
+    key: Py<PyString>,
+    spec: Spec,
+    missing: Missing,
+}
+
+struct DataSpec {
+    /// `(cls,)`: the arguments of `object.__new__`, made once
+    new_args: Py<PyTuple>,
+    fields: Vec<Field>,
+}
+
+/// Why the typed reader gave up: the Python path decides (`Bail`), or a Python call
+/// (a `default_factory`) raised.
+enum Miss {
+    Bail,
+    Err(PyErr),
+}
+
+impl From<PyErr> for Miss {
+    fn from(e: PyErr) -> Self {
+        Miss::Err(e)
+    }
+}
+
+impl From<std::convert::Infallible> for Miss {
+    fn from(e: std::convert::Infallible) -> Self {
+        match e {}
+    }
+}
+
+fn ok<T>(found: Option<T>) -> Result<T, Miss> {
+    found.ok_or(Miss::Bail)
+}
+
+fn compile_spec(spec: &Bound<'_, PyAny>) -> PyResult<Spec> {
+    if let Ok(tag) = spec.cast::<PyString>() {
+        return Ok(match &*tag.to_cow()? {
+            "any" => Spec::Any,
+            "str" => Spec::Str,
+            "int" => Spec::Int,
+            "bool" => Spec::Bool,
+            "float" => Spec::Float,
+            "none" => Spec::Null,
+            "object" => Spec::Object,
+            "array" => Spec::Array,
+            other => return Err(PyValueError::new_err(format!("unknown spec {other:?}"))),
+        });
+    }
+    let node = spec.cast::<PyTuple>()?;
+    let tag = node.get_item(0)?;
+    let tag = tag.cast::<PyString>()?.to_cow()?.into_owned();
+    let inner = || -> PyResult<Box<Spec>> { Ok(Box::new(compile_spec(&node.get_item(1)?)?)) };
+    Ok(match tag.as_str() {
+        "list" => Spec::List(inner()?),
+        "dict" => Spec::Dict(inner()?),
+        "optional" => Spec::Optional(inner()?),
+        "dataclass" => {
+            let new_args = PyTuple::new(spec.py(), [node.get_item(1)?])?.unbind();
+            let mut fields = Vec::new();
+            for item in node.get_item(2)?.try_iter()? {
+                let item = item?;
+                let item = item.cast::<PyTuple>()?;
+                let key = item.get_item(0)?.cast_into::<PyString>()?;
+                let kind: u8 = item.get_item(2)?.extract()?;
+                let default = item.get_item(3)?.unbind();
+                fields.push(Field {
+                    name: key.to_cow()?.into_owned(),
+                    key: key.unbind(),
+                    spec: compile_spec(&item.get_item(1)?)?,
+                    missing: match kind {
+                        0 => Missing::Required,
+                        1 => Missing::Value(default),
+                        _ => Missing::Factory(default),
+                    },
+                });
+            }
+            Spec::Dataclass(Box::new(DataSpec { new_args, fields }))
+        }
+        other => return Err(PyValueError::new_err(format!("unknown spec {other:?}"))),
+    })
+}
+
+/// The typed fast path of `JSONSerializer`: JSON text straight to a value of the
+/// session type, for the types whose every check it can make exactly as the Python
+/// decoder does. `decode` returns `None` whenever it cannot be sure (malformed or
+/// mismatching input, or JSON it leaves to orjson); the caller then takes the Python
+/// path, which gives the same value or the precise error.
+#[pyclass(name = "Schema", module = "ferrosession._core", frozen)]
+struct Schema {
+    root: Spec,
+    new: Py<PyAny>,
+}
+
+impl Schema {
+    fn value<'py>(
+        &self,
+        py: Python<'py>,
+        r: &mut Reader<'_>,
+        spec: &Spec,
+        depth: usize,
+    ) -> Result<Bound<'py, PyAny>, Miss> {
+        if depth > MAX_DEPTH {
+            return Err(Miss::Bail);
+        }
+        let kind = ok(r.peek())?;
+        Ok(match (spec, kind) {
+            (Spec::Any, _) => self.any(py, r, kind, depth)?,
+            (Spec::Optional(_), Kind::Null) => {
+                ok(r.null())?;
+                py.None().into_bound(py)
+            }
+            (Spec::Optional(inner), _) => self.value(py, r, inner, depth)?,
+            (Spec::Str, Kind::String) => PyString::new(py, &ok(r.string())?).into_any(),
+            (Spec::Int, Kind::Number) => match ok(r.number())? {
+                Number::Int(i) => i.into_pyobject(py)?.into_any(),
+                Number::Float(_) => return Err(Miss::Bail),
+            },
+            (Spec::Float, Kind::Number) => match ok(r.number())? {
+                Number::Int(i) => PyFloat::new(py, i as f64).into_any(),
+                Number::Float(f) => PyFloat::new(py, f).into_any(),
+            },
+            (Spec::Bool, Kind::Bool) => ok(r.boolean())?.into_pyobject(py)?.to_owned().into_any(),
+            (Spec::Null, Kind::Null) => {
+                ok(r.null())?;
+                py.None().into_bound(py)
+            }
+            (Spec::Object, Kind::Object) | (Spec::Array, Kind::Array) => {
+                self.any(py, r, kind, depth)?
+            }
+            (Spec::List(inner), Kind::Array) => {
+                ok(r.begin_array())?;
+                let list = PyList::empty(py);
+                let mut first = true;
+                while ok(r.more(first))? {
+                    list.append(self.value(py, r, inner, depth + 1)?)?;
+                    first = false;
+                }
+                list.into_any()
+            }
+            (Spec::Dict(inner), Kind::Object) => {
+                ok(r.begin_object())?;
+                let dict = PyDict::new(py);
+                let mut first = true;
+                while let Some(key) = ok(r.key(first))? {
+                    let item = self.value(py, r, inner, depth + 1)?;
+                    dict.set_item(PyString::new(py, &key), item)?;
+                    first = false;
+                }
+                dict.into_any()
+            }
+            (Spec::Dataclass(data), Kind::Object) => self.dataclass(py, r, data, depth)?,
+            _ => return Err(Miss::Bail),
+        })
+    }
+
+    /// Any JSON value, as orjson builds it.
+    fn any<'py>(
+        &self,
+        py: Python<'py>,
+        r: &mut Reader<'_>,
+        kind: Kind,
+        depth: usize,
+    ) -> Result<Bound<'py, PyAny>, Miss> {
+        if depth > MAX_DEPTH {
+            return Err(Miss::Bail);
+        }
+        Ok(match kind {
+            Kind::Object => {
+                ok(r.begin_object())?;
+                let dict = PyDict::new(py);
+                let mut first = true;
+                while let Some(key) = ok(r.key(first))? {
+                    let next = ok(r.peek())?;
+                    let item = self.any(py, r, next, depth + 1)?;
+                    dict.set_item(PyString::new(py, &key), item)?;
+                    first = false;
+                }
+                dict.into_any()
+            }
+            Kind::Array => {
+                ok(r.begin_array())?;
+                let list = PyList::empty(py);
+                let mut first = true;
+                while ok(r.more(first))? {
+                    let next = ok(r.peek())?;
+                    list.append(self.any(py, r, next, depth + 1)?)?;
+                    first = false;
+                }
+                list.into_any()
+            }
+            Kind::String => PyString::new(py, &ok(r.string())?).into_any(),
+            Kind::Number => match ok(r.number())? {
+                Number::Int(i) => i.into_pyobject(py)?.into_any(),
+                Number::Float(f) => PyFloat::new(py, f).into_any(),
+            },
+            Kind::Bool => ok(r.boolean())?.into_pyobject(py)?.to_owned().into_any(),
+            Kind::Null => {
+                ok(r.null())?;
+                py.None().into_bound(py)
+            }
+        })
+    }
+
+    /// A dataclass built as its generated `__init__` would: every field, defaults filled
+    /// in, in declaration order, stored straight into the new instance's `__dict__`.
+    fn dataclass<'py>(
+        &self,
+        py: Python<'py>,
+        r: &mut Reader<'_>,
+        data: &DataSpec,
+        depth: usize,
+    ) -> Result<Bound<'py, PyAny>, Miss> {
+        ok(r.begin_object())?;
+        let mut slots: Vec<Option<Bound<'py, PyAny>>> = data.fields.iter().map(|_| None).collect();
+        let mut first = true;
+        while let Some(key) = ok(r.key(first))? {
+            first = false;
+            match data.fields.iter().position(|f| f.name == *key) {
+                Some(i) => slots[i] = Some(self.value(py, r, &data.fields[i].spec, depth + 1)?),
+                None => ok(r.skip(depth + 1))?,
+            }
+        }
+        let complete = data
+            .fields
+            .iter()
+            .zip(&slots)
+            .all(|(f, slot)| slot.is_some() || !matches!(f.missing, Missing::Required));
+        if !complete {
+            return Err(Miss::Bail);
+        }
+        let obj = self.new.bind(py).call1(data.new_args.bind(py))?;
+        let dict = obj.getattr(pyo3::intern!(py, "__dict__"))?;
+        let dict = dict.cast::<PyDict>().map_err(PyErr::from)?;
+        for (f, slot) in data.fields.iter().zip(slots) {
+            let item = match (slot, &f.missing) {
+                (Some(item), _) => item,
+                (None, Missing::Value(v)) => v.bind(py).clone(),
+                (None, Missing::Factory(make)) => make.bind(py).call0()?,
+                (None, Missing::Required) => return Err(Miss::Bail),
+            };
+            dict.set_item(f.key.bind(py), item)?;
+        }
+        Ok(obj)
+    }
+}
+
+impl Schema {
+    /// `decode` for the fused read of `Codec.read_asgi`: an error (a raising
+    /// `default_factory`) is left to the Python path too, which raises it again there.
+    fn read<'py>(&self, py: Python<'py>, text: &str) -> Option<Bound<'py, PyAny>> {
+        let mut r = Reader::new(text);
+        match self.value(py, &mut r, &self.root, 0) {
+            Ok(value) if r.at_end() => Some(value),
+            _ => None,
+        }
+    }
+}
+
+#[pymethods]
+impl Schema {
+    #[new]
+    fn py_new(py: Python<'_>, spec: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let new = py
+            .import("builtins")?
+            .getattr("object")?
+            .getattr("__new__")?;
+        Ok(Self {
+            root: compile_spec(spec)?,
+            new: new.unbind(),
+        })
+    }
+
+    /// The value `text` describes, or `None`: the Python path decides (also for text
+    /// that is no UTF-8, a lone surrogate).
+    fn decode(&self, py: Python<'_>, text: &Bound<'_, PyString>) -> PyResult<Option<Py<PyAny>>> {
+        let Ok(text) = text.to_cow() else {
+            return Ok(None);
+        };
+        let mut r = Reader::new(&text);
+        match self.value(py, &mut r, &self.root, 0) {
+            Ok(value) if r.at_end() => Ok(Some(value.unbind())),
+            Ok(_) | Err(Miss::Bail) => Ok(None),
+            Err(Miss::Err(e)) => Err(e),
+        }
+    }
+}
+
 /// A new session id: 64 lowercase hex characters from the OS CSPRNG.
 #[pyfunction]
 fn new_session_id() -> PyResult<String> {
@@ -366,6 +785,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<Transform>()?;
     m.add_class::<Codec>()?;
+    m.add_class::<Schema>()?;
     m.add_function(wrap_pyfunction!(mac_transformer, m)?)?;
     m.add_function(wrap_pyfunction!(digest_transformer, m)?)?;
     m.add_function(wrap_pyfunction!(new_session_id, m)?)?;

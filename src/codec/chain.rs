@@ -25,8 +25,12 @@ impl Chain {
 
     /// Applies every step in order.
     pub fn write(&self, value: &str, ctx: &Context<'_>) -> Result<String> {
-        let mut current = value.to_owned();
-        for step in &self.steps {
+        let mut steps = self.steps.iter();
+        let Some(first) = steps.next() else {
+            return Ok(value.to_owned());
+        };
+        let mut current = first.write(value, ctx)?;
+        for step in steps {
             current = step.write(&current, ctx)?;
         }
         Ok(current)
@@ -34,11 +38,15 @@ impl Chain {
 
     /// Applies every step in reverse; `reissue` is set when any step asked for it.
     pub fn read(&self, value: &str, ctx: &Context<'_>) -> Option<Opened> {
-        let mut current = Opened {
-            value: value.to_owned(),
-            reissue: false,
+        let mut steps = self.steps.iter().rev();
+        let Some(last) = steps.next() else {
+            return Some(Opened {
+                value: value.to_owned(),
+                reissue: false,
+            });
         };
-        for step in self.steps.iter().rev() {
+        let mut current = last.read(value, ctx)?;
+        for step in steps {
             let next = step.read(&current.value, ctx)?;
             current = Opened {
                 value: next.value,

@@ -131,28 +131,44 @@ impl CookieSpec {
 
     /// The whole `Set-Cookie` value for an already-encoded cookie value.
     pub fn render(&self, encoded: &str, max_age: Option<u64>, now: u64) -> Result<String> {
-        let mut line =
-            String::with_capacity(self.prefix.len() + encoded.len() + self.suffix.len() + 64);
-        line.push_str(&self.prefix);
-        line.push_str(encoded);
+        self.render_with(max_age, now, encoded.len(), |line| {
+            line.extend_from_slice(encoded.as_bytes());
+            Ok(())
+        })
+    }
+
+    /// Like [`CookieSpec::render`], with the cookie value written by `value` straight
+    /// into the line (no string of its own); `size`: about how long it is.
+    pub fn render_with(
+        &self,
+        max_age: Option<u64>,
+        now: u64,
+        size: usize,
+        value: impl FnOnce(&mut Vec<u8>) -> Result<()>,
+    ) -> Result<String> {
+        let mut line: Vec<u8> =
+            Vec::with_capacity(self.prefix.len() + size + self.suffix.len() + 64);
+        line.extend_from_slice(self.prefix.as_bytes());
+        value(&mut line)?;
         if let Some(age) = max_age {
             let age = age.min(MAX_AGE_CLAMP);
-            line.push_str("; Max-Age=");
-            line.push_str(&age.to_string());
+            line.extend_from_slice(b"; Max-Age=");
+            line.extend_from_slice(age.to_string().as_bytes());
             if age > 0 {
                 let when = UNIX_EPOCH + Duration::from_secs(now.saturating_add(age));
-                line.push_str("; Expires=");
-                line.push_str(&httpdate::fmt_http_date(when));
+                line.extend_from_slice(b"; Expires=");
+                line.extend_from_slice(httpdate::fmt_http_date(when).as_bytes());
             }
         }
-        line.push_str(&self.suffix);
+        line.extend_from_slice(self.suffix.as_bytes());
         if line.len() > MAX_COOKIE_LINE {
             return Err(CoreError::TooLarge {
                 size: line.len(),
                 limit: MAX_COOKIE_LINE,
             });
         }
-        Ok(line)
+        String::from_utf8(line)
+            .map_err(|_| CoreError::Encoding("a cookie line that is not UTF-8".into()))
     }
 }
 

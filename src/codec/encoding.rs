@@ -70,6 +70,15 @@ impl Encoding {
         }
     }
 
+    /// [`Encoding::encode`], appended to `out`.
+    pub fn encode_into(self, out: &mut Vec<u8>, value: &str) -> Result<()> {
+        match self {
+            Encoding::Uri => uri_encode_into(out, value),
+            other => out.extend_from_slice(other.encode(value)?.as_bytes()),
+        }
+        Ok(())
+    }
+
     /// Encodes a value for a header (not a cookie): `raw` then allows every visible
     /// ASCII character, space and tab, since header values are not cookie-octets.
     pub fn encode_header(self, value: &str) -> Result<String> {
@@ -131,38 +140,74 @@ const URI_UNRESERVED: [bool; 256] = {
     table
 };
 
+/// Each byte's `uri` form: up to three bytes, and how many of them count.
+const URI_ESCAPE: [([u8; 3], u8); 256] = {
+    let mut table = [([0u8; 3], 0u8); 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = if URI_UNRESERVED[b] {
+            ([c, 0, 0], 1)
+        } else if c == b' ' {
+            ([b'+', 0, 0], 1)
+        } else {
+            (
+                [
+                    b'%',
+                    HEX_UPPER[(c >> 4) as usize],
+                    HEX_UPPER[(c & 15) as usize],
+                ],
+                3,
+            )
+        };
+        b += 1;
+    }
+    table
+};
+
 /// URI-encodes the UTF-8 form of `value` the way Ktor's `encodeURLParameter(spaceToPlus = true)` does.
 pub fn uri_encode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out: Vec<u8> = Vec::with_capacity(bytes.len() + bytes.len() / 2 + 8);
-    let mut run = 0; // start of the current run of literal bytes
-    for (i, &b) in bytes.iter().enumerate() {
-        if !URI_UNRESERVED[b as usize] {
-            out.extend_from_slice(&bytes[run..i]);
-            if b == b' ' {
-                out.push(b'+');
-            } else {
-                out.extend_from_slice(&[
-                    b'%',
-                    HEX_UPPER[(b >> 4) as usize],
-                    HEX_UPPER[(b & 15) as usize],
-                ]);
-            }
-            run = i + 1;
-        }
-    }
-    out.extend_from_slice(&bytes[run..]);
+    let mut out = Vec::new();
+    uri_encode_into(&mut out, value);
     String::from_utf8(out).expect("the encoded form is ASCII")
 }
 
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
+/// [`uri_encode`], appended to `out`.
+pub fn uri_encode_into(out: &mut Vec<u8>, value: &str) {
+    let bytes = value.as_bytes();
+    let start = out.len();
+    // room for the worst case (every byte escaped) plus the two bytes each step may
+    // write beyond what it keeps
+    out.resize(start + bytes.len() * 3 + 2, 0);
+    let mut o = start;
+    for &b in bytes {
+        let (form, len) = URI_ESCAPE[b as usize];
+        out[o..o + 3].copy_from_slice(&form);
+        o += len as usize;
     }
+    out.truncate(o);
 }
+
+/// A table from a byte to the value of the hex digit it is, 0xFF for any other byte;
+/// with `upper`, `A`-`F` count too.
+pub(crate) const fn hex_table(upper: bool) -> [u8; 256] {
+    let mut table = [0xFF; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' if upper => c - b'A' + 10,
+            _ => 0xFF,
+        };
+        b += 1;
+    }
+    table
+}
+
+/// `HEX_VALUE[b]`: the value of hex digit `b` (either case), 0xFF for other bytes.
+const HEX_VALUE: [u8; 256] = hex_table(true);
 
 /// Decodes `+` and `%XX`; `None` for a malformed escape or non-UTF-8 result.
 pub fn uri_decode(value: &str) -> Option<String> {
@@ -170,25 +215,21 @@ pub fn uri_decode(value: &str) -> Option<String> {
     if !bytes.iter().any(|&b| b == b'%' || b == b'+') {
         return Some(value.to_owned());
     }
+    let literal = |b: &u8| if *b == b'+' { b' ' } else { *b };
     let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b'%' => {
-                let hi = hex_val(*bytes.get(i + 1)?)?;
-                let lo = hex_val(*bytes.get(i + 2)?)?;
-                out.push(hi << 4 | lo);
-                i += 3;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
+    // every piece after a '%' starts with the two hex digits of its escape
+    let mut pieces = bytes.split(|&b| b == b'%');
+    out.extend(pieces.next().unwrap_or_default().iter().map(literal));
+    for piece in pieces {
+        let (hi, lo) = match piece {
+            [hi, lo, ..] => (HEX_VALUE[*hi as usize], HEX_VALUE[*lo as usize]),
+            _ => return None,
+        };
+        if (hi | lo) > 15 {
+            return None;
         }
+        out.push(hi << 4 | lo);
+        out.extend(piece[2..].iter().map(literal));
     }
     String::from_utf8(out).ok()
 }
@@ -216,6 +257,13 @@ mod tests {
         assert_eq!(uri_decode("%G1"), None);
         assert_eq!(uri_decode("%FF"), None); // not UTF-8
         assert_eq!(uri_decode("a+b%2b").as_deref(), Some("a b+"));
+        for bad in [
+            "abc%", "%%41", "%4%41", "ab%4", "%41%", "%%%", "%C3", "x%2", "%zz%41",
+        ] {
+            assert_eq!(uri_decode(bad), None, "{bad}");
+        }
+        assert_eq!(uri_decode("%41%42+c%C3%A9").as_deref(), Some("AB cé"));
+        assert_eq!(uri_decode("+").as_deref(), Some(" "));
         // raw JSON survives decoding unchanged
         assert_eq!(uri_decode(r#"{"id":1}"#).as_deref(), Some(r#"{"id":1}"#));
     }

@@ -332,8 +332,19 @@ fn py_unquote(value: &[u8]) -> Cow<'_, [u8]> {
 /// one joined with `;`.
 pub fn starlette_cookie<'a>(header: &'a [u8], name: &[u8]) -> Option<Cow<'a, [u8]>> {
     let mut found = None;
-    for chunk in header.split(|&b| b == b';') {
-        let (key, value) = match chunk.iter().position(|&b| b == b'=') {
+    let mut rest = Some(header);
+    while let Some(text) = rest {
+        let chunk = match find_byte(text, b';') {
+            Some(at) => {
+                rest = Some(&text[at + 1..]);
+                &text[..at]
+            }
+            None => {
+                rest = None;
+                text
+            }
+        };
+        let (key, value) = match find_byte(chunk, b'=') {
             Some(at) => (&chunk[..at], &chunk[at + 1..]),
             None => (&b""[..], chunk),
         };
@@ -605,6 +616,66 @@ pub struct JsonHints {
     pub space_strings: bool,
 }
 
+/// `0x01` in every byte of a `u64`.
+const ONES: u64 = u64::from_ne_bytes([1; 8]);
+/// `0x80` in every byte of a `u64`.
+const HIGHS: u64 = ONES * 0x80;
+
+/// Whether any byte of `word` is `byte` (the classic SWAR zero-byte test).
+fn has_byte(word: u64, byte: u8) -> bool {
+    let x = word ^ (ONES * u64::from(byte));
+    x.wrapping_sub(ONES) & !x & HIGHS != 0
+}
+
+/// The first index from `i` on whose 8-byte word may hold a `"` or `\\` (eight bytes
+/// at a time; the caller looks at the bytes from there one by one).
+fn skip_plain(json: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = json.get(i..i + 8) {
+        let word = u64::from_ne_bytes(chunk.try_into().expect("eight bytes"));
+        if has_byte(word, b'"') || has_byte(word, b'\\') {
+            break;
+        }
+        i += 8;
+    }
+    i
+}
+
+/// The index of the first `byte` in `hay` (eight bytes at a time).
+fn find_byte(hay: &[u8], byte: u8) -> Option<usize> {
+    let mut i = 0;
+    while let Some(chunk) = hay.get(i..i + 8) {
+        if has_byte(
+            u64::from_ne_bytes(chunk.try_into().expect("eight bytes")),
+            byte,
+        ) {
+            break;
+        }
+        i += 8;
+    }
+    hay[i..].iter().position(|&b| b == byte).map(|at| at + i)
+}
+
+/// Whether every byte of `word` is an ASCII digit.
+fn all_digits(word: u64) -> bool {
+    let x = word ^ (ONES * u64::from(b'0')); // digits become 0..=9
+                                             // a byte's high bit ends up set when it is 0x0a or more (no carry leaves a byte)
+    (((x & !HIGHS) + ONES * 0x76) | x) & HIGHS == 0
+}
+
+/// [`JsonHints::exotic_numbers`] with a quick test first: such a number needs an `N`
+/// or `I`, or a run of 19 digits, and such a run fills at least one aligned 8-byte
+/// word; a text with neither (most sessions) needs no scan of its strings.
+pub fn exotic_numbers(json: &[u8]) -> bool {
+    let mut words = json.chunks_exact(8);
+    let mut suspect = false;
+    for chunk in &mut words {
+        let word = u64::from_ne_bytes(chunk.try_into().expect("eight bytes"));
+        suspect |= all_digits(word) | has_byte(word, b'N') | has_byte(word, b'I');
+    }
+    suspect |= words.remainder().iter().any(|&b| b == b'N' || b == b'I');
+    suspect && json_hints(json).exotic_numbers
+}
+
 /// Scans `json` once for [`JsonHints`]. It does not validate anything.
 pub fn json_hints(json: &[u8]) -> JsonHints {
     let mut hints = JsonHints::default();
@@ -620,10 +691,11 @@ pub fn json_hints(json: &[u8]) -> JsonHints {
             }
             i += 1;
             while i < json.len() {
-                match json[i] {
-                    b'\\' => i += 2,
-                    b'"' => break,
-                    _ => i += 1,
+                i = skip_plain(json, i);
+                match json.get(i) {
+                    Some(b'\\') => i += 2,
+                    Some(b'"') | None => break,
+                    Some(_) => i += 1,
                 }
             }
         } else if b.is_ascii_digit() {
@@ -802,6 +874,18 @@ mod tests {
         assert_eq!(pick("session=1; session=2"), Some(b"2".to_vec()));
         assert_eq!(pick("session=1;session=2;"), Some(b"2".to_vec()));
         assert_eq!(pick("a=b=c; session=x=y"), Some(b"x=y".to_vec()));
+        let long = format!(
+            "{}={}; session={}; z={}",
+            "a".repeat(30),
+            "b".repeat(17),
+            "v".repeat(41),
+            "c".repeat(9)
+        );
+        assert_eq!(pick(&long), Some(b"v".repeat(41)));
+        assert_eq!(
+            pick(&format!("session={};{}", "w".repeat(23), "x".repeat(13))),
+            Some(b"w".repeat(23))
+        );
         assert_eq!(pick("sessions=1; xsession=2"), None);
         assert_eq!(pick("session"), None);
         assert_eq!(pick(""), None);
@@ -877,5 +961,83 @@ mod tests {
         assert!(json_hints(br#"{"\u0020t": [1]}"#).space_strings);
         assert!(!json_hints(br#"{"t ": "a b"}"#).space_strings);
         assert!(!json_hints(br#"{"a\" b": 1}"#).space_strings);
+    }
+
+    #[test]
+    fn hints_on_long_strings_and_escapes() {
+        // strings longer than a word, an escape or a quote at every offset in a word
+        for pad in 0..20 {
+            let p = "x".repeat(pad);
+            let text = format!(r#"{{"k{p}": "{p}\"{p}N{p}", "n{p}": 12345678901234567{pad:02}}}"#);
+            assert!(json_hints(text.as_bytes()).exotic_numbers, "{text}");
+            let text = format!(r#"{{"k{p}": "{p}\\{p}I1234567890123456789{p}", "n": [1]}}"#);
+            assert_eq!(json_hints(text.as_bytes()), JsonHints::default(), "{text}");
+            let text = format!(r#"["{p}", " t{p}", "{p}"]"#);
+            assert!(json_hints(text.as_bytes()).space_strings, "{text}");
+            let text = format!(r#"["{p}NaN{p}\"", NaN]"#);
+            assert!(json_hints(text.as_bytes()).exotic_numbers, "{text}");
+            let text = format!(r#"["{p}\"]", 1]"#);
+            assert_eq!(json_hints(text.as_bytes()), JsonHints::default(), "{text}");
+            // unterminated: no panic
+            let _ = json_hints(format!(r#"["{p}\"#).as_bytes());
+        }
+    }
+
+    #[test]
+    fn the_quick_exotic_test_agrees_with_the_scan() {
+        let mut texts = vec![
+            r#"{"user": "ada.lovelace@example.com", "items": ["sku-10001"], "visits": 42}"#
+                .to_string(),
+        ];
+        for pad in 0..12 {
+            let p = " ".repeat(pad);
+            for n in [
+                "1234567890123456789",
+                "123456789012345678",
+                "NaN",
+                "-Infinity",
+                "1e5",
+            ] {
+                texts.push(format!("[{p}{n}]"));
+                texts.push(format!("[{p}{n}, 1]"));
+                texts.push(format!(r#"["{p}{n}", 1]"#));
+                texts.push(format!("{p}{n}"));
+            }
+        }
+        for text in &texts {
+            let t = text.as_bytes();
+            assert_eq!(exotic_numbers(t), json_hints(t).exotic_numbers, "{text}");
+        }
+        assert!(all_digits(u64::from_ne_bytes(*b"01234567")));
+        assert!(all_digits(u64::from_ne_bytes(*b"99999999")));
+        for bad in [b'/', b':', 0, 0x80, 0xb0, 0xb9, 0xff, b'a'] {
+            for at in 0..8 {
+                let mut w = *b"12345678";
+                w[at] = bad;
+                assert!(!all_digits(u64::from_ne_bytes(w)), "{bad} at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn find_byte_at_every_offset() {
+        for len in 0..40 {
+            let hay = vec![b'a'; len];
+            assert_eq!(find_byte(&hay, b';'), None);
+            for at in 0..len {
+                let mut hay = hay.clone();
+                hay[at] = b';';
+                if at + 3 < len {
+                    hay[at + 3] = b';';
+                }
+                assert_eq!(find_byte(&hay, b';'), Some(at));
+                // bytes that differ from ';' by one bit, or are 0x80 more, never match
+                for other in [b';' ^ 1, b';' ^ 0x80, 0, 0xff] {
+                    hay[at] = other;
+                    let want = (at + 3 < len).then_some(at + 3);
+                    assert_eq!(find_byte(&hay, b';'), want);
+                }
+            }
+        }
     }
 }

@@ -169,10 +169,29 @@ impl MessageAuthentication {
 
 /// Decodes lowercase hex of exactly `len` bytes; anything else is `None`.
 pub(crate) fn decode_lower_hex(text: &str, len: usize) -> Option<Vec<u8>> {
-    if text.len() != 2 * len || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    let mut out = vec![0u8; len];
+    decode_lower_hex_into(text, &mut out)?;
+    Some(out)
+}
+
+/// `LOWER_HEX[b]`: the value of lowercase hex digit `b`, 0xFF for any other byte.
+const LOWER_HEX: [u8; 256] = super::encoding::hex_table(false);
+
+/// Like [`decode_lower_hex`] into `out` (exactly `out.len()` bytes), without allocating.
+/// Table lookups and one check at the end: no branch per digit (tags are random, so
+/// branching on digit-or-letter would mispredict half the time).
+fn decode_lower_hex_into<'a>(text: &str, out: &'a mut [u8]) -> Option<&'a [u8]> {
+    if text.len() != 2 * out.len() {
         return None;
     }
-    hex::decode(text).ok()
+    let mut bad = 0u8;
+    for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
+        let hi = LOWER_HEX[pair[0] as usize];
+        let lo = LOWER_HEX[pair[1] as usize];
+        bad |= hi | lo;
+        *byte = hi << 4 | (lo & 15);
+    }
+    (bad & 0xF0 == 0).then_some(out)
 }
 
 impl Transformer for MessageAuthentication {
@@ -190,8 +209,9 @@ impl Transformer for MessageAuthentication {
 
     fn read(&self, value: &str, ctx: &Context<'_>) -> Option<Opened> {
         let (signed, tag_hex) = value.rsplit_once('/')?;
-        let tag = decode_lower_hex(tag_hex, self.algorithm.tag_len())?;
-        let index = self.find_key(signed.as_bytes(), &tag)?;
+        let mut buf = [0u8; 64];
+        let tag = decode_lower_hex_into(tag_hex, &mut buf[..self.algorithm.tag_len()])?;
+        let index = self.find_key(signed.as_bytes(), tag)?;
         let inner = match self.max_age {
             None => signed,
             Some(max_age) => {
@@ -228,6 +248,15 @@ mod tests {
 
     fn ktor_key() -> Vec<u8> {
         hex::decode("003515606058610610561058").unwrap()
+    }
+
+    #[test]
+    fn lower_hex_only() {
+        assert_eq!(decode_lower_hex("00ff7a", 3), Some(vec![0, 255, 0x7a]));
+        for bad in ["00FF7a", "00ff7g", "00ff7", "00ff7a0", " 0ff7a", "0x0f7a"] {
+            assert_eq!(decode_lower_hex(bad, 3), None, "{bad}");
+        }
+        assert_eq!(decode_lower_hex("", 0), Some(vec![]));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod digest;
 pub mod encoding;
 pub mod ids;
 pub mod itsdangerous;
+pub mod json;
 pub mod ktor_encrypt;
 pub mod mac;
 pub mod session;

@@ -161,7 +161,10 @@ impl SessionCodec {
     pub fn render(&self, transformed: &str, max_age: Option<u64>, now: u64) -> Result<String> {
         match &self.transport {
             Transport::Cookie(spec) => {
-                spec.render(&self.encoding.encode(transformed)?, max_age, now)
+                let encoding = self.encoding;
+                spec.render_with(max_age, now, transformed.len() * 3, |line| {
+                    encoding.encode_into(line, transformed)
+                })
             }
             Transport::Header => {
                 let encoded = self.encoding.encode_header(transformed)?;

@@ -1,0 +1,386 @@
+//! A strict, allocation-light JSON pull reader for the typed fast path of the default
+//! serializer (the bindings drive it with a schema compiled once from the session type
+//! and build the Python value as they go).
+//!
+//! It is deliberately conservative: every method returns `None` ("cannot tell here")
+//! both for malformed JSON and for anything it does not handle exactly as orjson does
+//! (integers beyond 64 bits, escaped surrogates, deep nesting). The caller then falls
+//! back to the Python path (orjson and the compiled Python decoder), which decides and
+//! reports. So a `Some` from here is always what orjson would have read.
+
+use std::borrow::Cow;
+
+/// Deepest nesting the reader follows; deeper values are left to the Python path.
+pub const MAX_DEPTH: usize = 64;
+
+/// A JSON number as the reader hands it out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Number {
+    /// An integer (no fraction, no exponent) within `i64`.
+    Int(i64),
+    /// A number with a fraction or an exponent, correctly rounded, finite.
+    Float(f64),
+}
+
+/// The kind of the next value, from its first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `{`
+    Object,
+    /// `[`
+    Array,
+    /// `"`
+    String,
+    /// `-` or a digit
+    Number,
+    /// `t` or `f`
+    Bool,
+    /// `n`
+    Null,
+}
+
+/// A cursor over JSON text.
+#[derive(Debug)]
+pub struct Reader<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader at the start of `text`.
+    pub fn new(text: &'a str) -> Self {
+        Self {
+            text,
+            bytes: text.as_bytes(),
+            pos: 0,
+        }
+    }
+
+    fn ws(&mut self) {
+        while let Some(&b) = self.bytes.get(self.pos) {
+            if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                self.pos += 1;
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// The kind of the next value (after whitespace), `None` at the end or on a byte no
+    /// value starts with.
+    pub fn peek(&mut self) -> Option<Kind> {
+        self.ws();
+        Some(match *self.bytes.get(self.pos)? {
+            b'{' => Kind::Object,
+            b'[' => Kind::Array,
+            b'"' => Kind::String,
+            b'-' | b'0'..=b'9' => Kind::Number,
+            b't' | b'f' => Kind::Bool,
+            b'n' => Kind::Null,
+            _ => return None,
+        })
+    }
+
+    /// Only whitespace is left.
+    pub fn at_end(&mut self) -> bool {
+        self.ws();
+        self.pos == self.bytes.len()
+    }
+
+    fn eat(&mut self, b: u8) -> bool {
+        self.ws();
+        if self.bytes.get(self.pos) == Some(&b) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        self.ws();
+        if self.bytes.get(self.pos..self.pos + word.len()) == Some(word) {
+            self.pos += word.len();
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    /// `null`.
+    pub fn null(&mut self) -> Option<()> {
+        self.literal(b"null")
+    }
+
+    /// `true` or `false`.
+    pub fn boolean(&mut self) -> Option<bool> {
+        if self.literal(b"true").is_some() {
+            Some(true)
+        } else {
+            self.literal(b"false").map(|()| false)
+        }
+    }
+
+    /// A string, borrowed when it holds no escape.
+    pub fn string(&mut self) -> Option<Cow<'a, str>> {
+        if !self.eat(b'"') {
+            return None;
+        }
+        let start = self.pos;
+        loop {
+            let b = *self.bytes.get(self.pos)?;
+            match b {
+                b'"' => {
+                    let s = &self.text[start..self.pos];
+                    self.pos += 1;
+                    return Some(Cow::Borrowed(s));
+                }
+                b'\\' => break,
+                0..=0x1f => return None,
+                _ => self.pos += 1,
+            }
+        }
+        let mut out = String::from(&self.text[start..self.pos]);
+        loop {
+            let b = *self.bytes.get(self.pos)?;
+            match b {
+                b'"' => {
+                    self.pos += 1;
+                    return Some(Cow::Owned(out));
+                }
+                b'\\' => {
+                    let e = *self.bytes.get(self.pos + 1)?;
+                    self.pos += 2;
+                    out.push(match e {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            let hex = self.bytes.get(self.pos..self.pos + 4)?;
+                            let mut code = 0u32;
+                            for &h in hex {
+                                code = code << 4 | (h as char).to_digit(16)?;
+                            }
+                            self.pos += 4;
+                            // surrogates (paired or lone): left to the Python path
+                            char::from_u32(code)?
+                        }
+                        _ => return None,
+                    });
+                }
+                0..=0x1f => return None,
+                _ => {
+                    // copy the run up to the next quote or backslash
+                    let run = self.pos;
+                    while let Some(&c) = self.bytes.get(self.pos) {
+                        if c == b'"' || c == b'\\' || c < 0x20 {
+                            break;
+                        }
+                        self.pos += 1;
+                    }
+                    out.push_str(&self.text[run..self.pos]);
+                }
+            }
+        }
+    }
+
+    /// A number (RFC 8259 grammar); `None` for an integer beyond `i64` or a float that
+    /// does not stay finite.
+    pub fn number(&mut self) -> Option<Number> {
+        self.ws();
+        let start = self.pos;
+        let digit = |r: &Self| r.bytes.get(r.pos).is_some_and(u8::is_ascii_digit);
+        if self.bytes.get(self.pos) == Some(&b'-') {
+            self.pos += 1;
+        }
+        match self.bytes.get(self.pos) {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => {
+                while digit(self) {
+                    self.pos += 1;
+                }
+            }
+            _ => return None,
+        }
+        let mut float = false;
+        if self.bytes.get(self.pos) == Some(&b'.') {
+            self.pos += 1;
+            if !digit(self) {
+                return None;
+            }
+            while digit(self) {
+                self.pos += 1;
+            }
+            float = true;
+        }
+        if matches!(self.bytes.get(self.pos), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.bytes.get(self.pos), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            if !digit(self) {
+                return None;
+            }
+            while digit(self) {
+                self.pos += 1;
+            }
+            float = true;
+        }
+        let slice = &self.text[start..self.pos];
+        if float {
+            let f: f64 = slice.parse().ok()?;
+            f.is_finite().then_some(Number::Float(f))
+        } else {
+            slice.parse().ok().map(Number::Int)
+        }
+    }
+
+    /// Opens an object: `{`.
+    pub fn begin_object(&mut self) -> Option<()> {
+        self.eat(b'{').then_some(())
+    }
+
+    /// The next key of an open object, `Ok(None)` at its `}`; `first`: no member read
+    /// yet (no comma expected).
+    pub fn key(&mut self, first: bool) -> Option<Option<Cow<'a, str>>> {
+        if self.eat(b'}') {
+            return Some(None);
+        }
+        if !first && !self.eat(b',') {
+            return None;
+        }
+        let key = self.string()?;
+        if !self.eat(b':') {
+            return None;
+        }
+        Some(Some(key))
+    }
+
+    /// Opens an array: `[`.
+    pub fn begin_array(&mut self) -> Option<()> {
+        self.eat(b'[').then_some(())
+    }
+
+    /// Whether another item follows in an open array (`false` after its `]`).
+    pub fn more(&mut self, first: bool) -> Option<bool> {
+        if self.eat(b']') {
+            return Some(false);
+        }
+        if !first && !self.eat(b',') {
+            return None;
+        }
+        Some(true)
+    }
+
+    /// Reads over any one value, checking its syntax.
+    pub fn skip(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        match self.peek()? {
+            Kind::Object => {
+                self.begin_object()?;
+                let mut first = true;
+                while self.key(first)?.is_some() {
+                    self.skip(depth + 1)?;
+                    first = false;
+                }
+            }
+            Kind::Array => {
+                self.begin_array()?;
+                let mut first = true;
+                while self.more(first)? {
+                    self.skip(depth + 1)?;
+                    first = false;
+                }
+            }
+            Kind::String => {
+                self.string()?;
+            }
+            Kind::Number => {
+                self.number()?;
+            }
+            Kind::Bool => {
+                self.boolean()?;
+            }
+            Kind::Null => self.null()?,
+        }
+        Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skips(text: &str) -> bool {
+        let mut r = Reader::new(text);
+        r.skip(0).is_some() && r.at_end()
+    }
+
+    #[test]
+    fn syntax() {
+        for ok in [
+            r#"{}"#,
+            r#" { "a" : [1, -2, 3.5e-3, true, false, null, "x\"\u00e9"] } "#,
+            "[]",
+            "0",
+            "-0",
+            r#""\ud7ff""#,
+        ] {
+            assert!(skips(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "{",
+            "[1,]",
+            r#"{"a":1,}"#,
+            "01",
+            "1.",
+            "1e",
+            ".5",
+            "NaN",
+            "Infinity",
+            "tru",
+            r#""a"#,
+            "\"\t\"",
+            r#""\x""#,
+            r#""\ud800""#,
+            "1e400",
+            "99999999999999999999",
+            "{} x",
+            r#"{"a" 1}"#,
+            r#"{1:2}"#,
+        ] {
+            assert!(!skips(bad), "{bad}");
+        }
+        let deep = "[".repeat(100) + &"]".repeat(100);
+        assert!(!skips(&deep));
+    }
+
+    #[test]
+    fn values() {
+        let mut r = Reader::new(r#"["a\nb", "plain", 12, -7, 2.5, 1E2]"#);
+        r.begin_array().unwrap();
+        assert!(r.more(true).unwrap());
+        assert_eq!(r.string().unwrap(), "a\nb");
+        assert!(r.more(false).unwrap());
+        assert!(matches!(r.string().unwrap(), Cow::Borrowed("plain")));
+        assert!(r.more(false).unwrap());
+        assert_eq!(r.number(), Some(Number::Int(12)));
+        assert!(r.more(false).unwrap());
+        assert_eq!(r.number(), Some(Number::Int(-7)));
+        assert!(r.more(false).unwrap());
+        assert_eq!(r.number(), Some(Number::Float(2.5)));
+        assert!(r.more(false).unwrap());
+        assert_eq!(r.number(), Some(Number::Float(100.0)));
+        assert!(!r.more(false).unwrap());
+        assert!(r.at_end());
+    }
+}

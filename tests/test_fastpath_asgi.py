@@ -1,0 +1,160 @@
+"""The per-request fast paths of the ASGI middleware (a read that only marks the
+response ``Vary``, a set in one go, the plain-method ``send``) against what the
+general path (``_plan``) sends, for sequences that leave or cross them."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pytest
+
+import ferrosession as fs
+from _driver import Response, call
+
+KEY = bytes(range(32))
+OLD_KEY = bytes(range(1, 33))
+
+
+@dataclass(frozen=True)
+class Cart:
+    items: list[str]
+
+
+@dataclass(frozen=True)
+class Login:
+    user: str
+
+
+def sessions(key: bytes = KEY, *old: bytes, idle: bool = False) -> fs.Sessions:
+    s = fs.Sessions()
+    mac = fs.MessageAuthentication(key, old_keys=old)
+    options: dict[str, Any] = {"idle_timeout": 1800, "refresh": 60} if idle else {}
+    s.cookie(Cart, "CART", transformers=[mac], **options)
+    s.cookie(Login, "LOGIN", transformers=[mac])
+    return s
+
+
+def app(s: fs.Sessions, handler: Callable[[fs.CurrentSessions], Any], **start: Any) -> Any:
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        result = handler(fs.get_sessions(scope))
+        message = {"type": "http.response.start", "status": 200, "headers": [], **start}
+        await send(message)
+        await send({"type": "http.response.body", "body": repr(result).encode()})
+
+    return fs.SessionMiddleware(inner, s)
+
+
+def cookie(value: Any, key: bytes = KEY, idle: bool = False) -> str:
+    def handler(cs: fs.CurrentSessions) -> None:
+        cs.set(value)
+
+    name = "CART" if isinstance(value, Cart) else "LOGIN"
+    r = call(app(sessions(key, idle=idle), handler))
+    got = r.cookie_value(name)
+    assert got
+    return f"{name}={got}"
+
+
+def names(r: Response) -> list[str]:
+    return [k.decode().lower() for k, _ in r.raw_headers]
+
+
+def test_read_only_sends_vary_alone() -> None:
+    c = cookie(Cart(["a"]))
+    for headers in ([("cookie", c)], [], [("cookie", "CART=tampered")]):
+        r = call(app(sessions(), lambda s: s.get(Cart)), headers=headers)
+        assert r.headers("vary") == ["Cookie"]
+        assert r.set_cookies == [] and r.headers("cache-control") == []
+    r = call(app(sessions(), lambda s: s.get(Cart)), headers=[("cookie", c)])
+    assert r.body == repr(Cart(["a"])).encode()
+
+
+@pytest.mark.parametrize("idle", [False, True])
+@pytest.mark.parametrize("incoming", [False, True])
+def test_read_then_more_leaves_the_vary_only_path(idle: bool, incoming: bool) -> None:
+    c = cookie(Cart(["a"]), idle=idle) if incoming else None
+    s = sessions(idle=idle)
+    r = call(app(s, lambda cs: cs.get(Cart)), headers=[("cookie", c)] if c else [])
+    assert r.headers("vary") == ["Cookie"] and r.set_cookies == []
+    assert r.body == repr(Cart(["a"]) if c else None).encode()
+
+    def read_set(cs: fs.CurrentSessions) -> None:
+        cs.get(Cart)
+        cs.set(Cart(["b"]))
+
+    def read_clear(cs: fs.CurrentSessions) -> None:
+        cs.get(Cart)
+        cs.clear(Cart)
+
+    def read_two(cs: fs.CurrentSessions) -> None:
+        cs.get(Cart)
+        cs.get(Login)
+
+    def set_then_read(cs: fs.CurrentSessions) -> None:
+        cs.set(Login("x"))
+        cs.get(Cart)
+
+    headers = [("cookie", c)] if c else []
+    r = call(app(s, read_set), headers=headers)
+    assert len(r.set_cookies) == 1 and r.set_cookies[0].startswith("CART=")
+    assert r.headers("vary") == ["Cookie"] and r.headers("cache-control") == ["no-store"]
+    r = call(app(s, read_clear), headers=headers)
+    assert r.set_cookies == ([] if not c else [s.providers[0].clear_line])
+    assert r.headers("vary") == ["Cookie"]
+    r = call(app(s, read_two), headers=headers)
+    assert r.set_cookies == [] and r.headers("vary") == ["Cookie"]
+    r = call(app(s, set_then_read), headers=headers)
+    assert [line.split("=", 1)[0] for line in r.set_cookies] == ["LOGIN"]
+    assert r.headers("vary") == ["Cookie"] and r.headers("cache-control") == ["no-store"]
+
+
+def test_read_under_a_retired_key_reissues() -> None:
+    c = cookie(Cart(["a"]), OLD_KEY)
+    r = call(app(sessions(KEY, OLD_KEY), lambda s: s.get(Cart)), headers=[("cookie", c)])
+    assert len(r.set_cookies) == 1
+    assert r.headers("vary") == ["Cookie"] and r.headers("cache-control") == ["no-store"]
+    assert r.body == repr(Cart(["a"])).encode()
+
+
+def test_set_keeps_the_apps_cache_control_and_tuple_headers() -> None:
+    handler = lambda s: s.set(Cart(["z"]))  # noqa: E731
+    r = call(app(sessions(), handler, headers=((b"Cache-Control", b"private"),)))
+    assert names(r) == ["cache-control", "set-cookie"]
+    assert r.headers("cache-control") == ["private"]
+    r = call(app(sessions(), handler))
+    assert names(r) == ["cache-control", "set-cookie"]
+    assert r.headers("cache-control") == ["no-store"]
+    r = call(app(sessions(), lambda s: s.get(Cart), headers=((b"x-a", b"1"),)))
+    assert names(r) == ["x-a", "vary"]
+
+
+def test_send_returns_the_servers_awaitable_and_marks_the_start() -> None:
+    sent: list[Any] = []
+
+    async def server_send(message: Any) -> None:
+        sent.append(message)
+
+    seen: dict[str, Any] = {}
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        s = fs.get_sessions(scope)
+        s.get(Cart)
+        awaitable = send({"type": "http.response.start", "status": 200, "headers": []})
+        seen["awaitable"] = awaitable
+        await awaitable
+        with pytest.raises(fs.TooLateSessionSet):
+            s.set(Cart(["late"]))
+        await send({"type": "http.response.body", "body": b""})
+
+    mw = fs.SessionMiddleware(inner, sessions())
+    scope = {"type": "http", "headers": [], "scheme": "http"}
+
+    async def receive() -> Any:
+        return {"type": "http.request"}
+
+    asyncio.run(mw(scope, receive, server_send))
+    assert asyncio.iscoroutine(seen["awaitable"])
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[0]["headers"] == [(b"vary", b"Cookie")]
