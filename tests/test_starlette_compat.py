@@ -622,6 +622,32 @@ def test_c_code_that_reads_dict_storage_fails_loudly_before_the_first_use() -> N
     assert seen == ['{"g": 1}', b'{"g":1}']
 
 
+def test_a_send_kept_in_the_scope_is_collected() -> None:
+    """The ``send`` the app gets refers to the scope: a cycle through it (an app that keeps
+    it where the scope reaches) is the garbage collector's to break."""
+    import gc
+    import weakref
+
+    class Holder:
+        send: Any = None
+
+    holders: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        holder = Holder()
+        holder.send = send
+        scope["holder"] = holder
+        holders.append(weakref.ref(holder))
+        scope["session"]["n"] = 1
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    sent = asyncio.run(call(SessionMiddleware(app, secret_key=SECRET), []))
+    assert [k for k, _ in sent[0]["headers"]] == [b"vary", b"set-cookie"]
+    gc.collect()
+    assert holders[0]() is None
+
+
 def test_websocket_sessions_are_read_and_never_sent() -> None:
     async def endpoint(websocket: WebSocket) -> None:
         await websocket.accept()

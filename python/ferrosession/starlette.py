@@ -138,6 +138,7 @@ class _NotRead:
 
 
 _NOT_READ = _NotRead()
+_pop: Callable[[Any, Any], Any] = dict.pop  # one global look-up on the hot path
 
 
 class _LazySession(Session):
@@ -148,21 +149,21 @@ class _LazySession(Session):
     """
 
     def _fs_load(self) -> None:
-        state = dict.pop(self, _NOT_READ)  # type: ignore[misc]
+        state = _pop(self, _NOT_READ)
         self.__class__ = Session  # type: ignore[assignment]
         state[0].load(self, state)
 
     # reads
     def mark_accessed(self) -> None:
         # what ``request.session`` calls: _fs_load inlined (one call less on the hot path)
-        state = dict.pop(self, _NOT_READ)  # type: ignore[misc]
+        state = _pop(self, _NOT_READ)
         self.__class__ = Session  # type: ignore[assignment]
         state[0].load(self, state)
         self.accessed = True
 
     def __getitem__(self, key: str) -> Any:
         # _fs_load inlined: with mark_accessed, the first call of most requests
-        state = dict.pop(self, _NOT_READ)  # type: ignore[misc]
+        state = _pop(self, _NOT_READ)
         self.__class__ = Session  # type: ignore[assignment]
         state[0].load(self, state)
         return dict.__getitem__(self, key)
@@ -335,6 +336,7 @@ class SessionMiddleware:
             f"{session_cookie}=null; path={path}; expires=Thu, 01 Jan 1970 00:00:00 GMT; "
             f"{self.security_flags}"
         )
+        # not_read, lazy and begin: _core.pyi to be updated (not this change's file)
         self._codec = _core.StarletteCodec(
             secrets,
             None if max_age is None else math.floor(max_age),
@@ -348,33 +350,21 @@ class SessionMiddleware:
             dumps=json.dumps,
             clock=clock,
             lazy_type=_LazySession,
+            not_read=_NOT_READ,
+            lazy=lazy,
         )
-        self._fallbacks = len(secrets) > 1
-        self._lazy = lazy
+        # puts the request's session in the scope and returns the app's ``send``
+        self._begin: Callable[[Scope, Send], Send] = self._codec.begin
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        codec = self._codec
-        # [codec, headers, status]: the lazy session keeps it under its one key until
-        # read; the status is then 0 (no valid cookie), 1 (verified) or 2 (by a fallback)
-        state: list[Any] = [codec, scope["headers"], None]
-        scope["session"] = _LazySession({_NOT_READ: state})  # type: ignore[dict-item]
-        if not self._lazy:
-            scope["session"]._fs_load()
-        fallbacks = self._fallbacks
-
-        # A plain function that returns ``send``'s awaitable: one coroutine frame less per
-        # message than an ``async def`` wrapper, for the same ``await send(message)``.
-        def send_wrapper(message: Message) -> Awaitable[None]:
-            if message["type"] == "http.response.start" and (
-                fallbacks or scope["session"].__class__ is not _LazySession
-            ):
-                # Vary / Set-Cookie as Starlette's middleware adds them (an unread lazy
-                # session was neither accessed nor modified: nothing to add)
-                codec.finish(message, scope, state)
-            return send(message)
-
-        await self.app(scope, receive, send_wrapper)
+        # In Rust, one call: the lazy session (its state, [codec, headers, status], under
+        # its one key until read; the status is then 0 (no valid cookie), 1 (verified)
+        # or 2 (by a fallback)) goes into scope["session"], and the ``send`` returned
+        # adds Vary / Set-Cookie to the response start as Starlette's middleware does
+        # (nothing for a lazy session never used, unless fallback secrets are set),
+        # then returns ``send(message)``.
+        await self.app(scope, receive, self._begin(scope, send))

@@ -24,7 +24,9 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
-use crate::codec::itsdangerous::{json_hints, starlette_cookie, werkzeug_cookie, KeyDerivation};
+use crate::codec::itsdangerous::{
+    exotic_numbers, json_hints, starlette_cookie, werkzeug_cookie, KeyDerivation,
+};
 use crate::codec::itsdangerous::{FlaskCodec as CoreFlask, StarletteCodec as CoreStarlette};
 use crate::codec::unix_now;
 
@@ -344,6 +346,10 @@ struct StarletteCodec {
     clock: Option<Py<PyAny>>,
     /// The lazy session class (`finish` leaves an unread one alone).
     lazy_type: Option<Py<PyAny>>,
+    /// The key an unread lazy session holds its state under (`begin`).
+    not_read: Option<Py<PyAny>>,
+    /// Whether `begin` leaves the cookie unread until the session's first use.
+    lazy: bool,
 }
 
 #[pymethods]
@@ -354,7 +360,7 @@ impl StarletteCodec {
     #[new]
     #[pyo3(signature = (
         secrets, max_age, name, prefix, suffix, clear_line, *, fast_loads, fast_error, loads,
-        dumps, clock = None, lazy_type = None
+        dumps, clock = None, lazy_type = None, not_read = None, lazy = true
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -371,6 +377,8 @@ impl StarletteCodec {
         dumps: Py<PyAny>,
         clock: Option<Py<PyAny>>,
         lazy_type: Option<Py<PyAny>>,
+        not_read: Option<Py<PyAny>>,
+        lazy: bool,
     ) -> PyResult<Self> {
         // A ';' cannot be a cookie name: a name without latin-1 bytes never matches.
         let name = name.unwrap_or_else(|| b";".to_vec());
@@ -396,6 +404,41 @@ impl StarletteCodec {
             fallbacks,
             clock,
             lazy_type,
+            not_read,
+            lazy,
+        })
+    }
+
+    /// Starts an ASGI request: puts a new lazy session (`lazy_type()`, holding the
+    /// request's `[codec, scope["headers"], None]` state under `not_read`) in
+    /// `scope["session"]`, reads it at once unless the codec is lazy, and returns the
+    /// `send` to hand to the app (it finishes the response start, then calls `send`).
+    fn begin(
+        slf: &Bound<'_, Self>,
+        scope: &Bound<'_, PyAny>,
+        send: Py<PyAny>,
+    ) -> PyResult<StarletteSend> {
+        let py = slf.py();
+        let this = slf.get();
+        let (Some(lazy_type), Some(not_read)) = (&this.lazy_type, &this.not_read) else {
+            return Err(PyValueError::new_err("begin needs lazy_type and not_read"));
+        };
+        let headers = scope.get_item(pyo3::intern!(py, "headers"))?;
+        let none = py.None().into_bound(py);
+        let state = PyList::new(py, [slf.as_any(), &headers, &none])?;
+        let session = lazy_type.bind(py).call0()?;
+        session
+            .cast::<PyDict>()?
+            .set_item(not_read.bind(py), &state)?;
+        scope.set_item(pyo3::intern!(py, "session"), &session)?;
+        if !this.lazy {
+            session.call_method0(pyo3::intern!(py, "_fs_load"))?;
+        }
+        Ok(StarletteSend {
+            codec: slf.clone().unbind(),
+            scope: scope.clone().unbind(),
+            state: state.unbind(),
+            send,
         })
     }
 
@@ -421,49 +464,7 @@ impl StarletteCodec {
         scope: &Bound<'_, PyAny>,
         state: &Bound<'_, PyList>,
     ) -> PyResult<()> {
-        let session = scope.get_item(pyo3::intern!(py, "session"))?;
-        if let Some(lazy) = &self.lazy_type {
-            if session.get_type().is(lazy.bind(py)) {
-                if !self.fallbacks {
-                    return Ok(()); // never used: not accessed, not modified
-                }
-                // a cookie a fallback verified is re-signed
-                session.call_method0(pyo3::intern!(py, "_fs_load"))?;
-            }
-        }
-        let truthy =
-            |name: &Bound<'_, PyString>| -> PyResult<bool> { session.getattr(name)?.is_truthy() };
-        let mut status = status_of(state)?;
-        let mut action = 0;
-        if truthy(pyo3::intern!(py, "modified"))? {
-            if session.is_truthy()? {
-                action = 1;
-            } else {
-                if status.is_none() {
-                    // the session object was replaced before the cookie was read;
-                    // Starlette knows whether a valid one came in, so find out
-                    status = Some(self.read_cookie(py, &PyDict::new(py), state)?);
-                }
-                if status != Some(0) {
-                    action = 2;
-                }
-            }
-        } else if status == Some(2) && session.is_truthy()? {
-            action = 1;
-        }
-        let accessed = truthy(pyo3::intern!(py, "accessed"))?;
-        if accessed || action != 0 {
-            let now = self.now(py)?;
-            self.respond(
-                py,
-                message,
-                session.cast::<PyDict>()?,
-                accessed,
-                action,
-                now,
-            )?;
-        }
-        Ok(())
+        self.finish_start(py, message, scope, state)
     }
 
     /// `(json, reissue, exotic)` of one cookie value (tests, tools), `None` when it
@@ -545,6 +546,59 @@ fn status_of(state: &Bound<'_, PyList>) -> PyResult<Option<u8>> {
 }
 
 impl StarletteCodec {
+    /// `finish`'s work (also `StarletteSend`'s on the response start).
+    fn finish_start(
+        &self,
+        py: Python<'_>,
+        message: &Bound<'_, PyAny>,
+        scope: &Bound<'_, PyAny>,
+        state: &Bound<'_, PyList>,
+    ) -> PyResult<()> {
+        let session = scope.get_item(pyo3::intern!(py, "session"))?;
+        if let Some(lazy) = &self.lazy_type {
+            if session.get_type().is(lazy.bind(py)) {
+                if !self.fallbacks {
+                    return Ok(()); // never used: not accessed, not modified
+                }
+                // a cookie a fallback verified is re-signed
+                session.call_method0(pyo3::intern!(py, "_fs_load"))?;
+            }
+        }
+        let truthy =
+            |name: &Bound<'_, PyString>| -> PyResult<bool> { session.getattr(name)?.is_truthy() };
+        let mut status = status_of(state)?;
+        let mut action = 0;
+        if truthy(pyo3::intern!(py, "modified"))? {
+            if session.is_truthy()? {
+                action = 1;
+            } else {
+                if status.is_none() {
+                    // the session object was replaced before the cookie was read;
+                    // Starlette knows whether a valid one came in, so find out
+                    status = Some(self.read_cookie(py, &PyDict::new(py), state)?);
+                }
+                if status != Some(0) {
+                    action = 2;
+                }
+            }
+        } else if status == Some(2) && session.is_truthy()? {
+            action = 1;
+        }
+        let accessed = truthy(pyo3::intern!(py, "accessed"))?;
+        if accessed || action != 0 {
+            let now = self.now(py)?;
+            self.respond(
+                py,
+                message,
+                session.cast::<PyDict>()?,
+                accessed,
+                action,
+                now,
+            )?;
+        }
+        Ok(())
+    }
+
     fn read_cookie(
         &self,
         py: Python<'_>,
@@ -578,9 +632,7 @@ impl StarletteCodec {
             return Ok(0);
         };
         let raw = PyBytes::new(py, &json);
-        let data = self
-            .json
-            .loads(py, &raw, json_hints(&json).exotic_numbers)?;
+        let data = self.json.loads(py, &raw, exotic_numbers(&json))?;
         match data.cast::<PyDict>() {
             Ok(dict) => session.update(dict.as_mapping())?,
             // Starlette builds the session with dict(data): take what dict takes
@@ -682,6 +734,51 @@ impl StarletteCodec {
             .write_into(&mut line, json, now.unwrap_or_else(unix_now));
         line.extend_from_slice(&self.suffix);
         PyBytes::new(py, &line)
+    }
+}
+
+/// `len("http.response.start")`.
+const START_LEN: usize = 19;
+
+/// The `send` an app gets from `StarletteCodec.begin`: on `http.response.start` it
+/// adds `Vary` / `Set-Cookie` as `finish` does (nothing for a lazy session never used,
+/// unless fallback secrets are configured), then returns `send(message)`'s awaitable.
+#[pyclass(name = "StarletteSend", module = "ferrosession._core", frozen)]
+struct StarletteSend {
+    codec: Py<StarletteCodec>,
+    scope: Py<PyAny>,
+    state: Py<PyList>,
+    send: Py<PyAny>,
+}
+
+#[pymethods]
+impl StarletteSend {
+    fn __call__<'py>(
+        &self,
+        py: Python<'py>,
+        message: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let kind = message.get_item(pyo3::intern!(py, "type"))?;
+        let start = pyo3::intern!(py, "http.response.start");
+        // the app's literal is usually the very same (interned) object; a body message's
+        // type is a str of another length (`==` only when it could be equal)
+        let same = kind.is(start)
+            || (!(kind.is_exact_instance_of::<PyString>() && kind.len()? != START_LEN)
+                && kind.eq(start)?);
+        if same {
+            let codec = self.codec.get();
+            codec.finish_start(py, message, self.scope.bind(py), self.state.bind(py))?;
+        }
+        self.send.bind(py).call1((message,))
+    }
+
+    /// The objects it holds, for the garbage collector (an app may keep its `send`
+    /// somewhere the scope reaches).
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        visit.call(&self.codec)?;
+        visit.call(&self.scope)?;
+        visit.call(&self.state)?;
+        visit.call(&self.send)
     }
 }
 
@@ -851,6 +948,7 @@ fn compat_json(obj: &Bound<'_, PyAny>, style: &str) -> PyResult<Option<String>> 
 /// Adds the compatibility codecs to `ferrosession._core`.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<StarletteCodec>()?;
+    m.add_class::<StarletteSend>()?;
     m.add_class::<FlaskCodec>()?;
     m.add_function(wrap_pyfunction!(itsdangerous_timestamp, m)?)?;
     m.add_function(wrap_pyfunction!(compat_json, m)?)?;
