@@ -14,7 +14,9 @@ each method, and the async ``a`` forms, when it registers the session):
   ttl) -> bool`` (replace only a live entry): "logout wins" — a write racing a delete
   never brings the entry back;
 - ``touch(id, ttl) -> bool`` and ``read_ttl(id) -> (text, seconds left) | None``: an
-  active session with ``idle_timeout`` is renewed by a touch, not a write;
+  active session with ``idle_timeout`` is renewed by a touch, not a write (a storage
+  whose ``read_ttl`` costs more than ``read`` sets ``renew_by_touch = False``: renewal
+  is then a rewrite of the record, at most once per ``refresh`` interval);
 - ``index_add(owner, id, ttl)``, ``index_remove(owner, id)``, ``index_list(owner) ->
   list[str]``: the per-owner index that ``principal=`` needs.
 

@@ -6,7 +6,7 @@ import math
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 from ferrosession import _core
 from ferrosession.errors import ConfigurationError
@@ -63,7 +63,21 @@ class DirectoryStorage:
         StorageError: the folder cannot be created.
     """
 
-    __slots__ = ("_core",)
+    # ``read`` and ``read_ttl`` are the Rust methods themselves, bound once per instance:
+    # a cache hit is then one call into Rust, without a Python frame in front of it.
+    __slots__ = ("_core", "read", "read_ttl")
+
+    read: Callable[[str], Optional[str]]
+    """``read(session_id)``: the stored text, or ``None`` when the id is unknown, expired
+    or invalid. Raises :class:`~ferrosession.StorageError` when the file exists but
+    cannot be read (permissions, I/O error)."""
+
+    read_ttl: Callable[[str], Optional[tuple[str, float]]]
+    """``read_ttl(session_id)``: the stored text and its remaining lifetime in seconds
+    (``> 0``), or ``None``. Served from the cache whenever ``read`` would be (with
+    ``shared``, after the same one-``stat`` revalidation, which also notices a ``touch``
+    by another process). Raises :class:`~ferrosession.StorageError` when the file exists
+    but cannot be read."""
 
     def __init__(
         self,
@@ -110,21 +124,16 @@ class DirectoryStorage:
                 "DirectoryStorage cache_max_entries must be an int >= 0 (0 disables the "
                 f"cache), not {cache_max_entries!r}"
             )
-        self._core = _core.DirectoryStorage(
+        core = _core.DirectoryStorage(
             os.path.abspath(folder),
             cached=cached,
             cache_ttl=seconds,
             shared=shared,
             cache_max_entries=min(cache_max_entries, 2**63 - 1),
         )
-
-    def read(self, session_id: str) -> Optional[str]:
-        """The stored text, or ``None`` when the id is unknown, expired or invalid.
-
-        Raises:
-            StorageError: the file exists but cannot be read (permissions, I/O error).
-        """
-        return self._core.read(session_id)
+        self._core = core
+        self.read = core.read
+        self.read_ttl = core.read_ttl
 
     def write(self, session_id: str, value: str, ttl: int) -> None:
         """Stores ``value`` under ``session_id`` for ``ttl`` seconds (``0`` deletes it).
@@ -192,18 +201,6 @@ class DirectoryStorage:
             StorageError: the file cannot be written.
         """
         return self._core.update(session_id, value, _check_ttl(ttl))
-
-    def read_ttl(self, session_id: str) -> Optional[tuple[str, float]]:
-        """The stored text and its remaining lifetime in seconds (``> 0``), or ``None``.
-
-        Served from the cache whenever :meth:`read` would be (with ``shared``, after the
-        same one-``stat`` revalidation, which also notices a :meth:`touch` by another
-        process).
-
-        Raises:
-            StorageError: the file exists but cannot be read.
-        """
-        return self._core.read_ttl(session_id)
 
     def touch(self, session_id: str, ttl: int) -> bool:
         """Makes a live entry expire ``ttl`` seconds from now, without rewriting it.
