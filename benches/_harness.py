@@ -84,7 +84,7 @@ def quantiles(samples: list[float]) -> dict[str, float]:
 
 def paired(a: list[float], b: list[float]) -> list[float]:
     """Round-by-round differences ``a[i] - b[i]`` (both measured in the same rounds)."""
-    return [x - y for x, y in zip(a, b)]
+    return [x - y for x, y in zip(a, b, strict=True)]
 
 
 def overhead(samples: list[float], bare: list[float]) -> dict[str, Any]:
@@ -103,7 +103,7 @@ def overhead(samples: list[float], bare: list[float]) -> dict[str, Any]:
 def ratio_spread(num: list[float], den: list[float]) -> dict[str, float]:
     """Quartiles of the per-round ratios ``num[i] / den[i]`` (rounds with ``den <= 0``
     left out): the spread of a ratio of two paired figures."""
-    ratios = [a / b for a, b in zip(num, den) if b > 0]
+    ratios = [a / b for a, b in zip(num, den, strict=True) if b > 0]
     if not ratios:
         return {"p25": float("nan"), "median": float("nan"), "p75": float("nan")}
     q = quantiles(ratios)

@@ -341,7 +341,11 @@ async def run(args: argparse.Namespace, progress: h.Progress) -> dict[str, Any]:
             }
         st, fs_ = entry["starlette"]["overhead_us"], entry["ferrosession"]["overhead_us"]
         ratio = fs_ / st if st > 0 else float("inf")
-        ratios = [f / s for f, s in zip(per_round["ferrosession"], per_round["starlette"]) if s > 0]
+        ratios = [
+            f / s
+            for f, s in zip(per_round["ferrosession"], per_round["starlette"], strict=True)
+            if s > 0
+        ]
         rq = h.quantiles(ratios) if ratios else {"p25": float("nan"), "p75": float("nan")}
         entry["ratio"] = ratio
         entry["ratio_paired_p25"] = rq["p25"]

@@ -366,7 +366,9 @@ async def run(args: argparse.Namespace, progress: h.Progress) -> dict[str, Any]:
                 }
             theirs, mine = entry[original]["overhead_us"], entry[ours]["overhead_us"]
             entry["ratio"] = mine / theirs if theirs > 0 else float("inf")
-            ratios = [m / t for m, t in zip(per_round[ours], per_round[original]) if t > 0]
+            ratios = [
+                m / t for m, t in zip(per_round[ours], per_round[original], strict=True) if t > 0
+            ]
             rq = h.quantiles(ratios) if ratios else {"p25": float("nan"), "p75": float("nan")}
             entry["ratio_paired_p25"] = rq["p25"]
             entry["ratio_paired_p75"] = rq["p75"]

@@ -214,7 +214,7 @@ class Genuine:
                 await send({"type": "http.response.body", "body": b""})
 
             _, response_headers = asgi_request(fs.SessionMiddleware(app, apps.sessions), [])
-            for k, obj in zip(KINDS, objects):
+            for k, obj in zip(KINDS, objects, strict=True):
                 wanted = b"set-cookie" if not k.header else k.name.lower().encode()
                 for hk, hv in response_headers:
                     text = hv.decode("latin-1")
@@ -516,7 +516,7 @@ def test_ten_thousand_hostile_requests(transport: str, quiet: Any) -> None:
         present += sum(g is not None for g in apps.got)
         ktor_iv_accepted += sum(
             g is not None and g not in genuine.values[k.name].values()
-            for k, g in zip(KINDS, apps.got)
+            for k, g in zip(KINDS, apps.got, strict=True)
         )
     elapsed = time.perf_counter() - started
     assert values >= REQUESTS

@@ -80,9 +80,9 @@ def wheel_names(wheel: Path) -> list[str]:
         return sorted(z.namelist())
 
 
-def test_wheel_is_abi3_for_cpython_39_and_up(dist: Dist) -> None:
+def test_wheel_is_abi3_for_cpython_310_and_up(dist: Dist) -> None:
     assert re.fullmatch(
-        rf"ferrosession-{re.escape(VERSION)}-cp39-abi3-(manylinux|musllinux|linux|macosx|win)"
+        rf"ferrosession-{re.escape(VERSION)}-cp310-abi3-(manylinux|musllinux|linux|macosx|win)"
         r"[\w.]*\.whl",
         dist.wheel.name,
     ), dist.wheel.name
@@ -91,9 +91,9 @@ def test_wheel_is_abi3_for_cpython_39_and_up(dist: Dist) -> None:
         metadata = z.read(f"ferrosession-{VERSION}.dist-info/METADATA").decode()
         entry_points = z.read(f"ferrosession-{VERSION}.dist-info/entry_points.txt").decode()
     tags = re.findall(r"^Tag: (\S+)$", wheel_meta, re.M)
-    assert tags and all(t.startswith("cp39-abi3-") for t in tags), wheel_meta
+    assert tags and all(t.startswith("cp310-abi3-") for t in tags), wheel_meta
     assert "Root-Is-Purelib: false" in wheel_meta
-    assert "Requires-Python: >=3.9" in metadata
+    assert "Requires-Python: >=3.10" in metadata
     assert re.search(r"^Requires-Dist: orjson>=3\.9$", metadata, re.M), metadata
     extras = set(re.findall(r"^Provides-Extra: (\S+)$", metadata, re.M))
     assert {"redis", "demo", "bench"} <= extras, extras

@@ -334,7 +334,9 @@ def predicted_ktor_iv_edit(plaintext: str, iv_hex: str, new_iv_hex: str) -> Opti
         return None
     data = plaintext.encode()
     padded = bytearray(data + bytes([16 - len(data) % 16]) * (16 - len(data) % 16))
-    delta = bytes(a ^ b for a, b in zip(bytes.fromhex(iv_hex), bytes.fromhex(new_iv_hex)))
+    delta = bytes(
+        a ^ b for a, b in zip(bytes.fromhex(iv_hex), bytes.fromhex(new_iv_hex), strict=True)
+    )
     for i in range(16):
         padded[i] ^= delta[i]
     unpadded = pkcs7_unpad(bytes(padded))
