@@ -6,6 +6,7 @@ from typing import Any, Optional, Union, final
 
 __all__ = [
     "CLOCK_SKEW",
+    "RECORD_SLACK",
     "Codec",
     "DirectoryStorage",
     "FlaskCodec",
@@ -34,6 +35,7 @@ __all__ = [
 __version__: str
 build_profile: str
 CLOCK_SKEW: int
+RECORD_SLACK: int
 
 @final
 class Transform:
@@ -91,7 +93,11 @@ class Codec:
         now: Optional[int] = None,
     ) -> str: ...
     def open_clocks(
-        self, text: str, now: Optional[int] = None, seen: Optional[int] = None
+        self,
+        text: str,
+        now: Optional[int] = None,
+        seen: Optional[int] = None,
+        left: Optional[float] = None,
     ) -> Optional[tuple[str, int, int, Optional[int], bool]]: ...
     def wrap_clocks(
         self, payload: str, created: int, deadline: Optional[int] = None, now: Optional[int] = None

@@ -9,10 +9,10 @@ reference to the request headers. The first ``get``/``set``/``clear``/``regenera
 from __future__ import annotations
 
 import logging
-import math
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple, Optional, TypeVar, Union, overload
 
+from ferrosession import _core
 from ferrosession._keys import seconds
 from ferrosession.config import Provider, Sessions
 from ferrosession.errors import (
@@ -32,7 +32,7 @@ log = logging.getLogger("ferrosession")
 _NONE, _SET, _CLEAR = 0, 1, 2
 _new = object.__new__
 _DEFAULT: Any = object()  # "the registration's max_age"
-_SLACK = 1  # seconds a stored record with clocks outlives them in the storage
+_SLACK = _core.RECORD_SLACK  # seconds a stored record outlives its clocks in the storage
 
 
 class SessionInfo(NamedTuple):
@@ -911,28 +911,13 @@ async def _purge_async(p: Provider, owner: str, keep: Optional[str]) -> None:
 def _open_record(p: Provider, got: Any, now: int) -> Optional[tuple[Any, ...]]:
     """Checks a stored record's clocks: ``(payload, created, last_seen, deadline,
     renew)``, or ``None`` when the session has ended. ``got`` is the text, or ``(text,
-    remaining seconds)`` from a storage's ``read_ttl``: an entry touched since it was
-    written expires ``idle_timeout`` after that touch (or at the absolute end or
-    deadline, whichever comes first), which tells when it was last used."""
-    assert p.record_codec is not None
-    if not p.reads_ttl:
-        return p.record_codec.open_clocks(got, now)
-    text, left = got
-    seen = None
-    ends = None
-    if left != float("inf"):
-        ends = now + math.ceil(left)  # never early: timeouts hold to within 1 s
-        seen = ends - p.idle - _SLACK if p.idle is not None else None
-    alive = p.record_codec.open_clocks(text, now, seen)
-    if alive is None or not alive[4] or ends is None:
-        return alive
-    # no renewal when the entry already lasts until the session's end (absolute
-    # lifetime or deadline): a touch could not extend it
-    payload, created, last_seen, deadline, _ = alive
-    caps = [c for c in (deadline, created + p.absolute if p.absolute else None) if c is not None]
-    if caps and ends >= min(caps) - 1:
-        return payload, created, last_seen, deadline, False
-    return alive
+    seconds left)`` from a storage's ``read_ttl``, which tells when an entry renewed by a
+    touch was last used (the codec works it out)."""
+    codec = p.record_codec
+    assert codec is not None
+    if p.reads_ttl:
+        return codec.open_clocks(got[0], now, None, got[1])
+    return codec.open_clocks(got, now)
 
 
 def _principal(p: Provider, value: object) -> Any:

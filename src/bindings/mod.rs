@@ -394,16 +394,23 @@ impl Codec {
 
     /// For chains that run partly in Python, and for server-side records:
     /// `(payload, created, last_seen, deadline, renew)` when the clocks in front of
-    /// `text` say it is alive, else `None`. `seen`: a later use the storage knows of.
-    #[pyo3(signature = (text, now = None, seen = None))]
+    /// `text` say it is alive, else `None`. `seen`: a later use the storage knows of;
+    /// `left`: the seconds of life the storage reports for the record (`read_ttl`),
+    /// which tell its last use (see `clocks::open_stored`).
+    #[pyo3(signature = (text, now = None, seen = None, left = None))]
     fn open_clocks(
         &self,
         text: &str,
         now: Option<u64>,
         seen: Option<u64>,
+        left: Option<f64>,
     ) -> Option<(String, u64, u64, Option<u64>, bool)> {
         let now = now.unwrap_or_else(unix_now);
-        let (payload, alive) = self.inner.open_clocks(text, now, seen)?;
+        let (payload, alive) = if left.is_some() {
+            self.inner.open_stored(text, now, left)?
+        } else {
+            self.inner.open_clocks(text, now, seen)?
+        };
         Some((
             payload.to_owned(),
             alive.created,
@@ -782,6 +789,7 @@ fn random_bytes(n: usize) -> PyResult<Vec<u8>> {
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("build_profile", crate::BUILD_PROFILE)?;
     m.add("CLOCK_SKEW", crate::codec::mac::CLOCK_SKEW)?;
+    m.add("RECORD_SLACK", crate::codec::clocks::RECORD_SLACK)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<Transform>()?;
     m.add_class::<Codec>()?;

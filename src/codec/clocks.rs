@@ -121,6 +121,46 @@ pub fn open_seen<'a>(
     ))
 }
 
+/// Seconds a stored record with clocks outlives them in its storage, so that the
+/// record's clocks, not the storage's expiry, decide the last second.
+pub const RECORD_SLACK: u64 = 1;
+
+/// Like [`open_seen`] for a stored record whose storage reports `left` seconds of life
+/// (`read_ttl`). An entry renewed by a touch expires `idle + RECORD_SLACK` after that
+/// touch, or `RECORD_SLACK` after the session's end (absolute lifetime, deadline),
+/// whichever comes first, which tells when it was last used (rounded up: a timeout is
+/// never early, and holds to within a second). No renewal is due when the entry
+/// already lasts until the session's end: a touch could not extend it.
+pub fn open_stored<'a>(
+    name: &str,
+    text: &'a str,
+    lifetimes: &Lifetimes,
+    now: u64,
+    left: Option<f64>,
+) -> Option<(&'a str, Alive)> {
+    let ends = left
+        .filter(|l| l.is_finite())
+        .map(|l| now.saturating_add(l.max(0.0).ceil() as u64));
+    let seen = match (ends, lifetimes.idle) {
+        (Some(ends), Some(idle)) => Some(ends.saturating_sub(idle + RECORD_SLACK)),
+        _ => None,
+    };
+    let (payload, mut alive) = open_seen(name, text, lifetimes, now, seen)?;
+    if let (true, Some(ends)) = (alive.renew, ends) {
+        let end = [
+            alive.deadline,
+            lifetimes.absolute.map(|a| alive.created.saturating_add(a)),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if end.is_some_and(|end| ends.saturating_add(1) >= end) {
+            alive.renew = false;
+        }
+    }
+    Some((payload, alive))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +212,22 @@ mod tests {
         assert!(open("S", &ahead, &L, 1111).is_none()); // idle counted from its own time
         let far = wrap("S", 1100, 1100, None, "x");
         assert!(open("S", &far, &L, 1000).is_none());
+    }
+
+    #[test]
+    fn a_stored_record_reads_its_last_use_from_the_time_left() {
+        let w = wrap("S", 1000, 1000, None, "x");
+        // touched at 1010 with ttl idle + slack = 61: at 1030, 41 s are left
+        let (_, a) = open_stored("S", &w, &L, 1030, Some(40.2)).unwrap();
+        assert_eq!((a.last_seen, a.renew), (1010, true));
+        assert!(open_stored("S", &w, &L, 1110, Some(1.0)).is_none()); // absolute ends
+                                                                      // an entry that lasts to the absolute end: nothing to renew
+        let (_, a) = open_stored("S", &w, &L, 1090, Some(11.0)).unwrap();
+        assert!(!a.renew);
+        // no expiry: the record's own clocks
+        let (_, a) = open_stored("S", &w, &L, 1030, Some(f64::INFINITY)).unwrap();
+        assert_eq!((a.last_seen, a.renew), (1000, true));
+        assert!(open_stored("S", &w, &L, 1061, None).is_none());
     }
 
     #[test]

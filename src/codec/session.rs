@@ -146,6 +146,16 @@ impl SessionCodec {
         clocks::open_seen(&self.name, text, self.lifetimes.as_ref()?, now, seen)
     }
 
+    /// Checks a stored record's clocks (see [`clocks::open_stored`]).
+    pub fn open_stored<'a>(
+        &self,
+        text: &'a str,
+        now: u64,
+        left: Option<f64>,
+    ) -> Option<(&'a str, Alive)> {
+        clocks::open_stored(&self.name, text, self.lifetimes.as_ref()?, now, left)
+    }
+
     /// Frames `payload` with its clocks (`last_seen` = `now`), before the chain.
     pub fn wrap_clocks(
         &self,
