@@ -247,10 +247,17 @@ class CurrentSessions:
             self._dirty = True
             return
         p = st.provider
-        if p.record_codec is None:
+        codec = p.record_codec
+        if codec is None:
             text: Optional[str] = got
         else:
-            alive = _open_record(p, got, int(self._config._clock()))
+            # the record's clocks (and, from read_ttl, the seconds left: the last use)
+            config = self._config
+            now = None if config._system_clock else int(config._clock())
+            if p.reads_ttl:
+                alive = codec.open_clocks(got[0], now, None, got[1])
+            else:
+                alive = codec.open_clocks(got, now)
             if alive is None:  # ended: the entry goes, the cookie is cleared
                 st.unknown = True
                 st.delete_ids = (*st.delete_ids, sid)
