@@ -323,6 +323,31 @@ def test_a_regenerate_racing_a_logout_mints_nothing(store: tuple[Any, Clock]) ->
     assert len(getattr(storage, "_data", {None: 1})) in (0, 1)  # nothing new stored
 
 
+def test_a_login_that_sets_then_regenerates_stores_once(store: tuple[Any, Clock]) -> None:
+    """The usual login (set, then regenerate) on a new session: the id minted by set was
+    never stored, so nothing is deleted; one create."""
+    storage, clock = store
+    counted = Counting(storage, FULL)
+    s = registry(counted, clock)
+
+    def inner(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        c = fs.get_sessions(environ)
+        c.set(Login("ann"))
+        c.regenerate(Login)
+        start_response("200 OK", [])
+        return [b"null"]
+
+    cookie = get(fs.WSGISessionMiddleware(inner, s), "/").cookie()
+    assert cookie and counted.take() == ["create"]
+    assert get(wsgi_app(s), "/read", cookie).body == ["ann", 0]
+    counted.take()
+    # logged in already: the stored entry moves (deleted, then the new one created)
+    again = get(fs.WSGISessionMiddleware(inner, s), "/", cookie).cookie()
+    assert again and again != cookie
+    assert counted.take() == ["read", "invalidate", "create"]
+    assert get(wsgi_app(s), "/read", cookie).body is None
+
+
 def test_without_create_and_update_a_write_is_best_effort(store: tuple[Any, Clock]) -> None:
     storage, clock = store
     counted = Counting(storage, BASIC)

@@ -953,7 +953,8 @@ def _retire_id(st: _State) -> None:
     """The current server-side id's entry is deleted when the response starts, and the
     session has no id until a ``set`` mints a new one."""
     if st.sid is not None:
-        st.delete_ids = (*st.delete_ids, st.sid)
+        if st.sid == st.stored_sid:  # an id minted in this request was never stored
+            st.delete_ids = (*st.delete_ids, st.sid)
         st.sid = None
 
 
