@@ -38,7 +38,7 @@ import logging
 import threading
 import time
 from types import ModuleType
-from typing import Any, AsyncGenerator, Awaitable, Callable, Optional
+from typing import Any, AsyncGenerator, Awaitable, Callable, Generic, Optional, TypeVar, overload
 from urllib.parse import urlsplit, urlunsplit
 
 from ferrosession.errors import ConfigurationError, StorageError
@@ -160,6 +160,29 @@ def _redacted(url: str) -> str:
 
 def _is_asyncio_client(client: Any) -> bool:
     return inspect.iscoroutinefunction(getattr(client, "execute_command", None))
+
+
+_F = TypeVar("_F")
+
+
+class _AsyncMethod(Generic[_F]):
+    """An asyncio method of :class:`RedisStorage` (``aread`` & co.): absent
+    (``AttributeError``) on a storage that has only a sync client, so that the
+    middleware, which looks for them with ``getattr``, calls the sync ones instead."""
+
+    def __init__(self, impl: str, doc: str) -> None:
+        self.impl = impl
+        self.__doc__ = doc
+
+    @overload
+    def __get__(self, obj: None, owner: Any) -> _AsyncMethod[_F]: ...
+    @overload
+    def __get__(self, obj: RedisStorage, owner: Any) -> _F: ...
+    def __get__(self, obj: Optional[RedisStorage], owner: Any) -> Any:
+        if obj is None:
+            return self
+        obj._check_async()
+        return getattr(obj, self.impl)
 
 
 class RedisStorage:
@@ -342,12 +365,7 @@ class RedisStorage:
             StorageError: Redis could not be reached or answered with an error.
         """
         key = self._key(session_id)
-        client = self._client()
-        try:
-            raw = client.execute_command("GET", key, keys=[key], **_RAW)
-        except Exception as exc:
-            raise _failed("read (GET)", exc) from exc
-        return _text(raw)
+        return _text(self._run("read (GET)", "GET", key, keys=[key], **_RAW))
 
     def write(self, session_id: str, value: str, ttl: int) -> None:
         """Stores ``value`` for ``ttl`` seconds (one ``SET … EX ttl``).
@@ -358,12 +376,8 @@ class RedisStorage:
             StorageError: Redis could not be reached or answered with an error.
         """
         key, data, ttl = self._key(session_id), _data(value), _check_ttl(ttl)
-        client = self._client()
-        try:
-            # execute_command, not client.set: its option checks cost ~2 µs a call
-            client.execute_command("SET", key, data, "EX", ttl, keys=[key])
-        except Exception as exc:
-            raise _failed("write (SET)", exc) from exc
+        # execute_command, not client.set: its option checks cost ~2 µs a call
+        self._run("write (SET)", "SET", key, data, "EX", ttl, keys=[key])
 
     def invalidate(self, session_id: str) -> bool:
         """Deletes the entry (one ``DEL``): ``True`` when there was one, ``False`` when
@@ -373,11 +387,7 @@ class RedisStorage:
             StorageError: Redis could not be reached or answered with an error.
         """
         key = self._key(session_id)
-        client = self._client()
-        try:
-            return bool(client.execute_command("DEL", key, keys=[key]))
-        except Exception as exc:
-            raise _failed("invalidate (DEL)", exc) from exc
+        return bool(self._run("invalidate (DEL)", "DEL", key, keys=[key]))
 
     def create(self, session_id: str, value: str, ttl: int) -> bool:
         """Stores ``value`` for ``ttl`` seconds only when there is no live entry (one
@@ -390,11 +400,7 @@ class RedisStorage:
             StorageError: Redis could not be reached or answered with an error.
         """
         key, data, ttl = self._key(session_id), _data(value), _check_ttl(ttl)
-        client = self._client()
-        try:
-            return bool(client.execute_command("SET", key, data, "NX", "EX", ttl, keys=[key]))
-        except Exception as exc:
-            raise _failed("create (SET NX)", exc) from exc
+        return bool(self._run("create (SET NX)", "SET", key, data, "NX", "EX", ttl, keys=[key]))
 
     def update(self, session_id: str, value: str, ttl: int) -> bool:
         """Replaces a live entry's value and lifetime (one ``SET … XX EX ttl``, atomic: an
@@ -407,11 +413,7 @@ class RedisStorage:
             StorageError: Redis could not be reached or answered with an error.
         """
         key, data, ttl = self._key(session_id), _data(value), _check_ttl(ttl)
-        client = self._client()
-        try:
-            return bool(client.execute_command("SET", key, data, "XX", "EX", ttl, keys=[key]))
-        except Exception as exc:
-            raise _failed("update (SET XX)", exc) from exc
+        return bool(self._run("update (SET XX)", "SET", key, data, "XX", "EX", ttl, keys=[key]))
 
     def touch(self, session_id: str, ttl: int) -> bool:
         """Makes a live entry expire ``ttl`` seconds from now without rewriting it (one
@@ -423,11 +425,7 @@ class RedisStorage:
             StorageError: Redis could not be reached or answered with an error.
         """
         key, ttl = self._key(session_id), _check_ttl(ttl)
-        client = self._client()
-        try:
-            return bool(client.execute_command("EXPIRE", key, ttl, keys=[key]))
-        except Exception as exc:
-            raise _failed("touch (EXPIRE)", exc) from exc
+        return bool(self._run("touch (EXPIRE)", "EXPIRE", key, ttl, keys=[key]))
 
     def read_ttl(self, session_id: str) -> Optional[tuple[str, float]]:
         """The stored text and its remaining lifetime in seconds, or ``None`` when there
@@ -437,13 +435,7 @@ class RedisStorage:
         Raises:
             StorageError: Redis could not be reached or answered with an error.
         """
-        key = self._key(session_id)
-        client = self._client()
-        try:
-            reply = _eval(client, _READ_TTL, key)
-        except Exception as exc:
-            raise _failed("read_ttl (GET, PTTL)", exc) from exc
-        return _text_ttl(reply)
+        return _text_ttl(self._script("read_ttl (GET, PTTL)", _READ_TTL, self._key(session_id)))
 
     def index_add(self, owner: str, session_id: str, ttl: int) -> None:
         """Records that ``session_id`` belongs to ``owner`` for ``ttl`` seconds (replacing
@@ -457,11 +449,7 @@ class RedisStorage:
             StorageError: Redis could not be reached or answered with an error.
         """
         owner_key, args = self._index_add_args(owner, session_id, ttl)
-        client = self._client()
-        try:
-            _eval(client, _INDEX_ADD, owner_key, *args)
-        except Exception as exc:
-            raise _failed("index_add (ZADD)", exc) from exc
+        self._script("index_add (ZADD)", _INDEX_ADD, owner_key, *args)
 
     def index_remove(self, owner: str, session_id: str) -> None:
         """Forgets that ``session_id`` belongs to ``owner`` (one ``ZREM``; no error when
@@ -471,11 +459,7 @@ class RedisStorage:
             StorageError: Redis could not be reached or answered with an error.
         """
         owner_key, member = self._owner_key(owner), _member(session_id)
-        client = self._client()
-        try:
-            client.execute_command("ZREM", owner_key, member, keys=[owner_key])
-        except Exception as exc:
-            raise _failed("index_remove (ZREM)", exc) from exc
+        self._run("index_remove (ZREM)", "ZREM", owner_key, member, keys=[owner_key])
 
     def index_list(self, owner: str) -> list[str]:
         """The session keys recorded for ``owner`` whose record has not expired (one
@@ -486,14 +470,52 @@ class RedisStorage:
             StorageError: Redis could not be reached or answered with an error.
         """
         owner_key = self._owner_key(owner)
+        reply = self._run(
+            "index_list (ZRANGEBYSCORE)",
+            "ZRANGEBYSCORE",
+            owner_key,
+            f"({_now_ms()}",
+            "+inf",
+            keys=[owner_key],
+            **_RAW,
+        )
+        return _members(reply)
+
+    def _run(self, op: str, *command: Any, **options: Any) -> Any:
+        """One command on the sync client; a failure is a StorageError naming ``op``."""
         client = self._client()
         try:
-            reply = client.execute_command(
-                "ZRANGEBYSCORE", owner_key, f"({_now_ms()}", "+inf", keys=[owner_key], **_RAW
-            )
+            return client.execute_command(*command, **options)
         except Exception as exc:
-            raise _failed("index_list (ZRANGEBYSCORE)", exc) from exc
-        return _members(reply)
+            raise _failed(op, exc) from exc
+
+    def _script(self, op: str, script: _Script, key: bytes, *args: Any) -> Any:
+        """One script on the sync client (see :func:`_eval`)."""
+        client = self._client()
+        try:
+            return _eval(client, script, key, *args)
+        except Exception as exc:
+            raise _failed(op, exc) from exc
+
+    async def _arun(self, op: str, *command: Any, **options: Any) -> Any:
+        """One command on the running loop's asyncio client."""
+        client = self._loop_client()
+        if client is None:
+            client = await self._new_async_client()
+        try:
+            return await client.execute_command(*command, **options)
+        except Exception as exc:
+            raise _failed(op, exc) from exc
+
+    async def _ascript(self, op: str, script: _Script, key: bytes, *args: Any) -> Any:
+        """One script on the running loop's asyncio client."""
+        client = self._loop_client()
+        if client is None:
+            client = await self._new_async_client()
+        try:
+            return await _aeval(client, script, key, *args)
+        except Exception as exc:
+            raise _failed(op, exc) from exc
 
     def close(self) -> None:
         """Closes the sync client if this storage made it (from ``url``); a later sync
@@ -506,66 +528,25 @@ class RedisStorage:
             client.close()
 
     # -- asyncio ----------------------------------------------------------------------
-    @property
-    def aread(self) -> AsyncReader:
-        """Async :meth:`read`; absent (``AttributeError``) without an asyncio client."""
-        self._check_async()
-        return self._aread
-
-    @property
-    def awrite(self) -> AsyncWriter:
-        """Async :meth:`write`; absent (``AttributeError``) without an asyncio client."""
-        self._check_async()
-        return self._awrite
-
-    @property
-    def ainvalidate(self) -> AsyncInvalidator:
-        """Async :meth:`invalidate`; absent (``AttributeError``) without an asyncio client."""
-        self._check_async()
-        return self._ainvalidate
-
-    @property
-    def acreate(self) -> AsyncCreator:
-        """Async :meth:`create`; absent (``AttributeError``) without an asyncio client."""
-        self._check_async()
-        return self._acreate
-
-    @property
-    def aupdate(self) -> AsyncCreator:
-        """Async :meth:`update`; absent (``AttributeError``) without an asyncio client."""
-        self._check_async()
-        return self._aupdate
-
-    @property
-    def atouch(self) -> AsyncToucher:
-        """Async :meth:`touch`; absent (``AttributeError``) without an asyncio client."""
-        self._check_async()
-        return self._atouch
-
-    @property
-    def aread_ttl(self) -> AsyncTtlReader:
-        """Async :meth:`read_ttl`; absent (``AttributeError``) without an asyncio client."""
-        self._check_async()
-        return self._aread_ttl
-
-    @property
-    def aindex_add(self) -> AsyncIndexAdder:
-        """Async :meth:`index_add`; absent (``AttributeError``) without an asyncio client."""
-        self._check_async()
-        return self._aindex_add
-
-    @property
-    def aindex_remove(self) -> AsyncIndexRemover:
-        """Async :meth:`index_remove`; absent (``AttributeError``) without an asyncio
-        client."""
-        self._check_async()
-        return self._aindex_remove
-
-    @property
-    def aindex_list(self) -> AsyncIndexLister:
-        """Async :meth:`index_list`; absent (``AttributeError``) without an asyncio client."""
-        self._check_async()
-        return self._aindex_list
+    # Each is absent (AttributeError) on a storage without an asyncio client.
+    aread: _AsyncMethod[AsyncReader] = _AsyncMethod("_aread", "Async :meth:`read`.")
+    awrite: _AsyncMethod[AsyncWriter] = _AsyncMethod("_awrite", "Async :meth:`write`.")
+    ainvalidate: _AsyncMethod[AsyncInvalidator] = _AsyncMethod(
+        "_ainvalidate", "Async :meth:`invalidate`."
+    )
+    acreate: _AsyncMethod[AsyncCreator] = _AsyncMethod("_acreate", "Async :meth:`create`.")
+    aupdate: _AsyncMethod[AsyncCreator] = _AsyncMethod("_aupdate", "Async :meth:`update`.")
+    atouch: _AsyncMethod[AsyncToucher] = _AsyncMethod("_atouch", "Async :meth:`touch`.")
+    aread_ttl: _AsyncMethod[AsyncTtlReader] = _AsyncMethod("_aread_ttl", "Async :meth:`read_ttl`.")
+    aindex_add: _AsyncMethod[AsyncIndexAdder] = _AsyncMethod(
+        "_aindex_add", "Async :meth:`index_add`."
+    )
+    aindex_remove: _AsyncMethod[AsyncIndexRemover] = _AsyncMethod(
+        "_aindex_remove", "Async :meth:`index_remove`."
+    )
+    aindex_list: _AsyncMethod[AsyncIndexLister] = _AsyncMethod(
+        "_aindex_list", "Async :meth:`index_list`."
+    )
 
     def _check_async(self) -> None:
         if self._async_fixed is None and self._async_factory is None:
@@ -576,107 +557,53 @@ class RedisStorage:
 
     async def _aread(self, session_id: str) -> Optional[str]:
         key = self._key(session_id)
-        client = self._loop_client()
-        if client is None:
-            client = await self._new_async_client()
-        try:
-            raw = await client.execute_command("GET", key, keys=[key], **_RAW)
-        except Exception as exc:
-            raise _failed("read (GET)", exc) from exc
-        return _text(raw)
+        return _text(await self._arun("read (GET)", "GET", key, keys=[key], **_RAW))
 
     async def _awrite(self, session_id: str, value: str, ttl: int) -> None:
         key, data, ttl = self._key(session_id), _data(value), _check_ttl(ttl)
-        client = self._loop_client()
-        if client is None:
-            client = await self._new_async_client()
-        try:
-            await client.execute_command("SET", key, data, "EX", ttl, keys=[key])
-        except Exception as exc:
-            raise _failed("write (SET)", exc) from exc
+        await self._arun("write (SET)", "SET", key, data, "EX", ttl, keys=[key])
 
     async def _ainvalidate(self, session_id: str) -> bool:
         key = self._key(session_id)
-        client = self._loop_client()
-        if client is None:
-            client = await self._new_async_client()
-        try:
-            return bool(await client.execute_command("DEL", key, keys=[key]))
-        except Exception as exc:
-            raise _failed("invalidate (DEL)", exc) from exc
+        return bool(await self._arun("invalidate (DEL)", "DEL", key, keys=[key]))
 
     async def _acreate(self, session_id: str, value: str, ttl: int) -> bool:
         key, data, ttl = self._key(session_id), _data(value), _check_ttl(ttl)
-        client = self._loop_client()
-        if client is None:
-            client = await self._new_async_client()
-        try:
-            return bool(await client.execute_command("SET", key, data, "NX", "EX", ttl, keys=[key]))
-        except Exception as exc:
-            raise _failed("create (SET NX)", exc) from exc
+        command = ("SET", key, data, "NX", "EX", ttl)
+        return bool(await self._arun("create (SET NX)", *command, keys=[key]))
 
     async def _aupdate(self, session_id: str, value: str, ttl: int) -> bool:
         key, data, ttl = self._key(session_id), _data(value), _check_ttl(ttl)
-        client = self._loop_client()
-        if client is None:
-            client = await self._new_async_client()
-        try:
-            return bool(await client.execute_command("SET", key, data, "XX", "EX", ttl, keys=[key]))
-        except Exception as exc:
-            raise _failed("update (SET XX)", exc) from exc
+        command = ("SET", key, data, "XX", "EX", ttl)
+        return bool(await self._arun("update (SET XX)", *command, keys=[key]))
 
     async def _atouch(self, session_id: str, ttl: int) -> bool:
         key, ttl = self._key(session_id), _check_ttl(ttl)
-        client = self._loop_client()
-        if client is None:
-            client = await self._new_async_client()
-        try:
-            return bool(await client.execute_command("EXPIRE", key, ttl, keys=[key]))
-        except Exception as exc:
-            raise _failed("touch (EXPIRE)", exc) from exc
+        return bool(await self._arun("touch (EXPIRE)", "EXPIRE", key, ttl, keys=[key]))
 
     async def _aread_ttl(self, session_id: str) -> Optional[tuple[str, float]]:
         key = self._key(session_id)
-        client = self._loop_client()
-        if client is None:
-            client = await self._new_async_client()
-        try:
-            reply = await _aeval(client, _READ_TTL, key)
-        except Exception as exc:
-            raise _failed("read_ttl (GET, PTTL)", exc) from exc
-        return _text_ttl(reply)
+        return _text_ttl(await self._ascript("read_ttl (GET, PTTL)", _READ_TTL, key))
 
     async def _aindex_add(self, owner: str, session_id: str, ttl: int) -> None:
         owner_key, args = self._index_add_args(owner, session_id, ttl)
-        client = self._loop_client()
-        if client is None:
-            client = await self._new_async_client()
-        try:
-            await _aeval(client, _INDEX_ADD, owner_key, *args)
-        except Exception as exc:
-            raise _failed("index_add (ZADD)", exc) from exc
+        await self._ascript("index_add (ZADD)", _INDEX_ADD, owner_key, *args)
 
     async def _aindex_remove(self, owner: str, session_id: str) -> None:
         owner_key, member = self._owner_key(owner), _member(session_id)
-        client = self._loop_client()
-        if client is None:
-            client = await self._new_async_client()
-        try:
-            await client.execute_command("ZREM", owner_key, member, keys=[owner_key])
-        except Exception as exc:
-            raise _failed("index_remove (ZREM)", exc) from exc
+        await self._arun("index_remove (ZREM)", "ZREM", owner_key, member, keys=[owner_key])
 
     async def _aindex_list(self, owner: str) -> list[str]:
         owner_key = self._owner_key(owner)
-        client = self._loop_client()
-        if client is None:
-            client = await self._new_async_client()
-        try:
-            reply = await client.execute_command(
-                "ZRANGEBYSCORE", owner_key, f"({_now_ms()}", "+inf", keys=[owner_key], **_RAW
-            )
-        except Exception as exc:
-            raise _failed("index_list (ZRANGEBYSCORE)", exc) from exc
+        reply = await self._arun(
+            "index_list (ZRANGEBYSCORE)",
+            "ZRANGEBYSCORE",
+            owner_key,
+            f"({_now_ms()}",
+            "+inf",
+            keys=[owner_key],
+            **_RAW,
+        )
         return _members(reply)
 
     def _loop_client(self) -> Any:
