@@ -249,6 +249,25 @@ struct Stripe {
     generation: AtomicU64,
 }
 
+impl Stripe {
+    /// Takes the stripe for a write, invalidation or touch: its lock, and busy (odd
+    /// generation), until the returned guard is dropped.
+    fn change(&self) -> Change<'_> {
+        let lock = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        Change {
+            _busy: Busy::new(&self.generation),
+            _lock: lock,
+        }
+    }
+}
+
+/// A stripe taken for a change. Fields drop in order: the stripe is marked idle again
+/// before its lock is released.
+struct Change<'a> {
+    _busy: Busy<'a>,
+    _lock: MutexGuard<'a, ()>,
+}
+
 /// Marks a stripe busy (odd generation) for as long as it lives.
 struct Busy<'a>(&'a AtomicU64);
 
@@ -534,8 +553,7 @@ impl DirectoryStorage {
         }
         let loc = self.locate(id);
         let stripe = &self.stripes[loc.stripe];
-        let _lock = stripe.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let _busy = Busy::new(&stripe.generation);
+        let _change = stripe.change();
         let now = self.clock.now();
         let expires_at = now.saturating_add(ttl_nanos(ttl_secs));
         let file = self.write_file(&loc.path, value, expires_at)?;
@@ -596,8 +614,7 @@ impl DirectoryStorage {
         let loc = self.locate(id);
         let dir = loc.path.parent().expect("entry paths have a folder");
         let stripe = &self.stripes[loc.stripe];
-        let _lock = stripe.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let _busy = Busy::new(&stripe.generation);
+        let _change = stripe.change();
         let now = self.clock.now();
         let expires_at = now.saturating_add(ttl_nanos(ttl_secs));
         let (tmp, file) = write_temp(dir, &record::encode(value), expires_at, true)?
@@ -687,8 +704,7 @@ impl DirectoryStorage {
         let loc = self.locate(id);
         let dir = loc.path.parent().expect("entry paths have a folder");
         let stripe = &self.stripes[loc.stripe];
-        let _lock = stripe.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let _busy = Busy::new(&stripe.generation);
+        let _change = stripe.change();
         let now = self.clock.now();
         let expires_at = now.saturating_add(ttl_nanos(ttl_secs));
         let updated = self.update_file(&loc.path, dir, value, expires_at, now);
@@ -780,8 +796,7 @@ impl DirectoryStorage {
         let loc = self.locate(id);
         let dir = loc.path.parent().expect("entry paths have a folder");
         let stripe = &self.stripes[loc.stripe];
-        let _lock = stripe.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let _busy = Busy::new(&stripe.generation);
+        let _change = stripe.change();
         let now = self.clock.now();
         let removed = remove_entry(&loc.path, dir, now);
         self.forget(id);
@@ -796,8 +811,7 @@ impl DirectoryStorage {
         }
         let loc = self.locate(id);
         let stripe = &self.stripes[loc.stripe];
-        let _lock = stripe.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let _busy = Busy::new(&stripe.generation);
+        let _change = stripe.change();
         let now = self.clock.now();
         let touched = touch_file(&loc.path, now, now.saturating_add(ttl_nanos(ttl_secs)));
         match touched {
@@ -1090,8 +1104,7 @@ impl DirectoryStorage {
     /// newer write).
     fn collect(&self, path: &Path, leaf: &Path, stripe: usize, now: UnixNanos) -> Result<bool> {
         let stripe = &self.stripes[stripe];
-        let _lock = stripe.lock.lock().unwrap_or_else(|p| p.into_inner());
-        let _busy = Busy::new(&stripe.generation);
+        let _change = stripe.change();
         let expired =
             |grave: &Path| fs::symlink_metadata(grave).is_ok_and(|m| os::mtime(&m) <= now);
         Ok(matches!(take_if(path, leaf, expired)?, Taken::Removed))
