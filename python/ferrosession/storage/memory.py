@@ -115,11 +115,7 @@ class MemoryStorage:
         there was one. Never brings back an invalidated or expired entry."""
         with self._lock:
             now = self._clock()
-            entry = self._data.get(session_id)
-            if entry is None:
-                return False
-            if entry[1] <= now:
-                self._data.pop(session_id, None)
+            if self._live_locked(session_id, now) is None:
                 return False
             self._put(session_id, value, now + ttl)
         self._count_write()
@@ -130,11 +126,8 @@ class MemoryStorage:
         whether there was one."""
         with self._lock:
             now = self._clock()
-            entry = self._data.get(session_id)
+            entry = self._live_locked(session_id, now)
             if entry is None:
-                return False
-            if entry[1] <= now:
-                self._data.pop(session_id, None)
                 return False
             self._data[session_id] = (entry[0], now + ttl)
             if self._max_entries is not None:
@@ -210,6 +203,15 @@ class MemoryStorage:
         self._writes += 1
         if self._writes % _SWEEP_EVERY == 0:
             self._sweep()
+
+    def _live_locked(self, session_id: str, now: float) -> Optional[tuple[str, float]]:
+        """The live entry of ``session_id``, or ``None``; an expired one is deleted. The
+        caller holds the lock."""
+        entry = self._data.get(session_id)
+        if entry is not None and entry[1] <= now:
+            self._data.pop(session_id, None)  # a lock-free eviction may get there first
+            return None
+        return entry
 
     def _drop_expired(self, session_id: str, entry: tuple[str, float]) -> None:
         """Deletes an expired entry, unless another thread replaced it meanwhile."""
