@@ -706,13 +706,7 @@ class CurrentSessions:
                 continue
             action = st.action
             if action == _SET:
-                if (
-                    p.send_only_if_modified
-                    and not st.force
-                    and st.value is not None
-                    and st.new is not st.value
-                    and st.new == st.value
-                ):
+                if _unchanged(p, st):
                     continue
                 assert st.out is not None
                 headers.append((p.response_name, p.response_key, st.out, not p.header, None))
@@ -745,13 +739,7 @@ class CurrentSessions:
         for owner, keep in st.purges:
             ops.append((p, "_purge", (owner, current if keep else None), None))
         action = st.action
-        setting = action == _SET and not (
-            p.send_only_if_modified
-            and not st.force
-            and st.value is not None
-            and st.new is not st.value
-            and st.new == st.value
-        )
+        setting = action == _SET and not _unchanged(p, st)
         regen = st.regen_from if setting else None
         stored = st.stored_sid
         for sid in st.delete_ids:
@@ -947,6 +935,18 @@ def _owner_key(p: Provider, who: object) -> Optional[str]:
 def _owner(p: Provider, value: object) -> Optional[str]:
     """The index key of the owner of ``value`` (``None``: it has none)."""
     return _owner_key(p, _principal(p, value))
+
+
+def _unchanged(p: Provider, st: _State) -> bool:
+    """``send_only_if_modified``: the value set equals the incoming one (and was not
+    forced out by ``regenerate``), so nothing is sent or stored."""
+    return (
+        p.send_only_if_modified
+        and not st.force
+        and st.value is not None
+        and st.new is not st.value
+        and st.new == st.value
+    )
 
 
 def _retire_id(st: _State) -> None:
