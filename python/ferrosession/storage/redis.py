@@ -334,6 +334,12 @@ class RedisStorage:
             raise TypeError(f"owner must be a str, not {type(owner).__name__}")
         return (self._prefix + "owner:" + owner).encode("utf-8", "surrogatepass")
 
+    def _index_list_command(self, owner: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """``index_list``'s command: the owner's members whose time has not passed."""
+        owner_key = self._owner_key(owner)
+        command = ("ZRANGEBYSCORE", owner_key, f"({_now_ms()}", "+inf")
+        return command, {"keys": [owner_key], **_RAW}
+
     def _index_add_args(
         self, owner: str, session_id: str, ttl: int
     ) -> tuple[bytes, tuple[int, bytes, int, int]]:
@@ -469,17 +475,8 @@ class RedisStorage:
         Raises:
             StorageError: Redis could not be reached or answered with an error.
         """
-        owner_key = self._owner_key(owner)
-        reply = self._run(
-            "index_list (ZRANGEBYSCORE)",
-            "ZRANGEBYSCORE",
-            owner_key,
-            f"({_now_ms()}",
-            "+inf",
-            keys=[owner_key],
-            **_RAW,
-        )
-        return _members(reply)
+        command, options = self._index_list_command(owner)
+        return _members(self._run("index_list (ZRANGEBYSCORE)", *command, **options))
 
     def _run(self, op: str, *command: Any, **options: Any) -> Any:
         """One command on the sync client; a failure is a StorageError naming ``op``."""
@@ -594,17 +591,8 @@ class RedisStorage:
         await self._arun("index_remove (ZREM)", "ZREM", owner_key, member, keys=[owner_key])
 
     async def _aindex_list(self, owner: str) -> list[str]:
-        owner_key = self._owner_key(owner)
-        reply = await self._arun(
-            "index_list (ZRANGEBYSCORE)",
-            "ZRANGEBYSCORE",
-            owner_key,
-            f"({_now_ms()}",
-            "+inf",
-            keys=[owner_key],
-            **_RAW,
-        )
-        return _members(reply)
+        command, options = self._index_list_command(owner)
+        return _members(await self._arun("index_list (ZRANGEBYSCORE)", *command, **options))
 
     def _loop_client(self) -> Any:
         """The asyncio client for the running loop, or ``None`` when it must be made."""
