@@ -5,6 +5,7 @@ general path (``_plan``) sends, for sequences that leave or cross them."""
 from __future__ import annotations
 
 import asyncio
+import copy
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -158,3 +159,80 @@ def test_send_returns_the_servers_awaitable_and_marks_the_start() -> None:
     assert asyncio.iscoroutine(seen["awaitable"])
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
     assert sent[0]["headers"] == [(b"vary", b"Cookie")]
+
+
+@dataclass(frozen=True)
+class Token:
+    v: str
+
+
+def _scenarios() -> dict[str, Callable[[fs.CurrentSessions], Any]]:
+    def run(*steps: Callable[[fs.CurrentSessions], Any]) -> Callable[[fs.CurrentSessions], Any]:
+        def handler(cs: fs.CurrentSessions) -> Any:
+            return [step(cs) for step in steps]
+
+        return handler
+
+    return {
+        "set": run(lambda cs: cs.set(Cart(["n"]))),
+        "read, set": run(lambda cs: cs.get(Cart), lambda cs: cs.set(Cart(["n"]))),
+        "set, set": run(lambda cs: cs.set(Cart(["1"])), lambda cs: cs.set(Cart(["2"]))),
+        "set, read": run(lambda cs: cs.set(Cart(["n"])), lambda cs: cs.get(Cart)),
+        "set, clear": run(lambda cs: cs.set(Cart(["n"])), lambda cs: cs.clear(Cart)),
+        "set, read other": run(lambda cs: cs.set(Cart(["n"])), lambda cs: cs.get(Login)),
+        "read other, set": run(lambda cs: cs.get(Login), lambda cs: cs.set(Cart(["n"]))),
+        "set, set other": run(lambda cs: cs.set(Cart(["n"])), lambda cs: cs.set(Login("u"))),
+        "clear, set": run(lambda cs: cs.clear(Cart), lambda cs: cs.set(Cart(["n"]))),
+        "set header": run(lambda cs: cs.set(Token("t"))),
+        "read header, set header": run(lambda cs: cs.get(Token), lambda cs: cs.set(Token("u"))),
+        "set float": run(lambda cs: cs.set(Login(1.5))),  # type: ignore[arg-type]
+    }
+
+
+def _mixed(key: bytes = KEY, *old: bytes) -> fs.Sessions:
+    s = sessions(key, *old)
+    s.header(Token, "X-Token", transformers=[fs.MessageAuthentication(key, old_keys=old)])
+    return s
+
+
+def _headers(r: Response) -> list[tuple[str, str]]:
+    """The response headers, Expires left out (the two runs may straddle a second)."""
+    out = []
+    for k, v in r.raw_headers:
+        value = v.decode("latin-1")
+        if k.lower() == b"set-cookie":
+            value = "; ".join(p for p in value.split("; ") if not p.startswith("Expires="))
+        out.append((k.decode("latin-1").lower(), value))
+    return out
+
+
+@pytest.mark.parametrize("scenario", list(_scenarios()))
+@pytest.mark.parametrize("incoming", ["none", "valid", "tampered", "retired"])
+def test_sets_fast_path_sends_what_the_general_path_sends(scenario: str, incoming: str) -> None:
+    """set's ASGI fast path (the headers listed at set time, added by _send as they are)
+    against the general path (_start and _plan), for the same requests."""
+    handler = _scenarios()[scenario]
+    cookies = {"valid": KEY, "retired": OLD_KEY}
+    headers: list[tuple[str, str]] = []
+    if incoming in cookies:
+        key = cookies[incoming]
+        headers = [
+            ("cookie", f"{cookie(Cart(['a']), key)}; {cookie(Login('a'), key)}"),
+            (
+                "x-token",
+                call(app(_mixed(key), lambda cs: cs.set(Token("a")))).headers("x-token")[0],
+            ),
+        ]
+    elif incoming == "tampered":
+        headers = [("cookie", "CART=x; LOGIN=y"), ("x-token", "z")]
+    fast = app(_mixed(KEY, OLD_KEY), handler)
+    general = app(_mixed(KEY, OLD_KEY), handler)
+    for p in general.sessions.providers:
+        p.fast_set = False
+    for start in ({}, {"headers": [(b"cache-control", b"private")]}, {"headers": ((b"x", b"1"),)}):
+        # each app its own copy: a middleware extends the start message's header list
+        fast_app = app(fast.sessions, handler, **copy.deepcopy(start))
+        general_app = app(general.sessions, handler, **copy.deepcopy(start))
+        a, b = call(fast_app, headers=headers), call(general_app, headers=headers)
+        assert _headers(a) == _headers(b), (scenario, incoming, start)
+        assert a.body == b.body

@@ -81,6 +81,14 @@ class Codec:
     def write_asgi(
         self, payload: Union[str, bytes], max_age: Optional[int] = None, now: Optional[int] = None
     ) -> bytes: ...
+    def write_value(
+        self,
+        schema: Schema,
+        value: Any,
+        max_age: Optional[int] = None,
+        asgi: bool = True,
+        now: Optional[int] = None,
+    ) -> Optional[Union[bytes, str]]: ...
     def render(
         self, transformed: str, max_age: Optional[int] = None, now: Optional[int] = None
     ) -> str: ...
@@ -112,6 +120,7 @@ class Schema:
 
     def __new__(cls, spec: Any) -> Schema: ...
     def decode(self, text: str) -> Optional[Any]: ...
+    def dumps(self, value: Any) -> Optional[bytes]: ...
 
 def mac_transformer(
     keys: list[bytes], algorithm: str = "sha256", max_age: Optional[int] = None

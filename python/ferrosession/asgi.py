@@ -49,7 +49,8 @@ class _ASGISessions(CurrentSessions):
             if not dirty:
                 self._started = True
                 return self._next(message)
-            if type(dirty) is tuple:
+            kind = type(dirty)
+            if kind is tuple:
                 # all there is to send: the Vary header of the one session read (get
                 # marks it so), added here without the call of _start
                 self._started = True
@@ -57,6 +58,12 @@ class _ASGISessions(CurrentSessions):
                 if not isinstance(headers, list):
                     headers = message["headers"] = list(headers or ())
                 headers.append(dirty)
+                return self._next(message)
+            if kind is list:
+                # all there is to send: the headers of the one session set (set's fast
+                # path lists them), and no-store for a cookie, as _add_headers adds it
+                self._started = True
+                _add_headers(message, dirty, dirty[0][0] == b"set-cookie")
                 return self._next(message)
             pending = self._start(message)
             if pending is not None:  # storage work first, then the message

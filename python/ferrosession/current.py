@@ -409,24 +409,40 @@ class CurrentSessions:
         if provider.fast_set and max_age is None:
             # The common case in one go (what _state and _set do for it): serialize,
             # then one Rust call signs (or seals) and renders the Set-Cookie line.
-            st = self._states.get(provider)
+            states = self._states
+            st = states.get(provider)
             if st is None:
-                st = self._states[provider] = _new(_State)
+                st = states[provider] = _new(_State)
                 st.provider = provider
             codec = (
                 provider.codec_secure if self._https and provider.secure_auto else provider.codec
             )
-            # serialize(value), as the UTF-8 bytes orjson writes (Rust reads them as
-            # they are); under ASGI the line comes as the bytes the header takes
-            data = provider.serializer._dumps(value)
-            if self._headers is not None:
-                st.out = codec.write_asgi(data, provider.cookie_max_age)
-            else:
-                st.out = codec.write(data, provider.cookie_max_age)
+            # Rust writes the JSON of a plain value itself (orjson's, byte for byte);
+            # under ASGI the line comes as the bytes the header takes
+            asgi = self._headers is not None
+            schema: Any = provider.schema  # fast_set: not None
+            out = codec.write_value(schema, value, provider.cookie_max_age, asgi)
+            if out is None:  # orjson writes it (or raises), as UTF-8 bytes Rust reads as they are
+                data = provider.serializer._dumps(value)
+                if asgi:
+                    out = codec.write_asgi(data, provider.cookie_max_age)
+                else:
+                    out = codec.write(data, provider.cookie_max_age)
+            st.out = out
             st.action = _SET
             st.new = value
             st.force = False
-            self._dirty = True
+            dirty = self._dirty
+            if asgi and len(states) == 1 and (not dirty or type(dirty) is not bool):
+                # This session is all the response gets (nothing else was read, set or
+                # cleared; a read of it, if any, was plain): the headers _start would
+                # add, for _ASGISessions._send to add as they are.
+                if st.loaded:
+                    self._dirty = [(provider.response_key, out), provider.vary_asgi]
+                else:
+                    self._dirty = [(provider.response_key, out)]
+            else:
+                self._dirty = True
             return
         # A client-side value replaces the incoming one without reading it (unless it
         # must be compared, or its clocks carry on); a server-side one needs the id.

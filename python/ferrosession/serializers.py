@@ -200,6 +200,12 @@ class JSONSerializer(Generic[T]):
     def _dumps(self, value: T) -> bytes:
         """:meth:`serialize` as UTF-8 bytes (what orjson writes; the session layer hands
         them to Rust as they are)."""
+        fast = self._fast
+        if fast is not None:
+            # plain values: written in Rust, exactly as orjson writes them below
+            data: Optional[bytes] = fast.dumps(value)
+            if data is not None:
+                return data
         names = self._names
         if names is not None and type(value) is self._cls:
             attrs = value.__dict__

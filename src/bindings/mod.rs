@@ -1,5 +1,6 @@
 //! The only module that touches pyo3: the `ferrosession._core` extension.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use pyo3::exceptions::PyValueError;
@@ -19,7 +20,9 @@ use crate::error::CoreError;
 
 mod compat;
 mod crypto;
+mod dumps;
 mod inspect;
+mod json_out;
 mod storage;
 
 pyo3::import_exception!(ferrosession.errors, ConfigurationError);
@@ -107,7 +110,7 @@ struct Codec {
 
 /// Header bytes as text: ASCII as it is, any other byte as its Latin-1 character (what
 /// ASGI servers and WSGI do), so hostile bytes cannot fail the decoding.
-fn latin1(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+fn latin1(bytes: &[u8]) -> Cow<'_, str> {
     if bytes.is_ascii() {
         // ASCII is UTF-8 as it is
         if let Ok(text) = std::str::from_utf8(bytes) {
@@ -137,6 +140,28 @@ impl<'py> Values<'py> {
 /// What came in, for Python: `None` (absent), `(None, False)` (invalid),
 /// `(payload, reissue)`, or for a codec with lifetimes
 /// `(payload, reissue, created, deadline, renew)`.
+/// A payload as text: a `str`, or the UTF-8 bytes orjson writes (read without a copy).
+fn payload_text<'a>(payload: &'a Bound<'_, PyAny>) -> PyResult<Cow<'a, str>> {
+    if let Ok(bytes) = payload.cast::<PyBytes>() {
+        return std::str::from_utf8(bytes.as_bytes())
+            .map(Cow::Borrowed)
+            .map_err(|_| PyValueError::new_err("the payload is not UTF-8"));
+    }
+    payload.cast::<PyString>()?.to_cow()
+}
+
+/// A rendered header line as the Latin-1 bytes an ASGI header value is.
+fn line_to_bytes(py: Python<'_>, line: Vec<u8>) -> PyResult<Bound<'_, PyBytes>> {
+    if line.is_ascii() {
+        return Ok(PyBytes::new(py, &line));
+    }
+    // not reached (a rendered line is ASCII); Python's encoding, errors and all
+    PyString::new(py, &String::from_utf8_lossy(&line))
+        .call_method1(pyo3::intern!(py, "encode"), ("latin-1",))?
+        .cast_into::<PyBytes>()
+        .map_err(PyErr::from)
+}
+
 fn incoming_to_py<'py>(py: Python<'py>, incoming: Incoming) -> PyResult<Option<Bound<'py, PyAny>>> {
     Ok(match incoming {
         Incoming::Absent => None,
@@ -347,13 +372,7 @@ impl Codec {
         now: Option<u64>,
     ) -> PyResult<String> {
         let now = now.unwrap_or_else(unix_now);
-        if let Ok(bytes) = payload.cast::<PyBytes>() {
-            let text = std::str::from_utf8(bytes.as_bytes())
-                .map_err(|_| PyValueError::new_err("the payload is not UTF-8"))?;
-            return Ok(self.inner.write(text, max_age, now)?);
-        }
-        let text = payload.cast::<PyString>()?.to_cow()?;
-        Ok(self.inner.write(&text, max_age, now)?)
+        Ok(self.inner.write(&payload_text(payload)?, max_age, now)?)
     }
 
     /// Like `write`, as the Latin-1 bytes an ASGI header value is (the line is ASCII).
@@ -365,15 +384,39 @@ impl Codec {
         max_age: Option<u64>,
         now: Option<u64>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let line = self.write(payload, max_age, now)?;
-        if line.is_ascii() {
-            return Ok(PyBytes::new(py, line.as_bytes()));
-        }
-        // not reached (a rendered line is ASCII); Python's encoding, errors and all
-        PyString::new(py, &line)
-            .call_method1(pyo3::intern!(py, "encode"), ("latin-1",))?
-            .cast_into::<PyBytes>()
-            .map_err(PyErr::from)
+        let now = now.unwrap_or_else(unix_now);
+        let line = self
+            .inner
+            .write_line(&payload_text(payload)?, max_age, now)?;
+        line_to_bytes(py, line)
+    }
+
+    /// `set`'s common case in one call: `value` as the default serializer writes it
+    /// (see `Schema.dumps`), transformed and rendered as `write_asgi` (`asgi`) or
+    /// `write` would; `None` when the schema leaves the value to orjson.
+    #[pyo3(signature = (schema, value, max_age = None, asgi = true, now = None))]
+    fn write_value<'py>(
+        &self,
+        py: Python<'py>,
+        schema: &Bound<'py, Schema>,
+        value: &Bound<'py, PyAny>,
+        max_age: Option<u64>,
+        asgi: bool,
+        now: Option<u64>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let Some(json) = dumps::dump_root(&schema.get().root, value) else {
+            return Ok(None);
+        };
+        // the writer puts whole UTF-8 strings between ASCII punctuation
+        let json = String::from_utf8(json).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let line = self
+            .inner
+            .write_line(&json, max_age, now.unwrap_or_else(unix_now))?;
+        Ok(Some(if asgi {
+            line_to_bytes(py, line)?.into_any()
+        } else {
+            PyString::new(py, &String::from_utf8_lossy(&line)).into_any()
+        }))
     }
 
     /// Like `write` for a value framed with its clocks (`last_seen` = `now`).
@@ -754,6 +797,17 @@ impl Schema {
             root: compile_spec(spec)?,
             new: new.unbind(),
         })
+    }
+
+    /// The JSON `JSONSerializer._dumps` writes for `value` (orjson's, byte for byte),
+    /// or `None`: orjson decides (see `bindings/dumps.rs` for what is written here).
+    fn dumps<'py>(
+        &self,
+        py: Python<'py>,
+        value: &Bound<'py, PyAny>,
+    ) -> Option<Bound<'py, PyBytes>> {
+        let json = dumps::dump_root(&self.root, value)?;
+        Some(PyBytes::new(py, &json))
     }
 
     /// The value `text` describes, or `None`: the Python path decides (also for text

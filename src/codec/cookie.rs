@@ -7,6 +7,7 @@
 //! `Max-Age=0` carries no `Expires` (as Ktor). A clearing line is
 //! `NAME=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT` + the same suffix.
 
+use std::cell::Cell;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::error::{CoreError, Result};
@@ -131,21 +132,24 @@ impl CookieSpec {
 
     /// The whole `Set-Cookie` value for an already-encoded cookie value.
     pub fn render(&self, encoded: &str, max_age: Option<u64>, now: u64) -> Result<String> {
-        self.render_with(max_age, now, encoded.len(), |line| {
+        let line = self.render_with(max_age, now, encoded.len(), |line| {
             line.extend_from_slice(encoded.as_bytes());
             Ok(())
-        })
+        })?;
+        String::from_utf8(line)
+            .map_err(|_| CoreError::Encoding("a cookie line that is not UTF-8".into()))
     }
 
-    /// Like [`CookieSpec::render`], with the cookie value written by `value` straight
-    /// into the line (no string of its own); `size`: about how long it is.
+    /// Like [`CookieSpec::render`], as the bytes of the line, with the cookie value
+    /// written by `value` straight into it (no string of its own); `size`: about how
+    /// long it is.
     pub fn render_with(
         &self,
         max_age: Option<u64>,
         now: u64,
         size: usize,
         value: impl FnOnce(&mut Vec<u8>) -> Result<()>,
-    ) -> Result<String> {
+    ) -> Result<Vec<u8>> {
         let mut line: Vec<u8> =
             Vec::with_capacity(self.prefix.len() + size + self.suffix.len() + 64);
         line.extend_from_slice(self.prefix.as_bytes());
@@ -155,9 +159,8 @@ impl CookieSpec {
             line.extend_from_slice(b"; Max-Age=");
             line.extend_from_slice(age.to_string().as_bytes());
             if age > 0 {
-                let when = UNIX_EPOCH + Duration::from_secs(now.saturating_add(age));
                 line.extend_from_slice(b"; Expires=");
-                line.extend_from_slice(httpdate::fmt_http_date(when).as_bytes());
+                http_date_into(&mut line, now.saturating_add(age));
             }
         }
         line.extend_from_slice(self.suffix.as_bytes());
@@ -167,9 +170,34 @@ impl CookieSpec {
                 limit: MAX_COOKIE_LINE,
             });
         }
-        String::from_utf8(line)
-            .map_err(|_| CoreError::Encoding("a cookie line that is not UTF-8".into()))
+        Ok(line)
     }
+}
+
+/// An IMF-fixdate is this long (`Thu, 01 Jan 1970 00:00:00 GMT`).
+const HTTP_DATE_LEN: usize = 29;
+
+thread_local! {
+    /// The last date formatted on this thread: consecutive responses mostly fall in
+    /// the same second.
+    static LAST_DATE: Cell<(u64, [u8; HTTP_DATE_LEN])> = const { Cell::new((u64::MAX, [0; HTTP_DATE_LEN])) };
+}
+
+/// Appends `secs` (since the Unix epoch) as an IMF-fixdate.
+fn http_date_into(out: &mut Vec<u8>, secs: u64) {
+    LAST_DATE.with(|last| {
+        let (at, text) = last.get();
+        if at == secs {
+            out.extend_from_slice(&text);
+            return;
+        }
+        let date = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs));
+        out.extend_from_slice(date.as_bytes());
+        // every date up to year 9999 is this long; others are not remembered
+        if let Ok(text) = <[u8; HTTP_DATE_LEN]>::try_from(date.as_bytes()) {
+            last.set((secs, text));
+        }
+    });
 }
 
 /// The value of the first cookie called `name` in a `Cookie` header (browsers send
@@ -227,6 +255,19 @@ mod tests {
         let spec = CookieSpec::new("S", &defaults()).unwrap();
         let line = spec.render("v", Some(u64::MAX), 0).unwrap();
         assert!(line.contains("Max-Age=2147483647; Expires=Tue, 19 Jan 2038 03:14:07 GMT"));
+    }
+
+    #[test]
+    fn expires_from_the_remembered_date_is_the_formatted_one() {
+        let spec = CookieSpec::new("S", &defaults()).unwrap();
+        // the same second twice (the second from the thread's remembered date), then
+        // the next one, then an earlier one, then the first again
+        for now in [1_764_000_000, 1_764_000_000, 1_764_000_001, 5, 1_764_000_000] {
+            let line = spec.render("v", Some(60), now).unwrap();
+            let when = UNIX_EPOCH + Duration::from_secs(now + 60);
+            let want = format!("; Expires={};", httpdate::fmt_http_date(when));
+            assert!(line.contains(&want), "{line} lacks {want}");
+        }
     }
 
     #[test]

@@ -315,6 +315,58 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// `ESCAPE[b]`: how a JSON string carries byte `b`, as orjson writes it: 0 = as it is;
+/// `u` = `\u00xx` (lowercase hex); any other = a backslash and that letter.
+const ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = b'u';
+        b += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0a] = b'n';
+    table[0x0c] = b'f';
+    table[0x0d] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+/// Appends `text` as a JSON string, escaped exactly as orjson escapes: `"` and `\`,
+/// `\b \t \n \f \r`, the other control characters as `\u00xx`, nothing else (no
+/// escape for `/`, DEL or any non-ASCII character).
+pub fn write_string(out: &mut Vec<u8>, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = text.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape = ESCAPE[b as usize];
+        if escape == 0 {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        if escape == b'u' {
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 0xf) as usize],
+            ]);
+        } else {
+            out.extend_from_slice(&[b'\\', escape]);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,6 +414,27 @@ mod tests {
         }
         let deep = "[".repeat(100) + &"]".repeat(100);
         assert!(!skips(&deep));
+    }
+
+    fn json_string(text: &str) -> String {
+        let mut out = Vec::new();
+        write_string(&mut out, text);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn strings_are_escaped_as_orjson_escapes_them() {
+        assert_eq!(json_string(""), r#""""#);
+        assert_eq!(json_string("a\"b\\c/d"), r#""a\"b\\c/d""#);
+        assert_eq!(json_string("\u{8}\t\n\u{c}\r"), r#""\b\t\n\f\r""#);
+        assert_eq!(json_string("\u{0}\u{1f}\u{b}x"), r#""\u0000\u001f\u000bx""#);
+        assert_eq!(json_string("\u{7f}é\u{2028}😀"), "\"\u{7f}é\u{2028}😀\"");
+        // every escaped string reads back as the text it came from
+        let all: String = (0u32..0x800).filter_map(char::from_u32).collect();
+        let written = json_string(&all);
+        let mut r = Reader::new(&written);
+        assert_eq!(r.string().as_deref(), Some(all.as_str()));
+        assert!(r.at_end());
     }
 
     #[test]

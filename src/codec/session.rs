@@ -110,12 +110,18 @@ impl SessionCodec {
     /// Transforms, encodes and renders a payload: the `Set-Cookie` value for a cookie
     /// session, the header value for a header session.
     pub fn write(&self, payload: &str, max_age: Option<u64>, now: u64) -> Result<String> {
+        ascii_line(self.write_line(payload, max_age, now)?)
+    }
+
+    /// [`SessionCodec::write`] as the bytes of the line (ASCII: every encoding writes
+    /// ASCII, and the cookie attributes are checked to be).
+    pub fn write_line(&self, payload: &str, max_age: Option<u64>, now: u64) -> Result<Vec<u8>> {
         let ctx = Context {
             name: &self.name,
             now,
         };
         let transformed = self.chain.write(payload, &ctx)?;
-        self.render(&transformed, max_age, now)
+        self.render_line(&transformed, max_age, now)
     }
 
     /// Like `write` for a value framed with its clocks (`last_seen` = `now`).
@@ -169,6 +175,16 @@ impl SessionCodec {
 
     /// Encodes and renders an already transformed value.
     pub fn render(&self, transformed: &str, max_age: Option<u64>, now: u64) -> Result<String> {
+        ascii_line(self.render_line(transformed, max_age, now)?)
+    }
+
+    /// [`SessionCodec::render`] as the bytes of the line.
+    pub fn render_line(
+        &self,
+        transformed: &str,
+        max_age: Option<u64>,
+        now: u64,
+    ) -> Result<Vec<u8>> {
         match &self.transport {
             Transport::Cookie(spec) => {
                 let encoding = self.encoding;
@@ -184,7 +200,7 @@ impl SessionCodec {
                         limit: MAX_HEADER_VALUE,
                     })
                 } else {
-                    Ok(encoded)
+                    Ok(encoded.into_bytes())
                 }
             }
         }
@@ -197,6 +213,12 @@ impl SessionCodec {
             Transport::Header => None,
         }
     }
+}
+
+/// A rendered line as text.
+fn ascii_line(line: Vec<u8>) -> Result<String> {
+    String::from_utf8(line)
+        .map_err(|_| CoreError::Encoding("a header line that is not UTF-8".into()))
 }
 
 #[cfg(test)]
