@@ -274,6 +274,7 @@ class Sessions:
         self._lookup: dict[Union[type, str], Provider] = {}
         self._providers: tuple[Provider, ...] = ()
         self._header_keys: frozenset[bytes] = frozenset()
+        self._wsgi_keys: tuple[str, ...] = ()
         self._frozen = False
         self._secure_auto = False
 
@@ -292,6 +293,7 @@ class Sessions:
                 and not p.send_only_if_modified
             )
         self._header_keys = frozenset(p.header_key for p in self._providers if p.header)
+        self._wsgi_keys = tuple(p.wsgi_key for p in self._providers if p.header)
 
     @property
     def providers(self) -> tuple[Provider, ...]:

@@ -17,16 +17,28 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 class _WSGISessions(CurrentSessions):
-    __slots__ = ("_environ",)
+    # What _raw reads, taken from the environ up front: holding the environ itself
+    # would close a reference cycle per request (environ -> sessions -> environ) that
+    # only the cycle collector frees.
+    __slots__ = ("_cookie", "_values")
 
     def __init__(self, config: Sessions, environ: dict[str, Any]) -> None:
         super().__init__(config, config._secure_auto and environ.get("wsgi.url_scheme") == "https")
-        self._environ = environ
+        self._cookie = environ.get("HTTP_COOKIE")
+        self._values = _header_values(config, environ)
 
     def _raw(self, provider: Provider) -> Optional[str]:
         if provider.header:
-            return self._environ.get(provider.wsgi_key)
-        return self._environ.get("HTTP_COOKIE")
+            return self._values.get(provider.wsgi_key) if self._values else None
+        return self._cookie
+
+
+def _header_values(config: Sessions, environ: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The environ entries of the header sessions (``None`` when there are none)."""
+    keys = config._wsgi_keys
+    if not keys:
+        return None
+    return {k: environ[k] for k in keys if k in environ}
 
 
 class WSGISessionMiddleware:
@@ -58,7 +70,8 @@ class WSGISessionMiddleware:
         current._started = False
         current._dirty = False
         current._headers = None
-        current._environ = environ
+        current._cookie = environ.get("HTTP_COOKIE")
+        current._values = _header_values(config, environ) if config._wsgi_keys else None
         environ[SCOPE_KEY] = current
 
         committed: list[tuple[str, str]] = []
