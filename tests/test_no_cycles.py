@@ -75,6 +75,14 @@ def run_asgi(app: Any, headers: list[tuple[bytes, bytes]]) -> ServerCycle:
     return cycle
 
 
+def assert_no_cycle(app: Any, headers: list[tuple[bytes, bytes]]) -> None:
+    """50 requests, then nothing for the cycle collector to free."""
+    gc.collect()
+    for _ in range(50):
+        assert run_asgi(app, headers).sent[0]["type"] == "http.response.start"
+    assert gc.collect() == 0
+
+
 def handlers() -> dict[str, Callable[[fs.CurrentSessions], Any]]:
     def write(s: fs.CurrentSessions) -> None:
         s.set(Cart([*(s.get(Cart) or Cart([])).items, "x"]))
@@ -109,13 +117,7 @@ def incoming(s: fs.Sessions, header: bool) -> list[tuple[bytes, bytes]]:
 def test_asgi_requests_leave_no_cycle(no_collector: None, case: str, header: bool) -> None:
     s = sessions(header)
     app = asgi_app(handlers()[case], s)
-    request_headers = incoming(s, header)
-    gc.collect()
-    for _ in range(50):
-        cycle = run_asgi(app, request_headers)
-        assert cycle.sent[0]["type"] == "http.response.start"
-    del cycle
-    assert gc.collect() == 0
+    assert_no_cycle(app, incoming(s, header))
 
 
 @pytest.mark.parametrize("header", [False, True], ids=["cookie", "header"])
@@ -183,13 +185,7 @@ def test_starlette_drop_in_requests_leave_no_cycle(no_collector: None, case: str
     mw = SessionMiddleware(app, secret_key="s" * 32)
     first = run_asgi(SessionMiddleware(_setter, secret_key="s" * 32), [])
     (line,) = [v for k, v in first.sent[0]["headers"] if k == b"set-cookie"]
-    request_headers = [(b"cookie", line.split(b";", 1)[0])]
-    gc.collect()
-    for _ in range(50):
-        cycle = run_asgi(mw, request_headers)
-        assert cycle.sent[0]["type"] == "http.response.start"
-    del cycle
-    assert gc.collect() == 0
+    assert_no_cycle(mw, [(b"cookie", line.split(b";", 1)[0])])
 
 
 async def _setter(scope: Any, receive: Any, send: Any) -> None:
