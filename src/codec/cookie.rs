@@ -262,7 +262,13 @@ mod tests {
         let spec = CookieSpec::new("S", &defaults()).unwrap();
         // the same second twice (the second from the thread's remembered date), then
         // the next one, then an earlier one, then the first again
-        for now in [1_764_000_000, 1_764_000_000, 1_764_000_001, 5, 1_764_000_000] {
+        for now in [
+            1_764_000_000,
+            1_764_000_000,
+            1_764_000_001,
+            5,
+            1_764_000_000,
+        ] {
             let line = spec.render("v", Some(60), now).unwrap();
             let when = UNIX_EPOCH + Duration::from_secs(now + 60);
             let want = format!("; Expires={};", httpdate::fmt_http_date(when));
