@@ -253,7 +253,10 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Sharing {
                 Sharing::Private
             });
         }
-        if ob.cast::<PyString>().is_ok_and(|s| s.to_str().is_ok_and(|s| s == "stat")) {
+        if ob
+            .cast::<PyString>()
+            .is_ok_and(|s| s.to_str().is_ok_and(|s| s == "stat"))
+        {
             return Ok(Sharing::Stat);
         }
         Err(CoreError::Config(format!(

@@ -18,6 +18,10 @@
 //! stay apart) and whose mtime is the marker's expiry. `owners` is not two hex digits,
 //! so it can never be a shard folder.
 //!
+//! `ROOT/.ferrosession-changes` is the change table (see "Cache and concurrency"):
+//! its name starts with a dot, so it is never a shard folder, an entry, a temp file
+//! or `owners`, and `gc` (which walks the two-hex-digit folders only) never sees it.
+//!
 //! # Writes
 //! A write creates `.tmp-<16 random hex>` in the leaf folder (`O_EXCL`, mode 0600),
 //! writes the record (see `record.rs`), sets its mtime to the expiry and renames it
@@ -48,13 +52,92 @@
 //! Within a process, operations on one id are ordered by a striped lock (writes,
 //! invalidations, touches) and a per-stripe generation counter (a read that raced a
 //! write does not fill the cache), so the cache never holds an older value than the
-//! file after the process's own writes. With `shared`, a cache hit is revalidated
-//! with one `lstat`: device, inode, size, mtime and ctime must be those recorded when
-//! the value was cached. A replacing write by another process makes a new inode (the
-//! temp file exists beside the old one before the rename), and a delete + re-create
-//! that reuses the inode still changes the nanosecond mtime (set from the writer's
-//! clock) and the ctime; a touch changes both times. Any mismatch drops the entry and
-//! reads the file.
+//! file after the process's own writes. With `shared`, a cache hit is also checked for
+//! changes made by other processes, in one of two ways (`revalidation()`):
+//!
+//! ## The change table (`Revalidation::Table`, the default on Linux)
+//! `ROOT/.ferrosession-changes` (see `change_table.rs` for the file) is mapped
+//! `MAP_SHARED` by every process that opens the folder: 65 536 slots, each two 64-bit
+//! counters `begun` and `done`, in memory all the processes of the host see. An id's
+//! slot is bytes 4..8 of its SHA-256 (the file name), the same in every process.
+//!
+//! * **Changes.** Every change of an entry file by any process, whatever its own
+//!   settings (write, create, update, invalidate, touch, gc's removals: everything that
+//!   renames, unlinks or sets the times of an entry), runs inside `Change`, the guard
+//!   that also takes the stripe: `begun += 1` before the first filesystem step and
+//!   `done += 1` when the guard drops (on error paths and panics too).
+//! * **Fills.** A read that goes to the file loads `b0 = begun`, then `d0 = done`,
+//!   before it opens the file; it may cache the value only if `b0 == d0`, tagged `b0`.
+//! * **Hits.** A cached value is served iff `begun == tag` now: one atomic load.
+//!
+//! Why a hit is current: suppose `begun == b0` at the hit. Every change ever begun on
+//! the slot was then begun before the fill loaded `b0` (a later one would have made
+//! `begun > b0`; the counters only grow), and there are `b0` of them. Each adds one to
+//! `done` only after its filesystem step, and nothing else adds to it, so
+//! `done == b0` at the fill's second load means all of them had finished (renamed,
+//! unlinked, touched) before the file was opened: the value read is the file after
+//! all changes there have been. If `d0 == b0` but a change begun later had already
+//! finished in between and made up the count, that change also raised `begun`, and no
+//! hit is ever served for that tag.
+//!
+//! Caching a process's own change: the guard's increment gives `b` (`begun` counting
+//! it). Right before the rename (or exchange, or utimes) `done == b - 1` is checked:
+//! every earlier change, in any process, had finished, so ours lands after all of them.
+//! The result is cached with tag `b` only if that held and `begun == b` still holds
+//! after the change (a later change began: the entry would never be hit anyway).
+//! With both, a hit (`begun == b`) means ours is the last change of the file (the
+//! `b - 1` earlier ones all finished before our rename, none began after). The second
+//! check only saves caching an entry no hit would accept; the first is what makes it
+//! safe: without it, an earlier writer still between its rename and its `done` could
+//! land after ours and leave its value on disk while ours is cached, which is also
+//! why it must run before our rename and not after (checked after, the earlier
+//! writer may have renamed over ours and finished in between). If `done == b - 1`
+//! holds only because a later change finished early and made up the count, that
+//! change raised `begun` and the second check (and every hit) fails. Otherwise the
+//! entry is dropped and the next read goes to the file. A `touch` keeps a cached value (new expiry, tag
+//! `b`) only if the value was tagged `b - 1`, i.e. current right before the touch.
+//!
+//! What follows, and what it costs:
+//! * ids sharing a slot only cost each other hits (a change of one drops the others'
+//!   cached values); so does a `create` that finds a live entry (it counts as a
+//!   change);
+//! * a writer killed between its two increments leaves its slot busy for good
+//!   (`begun > done`): reads of the ids of that slot are correct but never cached
+//!   (nor are the process's own writes there) until the table file is deleted while
+//!   no process uses the folder. `gc` cannot tell a dead writer from a slow one and
+//!   leaves it;
+//! * the table counts the storages' changes only: a file deleted or replaced by
+//!   something else (`rm`, an editor, a restore) is seen by a hit only when the value
+//!   leaves the cache (`cache_ttl`), where an `lstat` sees it at once;
+//! * every process sharing the folder must keep the counters: all run a version with
+//!   this table (during a rolling upgrade from one without it, use `"stat"`), as the
+//!   same user (the file is 0600). A process that opens the folder but will not keep
+//!   them, because it cannot map the file, finds another layout version there, or
+//!   sees the folder through a network filesystem (another host's mapping is not
+//!   coherent with ours), sets the table's *retired* word, and from then on every
+//!   process checks its hits by `lstat` (each hit loads that word too);
+//! * the file must not be truncated or deleted while processes use it (see
+//!   `change_table.rs`).
+//!
+//! Security: the file is 0600 in the 0700 root, like the entries. A process that can
+//! write it can already write (or delete) every session file, so it opens no new
+//! trust boundary; the worst it can do through the table is what it can do through
+//! the files directly (make other processes serve stale values, or crash them by
+//! truncating the file).
+//!
+//! ## Stat (`Revalidation::Stat`)
+//! Where there is no table (not Linux, a network or cluster filesystem by `statfs`:
+//! NFS, SMB/CIFS, FUSE, Ceph, AFS, Coda, 9p, NCP, OCFS2, GFS2, Lustre, GPFS,
+//! BeeGFS), when it cannot be used or was retired, or when asked
+//! (`revalidate_by_stat`, Python `shared="stat"`): a hit is revalidated with one
+//! `lstat`: device, inode, size, mtime and ctime must be those recorded when the
+//! value was cached. A replacing write by another process makes a new inode (the temp
+//! file exists beside the old one before the rename), and a delete + re-create that
+//! reuses the inode still changes the nanosecond mtime (set from the writer's clock)
+//! and the ctime; a touch changes both times. Any mismatch drops the entry and reads
+//! the file. Such a process still counts its changes in the table when there is one,
+//! for the others. Every cached entry keeps both its tag and its validator, so a table
+//! retired at run time falls back to the stat at the next hit.
 //!
 //! # Expiry and gc
 //! An entry's expiry is its file's mtime (see `record.rs`): a read checks it with the
@@ -1738,6 +1821,12 @@ mod tests {
 
     const S: i64 = NANOS_PER_SEC;
 
+    /// This system has the change table (the temp folders the tests use are local).
+    const HAS_TABLE: bool = cfg!(all(
+        any(target_os = "linux", target_os = "android"),
+        target_has_atomic = "64"
+    ));
+
     /// A temp folder removed on drop.
     struct TempDir(PathBuf);
 
@@ -1815,7 +1904,7 @@ mod tests {
                 st
             };
             if cached && shared && max > 0 {
-                let want = if self.stat {
+                let want = if self.stat || !HAS_TABLE {
                     Revalidation::Stat
                 } else {
                     Revalidation::Table
@@ -2115,6 +2204,10 @@ mod tests {
     }
 
     /// The table of `st`, and the slot of `id` in it.
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        target_has_atomic = "64"
+    ))]
     fn table_slot<'a>(st: &'a DirectoryStorage, id: &str) -> (&'a ChangeTable, usize) {
         (
             st.table.as_ref().expect("a change table"),
@@ -2122,6 +2215,10 @@ mod tests {
         )
     }
 
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        target_has_atomic = "64"
+    ))]
     #[test]
     fn changes_by_another_instance_reach_table_hits_without_a_stat() {
         // a and b stand for two processes: each maps the table itself
@@ -2205,6 +2302,10 @@ mod tests {
         assert_eq!(b.io_counts().stats, 0);
     }
 
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        target_has_atomic = "64"
+    ))]
     #[test]
     fn every_change_counts_in_the_table() {
         let s = Setup::new();
@@ -2243,6 +2344,10 @@ mod tests {
         assert_eq!(counts(), want);
     }
 
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        target_has_atomic = "64"
+    ))]
     #[test]
     fn a_slot_left_busy_is_not_cached_but_reads_stay_right() {
         let s = Setup::new();
@@ -2278,6 +2383,10 @@ mod tests {
         assert_eq!(a.io_counts().stats, 0);
     }
 
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        target_has_atomic = "64"
+    ))]
     #[test]
     fn own_changes_are_cached_only_when_no_other_overlapped() {
         let s = Setup::new();
@@ -2311,6 +2420,10 @@ mod tests {
         assert_eq!(a.io_counts().opens, opens);
     }
 
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        target_has_atomic = "64"
+    ))]
     #[test]
     fn changes_made_outside_the_storages_wait_for_cache_ttl_with_the_table() {
         // the documented price of the table: it counts the storages' changes only
@@ -2323,6 +2436,10 @@ mod tests {
         assert_eq!(a.read("abc").unwrap(), None);
     }
 
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        target_has_atomic = "64"
+    ))]
     #[test]
     fn forced_stat_keeps_counting_for_the_others() {
         let s = Setup::new();
@@ -2342,7 +2459,10 @@ mod tests {
         assert_eq!(s.open(false, true).revalidation(), Revalidation::None);
     }
 
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        target_has_atomic = "64"
+    ))]
     #[test]
     fn the_table_file_is_private_sized_and_left_alone_by_gc() {
         use std::os::unix::fs::PermissionsExt;
@@ -2368,7 +2488,10 @@ mod tests {
         assert_eq!(fs::metadata(&path).unwrap().len(), meta.len());
     }
 
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        target_has_atomic = "64"
+    ))]
     #[test]
     fn a_damaged_foreign_or_retired_table_falls_back_to_stat() {
         let check_stat = |st: &DirectoryStorage, why: &str| {
