@@ -48,7 +48,10 @@ impl DirectoryStorage {
     /// `shared`: `True` (revalidate hits by the change table where it works, else by
     /// `lstat`), `"stat"` (always by `lstat`) or `False` (trust the cache).
     #[new]
-    #[pyo3(signature = (path, cached = true, cache_ttl = 60.0, shared = Sharing::Auto, cache_max_entries = 100_000))]
+    #[pyo3(
+        signature = (path, cached = true, cache_ttl = 60.0, shared = Sharing::Auto, cache_max_entries = 100_000),
+        text_signature = "(path, cached=True, cache_ttl=60.0, shared=True, cache_max_entries=100000)"
+    )]
     fn new(
         py: Python<'_>,
         path: PathBuf,

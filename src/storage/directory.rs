@@ -2493,6 +2493,44 @@ mod tests {
         target_has_atomic = "64"
     ))]
     #[test]
+    fn racing_openers_share_one_whole_table() {
+        for _ in 0..10 {
+            let s = Setup::new();
+            fs::create_dir_all(s.root()).unwrap();
+            let storages: Vec<DirectoryStorage> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..6).map(|_| scope.spawn(|| s.open(true, true))).collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for st in &storages {
+                assert_eq!(
+                    st.revalidation(),
+                    Revalidation::Table,
+                    "{}",
+                    st.table_status()
+                );
+            }
+            let names: Vec<_> = fs::read_dir(s.root())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, [CHANGE_TABLE_FILE], "one table, no temp file left");
+            // they all count in the same table
+            storages[0].write("abc", "v1", 3600).unwrap();
+            for st in &storages[1..] {
+                assert_eq!(st.read("abc").unwrap().as_deref(), Some("v1"));
+            }
+            storages[5].write("abc", "v2", 3600).unwrap();
+            for st in &storages[..5] {
+                assert_eq!(st.read("abc").unwrap().as_deref(), Some("v2"));
+            }
+        }
+    }
+
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        target_has_atomic = "64"
+    ))]
+    #[test]
     fn a_damaged_foreign_or_retired_table_falls_back_to_stat() {
         let check_stat = |st: &DirectoryStorage, why: &str| {
             assert_eq!(st.revalidation(), Revalidation::Stat, "{why}");

@@ -42,8 +42,11 @@ class DirectoryStorage:
     :meth:`touch`, :meth:`read_ttl`, and an owner index (:meth:`index_add`,
     :meth:`index_remove`, :meth:`index_list`) kept under ``PATH/owners/``.
 
-    Disk I/O runs in Rust with the GIL released. A full disk or an unwritable folder
-    raises :class:`~ferrosession.StorageError` naming the path and the OS error.
+    Disk I/O runs in Rust with the GIL released (a cache hit checked against the change
+    table needs none, and keeps it). A full disk or an unwritable folder raises
+    :class:`~ferrosession.StorageError` naming the path and the OS error. A storage maps
+    its folder's change table while it lives, so (as with an open file) the filesystem
+    cannot be unmounted meanwhile.
 
     Args:
         path: the folder; created (mode 0700) if missing. Relative paths are resolved
@@ -56,8 +59,10 @@ class DirectoryStorage:
             has replaced or deleted. On a local filesystem (Linux) against the folder's
             change table (``PATH/.ferrosession-changes``, shared memory in which every
             change of an entry, by any process, is counted): one memory load, no
-            system call. Elsewhere (network filesystems such as NFS or SMB, other
-            systems, or when the table cannot be used) with one ``stat`` of the file;
+            system call. Elsewhere (network filesystems such as NFS or SMB;
+            copy-on-write ones such as btrfs or ZFS, where a store into the mapped
+            table could crash the process on a full disk; other systems; or when the
+            table cannot be used) with one ``stat`` of the file;
             ``"stat"`` always does that, for folders shared in ways the storage cannot
             detect. :attr:`revalidation` says which is in use. The table counts only
             changes made through ``DirectoryStorage`` (any process, this version or

@@ -17,13 +17,24 @@
 //!   layout retires a version-1 table it finds, and honours this word.
 //! * words 3–7: zero (reserved); then 65 536 slots of `begun`, `done`.
 //!
-//! The file is made with `O_CREAT` (no `O_EXCL`: racing processes open the same
-//! file), mode 0600, and sized with `ftruncate` when it is empty; the header is
-//! filled by compare-and-swap from zero, so racing openers agree. It is never shrunk:
-//! truncating or deleting it while processes use the folder breaks the protocol
-//! (truncating crashes them with `SIGBUS` when they touch the lost pages; deleting it
-//! splits them between two tables). Delete it only while no process uses the folder
-//! (that also clears the retired mark and any slot a killed writer left busy).
+//! A process that finds no table makes one whole: a temp file beside it
+//! (`.ferrosession-changes.<random>.tmp`, `O_EXCL`, mode 0600) gets the header and
+//! zeros for every slot through `write(2)`, and is moved into place without replacing
+//! (`renameat2(RENAME_NOREPLACE)`, or a hard link); of racing processes one wins and
+//! the others remove their temp file and open the winner's. So nobody ever sees a
+//! partly made table, and every block of the file is allocated before anyone maps
+//! it: a store through the mapping never has to allocate, which on a full filesystem
+//! would kill the process with `SIGBUS` instead of failing a write with an error.
+//! That guarantee does not hold on copy-on-write or log-structured filesystems
+//! (btrfs, ZFS, bcachefs, F2FS, NILFS: every rewrite of a page needs new space), so
+//! there the storage does not use the table (hits are revalidated by `lstat`).
+//!
+//! The file is never shrunk: truncating or deleting it while processes use it breaks
+//! the protocol (truncating crashes them with `SIGBUS` when they touch the lost pages;
+//! deleting it splits them between two tables). Delete it only while no process uses
+//! the folder (that also clears the retired mark and any slot a killed writer left
+//! busy). A mapped table, like an open file, keeps its filesystem busy: it cannot be
+//! unmounted while a storage on it is alive.
 //!
 //! This is the crate's only `unsafe` code: mapping the file, unmapping it, and
 //! viewing the mapped words as `AtomicU64`.
@@ -53,6 +64,8 @@ pub(super) enum NoTable {
     Unsupported,
     /// The folder is on a network or cluster filesystem (the name of its type).
     Network(&'static str),
+    /// The folder is on a copy-on-write or log-structured filesystem (its type).
+    CopyOnWrite(&'static str),
     /// The file could not be opened, sized or mapped.
     Failed(String),
     /// The file is too short, or is not a change table.
@@ -66,6 +79,7 @@ impl fmt::Display for NoTable {
         match self {
             NoTable::Unsupported => f.write_str("no change table on this system"),
             NoTable::Network(kind) => write!(f, "a network filesystem ({kind})"),
+            NoTable::CopyOnWrite(kind) => write!(f, "a copy-on-write filesystem ({kind})"),
             NoTable::Failed(e) => f.write_str(e),
             NoTable::Damaged => write!(f, "{FILE_NAME} is damaged or not a change table"),
             NoTable::Retired => write!(f, "{FILE_NAME} is retired"),
@@ -97,9 +111,11 @@ pub(super) use elsewhere::{open, ChangeTable};
     target_has_atomic = "64"
 ))]
 mod linux {
+    use super::super::{move_no_replace, random_hex};
     use super::{NoTable, FILE_NAME, SLOTS};
     use std::ffi::c_void;
-    use std::fs::{File, OpenOptions, Permissions};
+    use std::fs::{self, File, OpenOptions, Permissions};
+    use std::io::{self, Write};
     use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
     use std::path::Path;
     use std::ptr::{self, NonNull};
@@ -134,13 +150,27 @@ mod linux {
         (0x1983_0326, "beegfs"),
     ];
 
-    /// The network filesystem type of `root`, if it is one.
-    fn network_fs(root: &Path) -> Option<&'static str> {
+    /// Filesystems where a store into a mapped page may need new space (so may fail
+    /// with `SIGBUS` when the filesystem is full, however the file was allocated).
+    const COPY_ON_WRITE_FS: &[(u32, &str)] = &[
+        (0x9123_683E, "btrfs"),
+        (0x2FC1_2FC1, "zfs"),
+        (0xCA45_1A4E, "bcachefs"),
+        (0xF2F5_2010, "f2fs"),
+        (0x3434, "nilfs"),
+    ];
+
+    /// What `root` is on, when it is a filesystem the table is not used on.
+    fn unsuitable_fs(root: &Path) -> Option<NoTable> {
         let st = rustix::fs::statfs(root).ok()?;
         // the magic numbers are 32-bit; f_type is a signed word of either width
         #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
         let kind = st.f_type as u32;
-        NETWORK_FS.iter().find(|(m, _)| *m == kind).map(|(_, n)| *n)
+        let find =
+            |list: &[(u32, &'static str)]| list.iter().find(|(m, _)| *m == kind).map(|(_, n)| *n);
+        find(NETWORK_FS)
+            .map(NoTable::Network)
+            .or_else(|| find(COPY_ON_WRITE_FS).map(NoTable::CopyOnWrite))
     }
 
     /// A shared read-write mapping of the first `FILE_BYTES` of the table file.
@@ -257,61 +287,78 @@ mod linux {
     }
 
     /// Marks the table in `file` retired without mapping it, unless the file is
-    /// something else (a nonzero word 0 other than the magic).
+    /// something else (word 0 is not the magic).
     fn retire_file(file: &File) {
         let mut magic = [0u8; 8];
         let len = file.metadata().map_or(0, |m| m.len());
         if len < 24 || file.read_exact_at(&mut magic, 0).is_err() {
             return;
         }
-        let magic = u64::from_le_bytes(magic);
-        if magic == 0 || magic == MAGIC {
+        if u64::from_le_bytes(magic) == MAGIC {
             let _ = file.write_all_at(&1u64.to_le_bytes(), (RETIRED_WORD * 8) as u64);
         }
     }
 
-    /// Opens `path`, creating it (mode 0600) and sizing it when it is new; its
-    /// length.
-    fn open_file(path: &Path) -> Result<(File, u64), NoTable> {
+    /// Makes the table file at `path` (in `root`) if there is none: written whole
+    /// to a temp file, then moved into place without replacing (see the module
+    /// documentation).
+    fn ensure_file(root: &Path, path: &Path) -> Result<(), NoTable> {
+        if fs::symlink_metadata(path).is_ok() {
+            return Ok(());
+        }
+        let hex = random_hex().map_err(|e| NoTable::Failed(e.to_string()))?;
+        let tmp = root.join(format!("{FILE_NAME}.{hex}.tmp"));
+        let made = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut file| {
+                // exactly 0600, whatever the umask
+                file.set_permissions(Permissions::from_mode(0o600))?;
+                let mut bytes = vec![0u8; FILE_BYTES];
+                bytes[..8].copy_from_slice(&MAGIC.to_le_bytes());
+                bytes[8..16].copy_from_slice(&LAYOUT.to_le_bytes());
+                file.write_all(&bytes)
+            })
+            .and_then(|()| match move_no_replace(&tmp, path) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                done => done,
+            });
+        let _ = fs::remove_file(&tmp);
+        made.map_err(|e| failed("cannot make", &e))
+    }
+
+    /// The change table of the folder `root` (which exists), made if missing.
+    pub(in super::super) fn open(root: &Path) -> Result<ChangeTable, NoTable> {
+        let path = root.join(FILE_NAME);
+        match unsuitable_fs(root) {
+            Some(why @ NoTable::Network(_)) => {
+                // Processes on the file server itself would map the file coherently
+                // with each other but not with us: make sure none of them trusts it.
+                // Made (retired) if missing, so that one started later does not either.
+                if ensure_file(root, &path).is_ok() {
+                    if let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) {
+                        retire_file(&file);
+                        let _ = file.sync_data();
+                    }
+                }
+                return Err(why);
+            }
+            // every process of this host sees the same filesystem: none uses the table
+            Some(why) => return Err(why),
+            None => {}
+        }
+        ensure_file(root, &path)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            // never truncate: other processes may have it mapped
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
+            .open(&path)
             .map_err(|e| failed("cannot open", &e))?;
         let len = file
             .metadata()
             .map_err(|e| failed("cannot stat", &e))?
             .len();
-        if len != 0 {
-            return Ok((file, len));
-        }
-        // new (or being made by a racing process, which sets the same length: a
-        // set_len to the current length changes nothing). Exactly 0600, whatever the
-        // umask, so the other processes of this user can open it read-write.
-        file.set_permissions(Permissions::from_mode(0o600))
-            .and_then(|()| file.set_len(FILE_BYTES as u64))
-            .map_err(|e| failed("cannot size", &e))?;
-        Ok((file, FILE_BYTES as u64))
-    }
-
-    /// The change table of the folder `root` (which exists), created if missing.
-    pub(in super::super) fn open(root: &Path) -> Result<ChangeTable, NoTable> {
-        let path = root.join(FILE_NAME);
-        if let Some(kind) = network_fs(root) {
-            // Processes on the file server itself would map the file coherently with
-            // each other but not with us: make sure none of them trusts it. Made
-            // (retired) if missing, so that one started later does not either.
-            if let Ok((file, _)) = open_file(&path) {
-                retire_file(&file);
-                let _ = file.sync_data();
-            }
-            return Err(NoTable::Network(kind));
-        }
-        let (file, len) = open_file(&path)?;
         if len < FILE_BYTES as u64 {
             // truncated, or a layout this version does not know
             retire_file(&file);
@@ -328,14 +375,10 @@ mod linux {
         // the mapping stays valid after the file is closed
         drop(file);
         let table = ChangeTable { map };
-        let magic = table.word(0);
-        let _ = magic.compare_exchange(0, MAGIC, SeqCst, SeqCst);
-        if magic.load(SeqCst) != MAGIC {
+        if table.word(0).load(SeqCst) != MAGIC {
             return Err(NoTable::Damaged);
         }
-        let layout = table.word(1);
-        let _ = layout.compare_exchange(0, LAYOUT, SeqCst, SeqCst);
-        if layout.load(SeqCst) != LAYOUT {
+        if table.word(1).load(SeqCst) != LAYOUT {
             // another version's table: we would not keep its counters
             table.retire();
             return Err(NoTable::Retired);
