@@ -15,9 +15,11 @@ write      a valid id          reads it and stores a changed value
 
 ASGI (a raw ASGI app, a prebuilt scope, direct calls, one event loop): ferrosession's
 ``SessionMiddleware`` with ``MemoryStorage``, ``DirectoryStorage`` cached (the default:
-``shared=True``, one ``stat`` per hit) and uncached (``cached=False``: a file read per
-request) and ``RedisStorage`` (its asyncio client), beside starsessions'
-``SessionMiddleware`` + ``SessionAutoloadMiddleware`` with its in-memory and Redis stores.
+``shared=True``, each hit checked against the folder's change table in shared memory;
+also ``shared="stat"``, one ``stat`` per hit, the fallback where there is no table, and
+``shared=False``) and uncached (``cached=False``: a file read per request) and
+``RedisStorage`` (its asyncio client), beside starsessions' ``SessionMiddleware`` +
+``SessionAutoloadMiddleware`` with its in-memory and Redis stores.
 WSGI (a prebuilt environ, direct calls, a ``start_response`` that records): ferrosession's
 ``WSGISessionMiddleware`` with ``DirectoryStorage`` (uncached) and ``RedisStorage`` (sync
 client) and Beaker's file store, all on a raw WSGI app, beside Flask-Session's filesystem
@@ -74,6 +76,7 @@ ASGI_LIBS = {
     "fs-memory": "ferrosession MemoryStorage",
     "fs-dir-cached": "ferrosession DirectoryStorage (cached, shared)",
     "fs-dir-private": "ferrosession DirectoryStorage (cached, shared=False)",
+    "fs-dir-stat": "ferrosession DirectoryStorage (cached, shared='stat')",
     "fs-dir-uncached": "ferrosession DirectoryStorage (cached=False)",
     "fs-redis": "ferrosession RedisStorage (asyncio)",
     "fs-memory-idle": "ferrosession MemoryStorage, idle_timeout=1800",
@@ -155,6 +158,7 @@ class Setup:
         self.fs_wsgi_memory = fs.MemoryStorage()
         self.fs_dir_cached = fs.DirectoryStorage(self.dirs["fs-asgi"] / "cached")
         self.fs_dir_private = fs.DirectoryStorage(self.dirs["fs-asgi"] / "private", shared=False)
+        self.fs_dir_stat = fs.DirectoryStorage(self.dirs["fs-asgi"] / "stat", shared="stat")
         self.fs_dir_uncached = fs.DirectoryStorage(self.dirs["fs-asgi"] / "uncached", cached=False)
         self.fs_wsgi_dir = fs.DirectoryStorage(self.dirs["fs-wsgi"], cached=False)
         self.fs_redis = fs.RedisStorage(redis_url)
@@ -165,6 +169,7 @@ class Setup:
             "fs-memory": self.fs_memory,
             "fs-dir-cached": self.fs_dir_cached,
             "fs-dir-private": self.fs_dir_private,
+            "fs-dir-stat": self.fs_dir_stat,
             "fs-dir-uncached": self.fs_dir_uncached,
             "fs-redis": self.fs_redis,
             "starsessions-memory": self.ss_memory,
@@ -230,6 +235,7 @@ class Setup:
             folder = {
                 ("asgi", "fs-dir-cached"): self.dirs["fs-asgi"] / "cached",
                 ("asgi", "fs-dir-private"): self.dirs["fs-asgi"] / "private",
+                ("asgi", "fs-dir-stat"): self.dirs["fs-asgi"] / "stat",
                 ("asgi", "fs-dir-uncached"): self.dirs["fs-asgi"] / "uncached",
                 ("wsgi", "fs-dir-uncached"): self.dirs["fs-wsgi"],
             }[(side, lib)]
@@ -510,6 +516,7 @@ async def _run(
         "memory": setup.fs_memory,
         "cached": setup.fs_dir_cached,
         "private": setup.fs_dir_private,
+        "stat": setup.fs_dir_stat,
         "uncached": setup.fs_dir_uncached,
         "redis": setup.fs_redis,
     }
@@ -521,9 +528,11 @@ async def _run(
     if await setup.fs_redis.aread(direct_ids["redis"]) != PAYLOAD:
         raise SanityError("direct redis: aread did not return what write stored")
     fs_kind = p.filesystem_of(run_dir)
+    fs_kind["revalidation"] = setup.fs_dir_cached.revalidation
     progress.note(
         f"sanity checks passed (redis-server {server.version()} on port {server.port}; "
-        f"folders on {fs_kind.get('type', '?')} at {fs_kind.get('mount', '?')})"
+        f"folders on {fs_kind.get('type', '?')} at {fs_kind.get('mount', '?')}; "
+        f"DirectoryStorage(shared=True) revalidates by {fs_kind['revalidation']})"
     )
 
     variants: dict[str, h.Variant] = {}
@@ -585,6 +594,7 @@ async def _run(
     add("direct/fs-memory/read", sync_batch(setup.fs_memory.read, direct_ids["memory"]))
     add("direct/fs-dir-cached/read", sync_batch(setup.fs_dir_cached.read, direct_ids["cached"]))
     add("direct/fs-dir-private/read", sync_batch(setup.fs_dir_private.read, direct_ids["private"]))
+    add("direct/fs-dir-stat/read", sync_batch(setup.fs_dir_stat.read, direct_ids["stat"]))
     stat_path = str(setup.fs_dir_cached.path)
     add("direct/os.stat (reference)", sync_batch(os.stat, stat_path))
     add(
@@ -702,6 +712,17 @@ def report(
             ov("asgi", "read", "starsessions-memory"),
             0.25,
             "one process only: a hit is trusted for cache_ttl, no stat",
+        ),
+        goal(
+            "(diagnostic) DirectoryStorage cached, shared='stat' (one stat per hit, the "
+            "fallback without a change table), read ≤ 1/4 of starsessions' in-memory store",
+            "asgi/read/fs-dir-stat",
+            ov("asgi", "read", "fs-dir-stat"),
+            ["asgi/read/starsessions-memory"],
+            ov("asgi", "read", "starsessions-memory"),
+            0.25,
+            "network filesystems, other systems, or shared='stat'",
+            informational=True,
         ),
     ]
     for case, raw_ops in (("read", ["GET"]), ("write", ["GET", "SET"])):

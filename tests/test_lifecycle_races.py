@@ -6,6 +6,7 @@ zero resurrected sessions, zero lost ones, zero errors (DESIGN "Lifecycle": logo
 from __future__ import annotations
 
 import multiprocessing
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -25,7 +26,11 @@ PATHS = {"logout": "/logout", "update": "/update", "regenerate": "/regenerate", 
 def _storage(spec: tuple[str, str, str]) -> Any:
     kind, where, prefix = spec
     if kind == "directory":
-        return fs.DirectoryStorage(where, cached=True, shared=True)
+        st = fs.DirectoryStorage(where, cached=True, shared=True)
+        # cache hits are checked against the folder's change table (local, Linux)
+        want = "table" if sys.platform.startswith("linux") else "stat"
+        assert st.revalidation == want, st._core._table_status()
+        return st
     return fs.RedisStorage(where, prefix=prefix)
 
 

@@ -5,9 +5,14 @@
 //! Errors go through the crate's one `CoreError -> PyErr` mapping (`bindings/mod.rs`):
 //! `Storage` → `ferrosession.errors.StorageError`, `Config` → `ConfigurationError`.
 //!
+//! Every method that may touch the disk releases the GIL, except a cache hit checked
+//! by the folder's change table (`revalidation == "table"`), which needs no system
+//! call either.
+//!
 //! Tests move this storage's clock with `_set_clock_offset(seconds)` (entry expiry,
 //! cache freshness and `gc` all read it); `_io_counts()` tells how many entry files
-//! were opened and how many revalidating stats were made.
+//! were opened, how many revalidating stats were made and how many hits the change
+//! table revalidated; `_table_status()` says whether the table is in use, or why not.
 
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -15,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyString};
 
 use crate::error::CoreError;
 use crate::storage::clock::NANOS_PER_SEC;
@@ -39,14 +45,19 @@ fn seconds_to_nanos(what: &str, seconds: f64) -> Result<i64, CoreError> {
 
 #[pymethods]
 impl DirectoryStorage {
+    /// `shared`: `True` (revalidate hits by the change table where it works, else by
+    /// `lstat`), `"stat"` (always by `lstat`) or `False` (trust the cache).
     #[new]
-    #[pyo3(signature = (path, cached = true, cache_ttl = 60.0, shared = true, cache_max_entries = 100_000))]
+    #[pyo3(
+        signature = (path, cached = true, cache_ttl = 60.0, shared = Sharing::Auto, cache_max_entries = 100_000),
+        text_signature = "(path, cached=True, cache_ttl=60.0, shared=True, cache_max_entries=100000)"
+    )]
     fn new(
         py: Python<'_>,
         path: PathBuf,
         cached: bool,
         cache_ttl: f64,
-        shared: bool,
+        shared: Sharing,
         cache_max_entries: usize,
     ) -> PyResult<Self> {
         let ttl_nanos = seconds_to_nanos("cache_ttl", cache_ttl)?;
@@ -59,12 +70,21 @@ impl DirectoryStorage {
         let cache_ttl = Duration::from_nanos(ttl_nanos.unsigned_abs());
         let clock = Arc::new(OffsetClock::new(0));
         let inner = py
-            .detach(|| Core::new(&path, cached, cache_ttl, shared, cache_max_entries))?
+            .detach(|| {
+                let sharing = !matches!(shared, Sharing::Private);
+                Core::new(&path, cached, cache_ttl, sharing, cache_max_entries)
+            })?
             .with_clock(clock.clone());
+        let inner = if matches!(shared, Sharing::Stat) {
+            inner.revalidate_by_stat()
+        } else {
+            inner
+        };
         Ok(Self { inner, clock })
     }
 
     /// The stored value, or `None` (absent, expired, unreadable record, invalid id).
+    /// A hit needing no I/O (unshared, or checked by the change table) keeps the GIL.
     fn read(&self, py: Python<'_>, id: Cow<'_, str>) -> PyResult<Option<String>> {
         if let Some(answer) = self.inner.read_without_io(&id) {
             return Ok(answer);
@@ -174,6 +194,18 @@ impl DirectoryStorage {
         self.inner.shared()
     }
 
+    /// How a cache hit is revalidated now: `"table"`, `"stat"` or `"none"` (unshared,
+    /// or no cache).
+    #[getter]
+    fn revalidation(&self) -> &'static str {
+        self.inner.revalidation().as_str()
+    }
+
+    /// Test hook: whether the folder's change table is in use, or why not.
+    fn _table_status(&self) -> String {
+        self.inner.table_status()
+    }
+
     /// Test hook: this storage's clock runs `seconds` ahead of the system clock
     /// (negative = behind). Only this instance is affected.
     fn _set_clock_offset(&self, seconds: f64) -> PyResult<()> {
@@ -182,10 +214,11 @@ impl DirectoryStorage {
         Ok(())
     }
 
-    /// Test hook: `(entry files opened, revalidating stats)` so far.
-    fn _io_counts(&self) -> (usize, usize) {
+    /// Test hook: `(entry files opened, revalidating stats, hits revalidated by the
+    /// change table)` so far.
+    fn _io_counts(&self) -> (usize, usize, usize) {
         let c = self.inner.io_counts();
-        (c.opens, c.stats)
+        (c.opens, c.stats, c.table_hits)
     }
 
     /// Test hook: entries in the in-memory cache.
@@ -195,11 +228,45 @@ impl DirectoryStorage {
 
     fn __repr__(&self) -> String {
         format!(
-            "DirectoryStorage({:?}, cached={}, shared={})",
+            "DirectoryStorage({:?}, cached={}, shared={}, revalidation='{}')",
             self.inner.path().display().to_string(),
             if self.inner.cached() { "True" } else { "False" },
             if self.inner.shared() { "True" } else { "False" },
+            self.inner.revalidation().as_str(),
         )
+    }
+}
+
+/// The `shared` argument: `True`, `False` or `"stat"`.
+#[derive(Debug, Clone, Copy)]
+enum Sharing {
+    Auto,
+    Private,
+    Stat,
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Sharing {
+    type Error = PyErr;
+
+    fn extract(ob: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if let Ok(flag) = ob.cast::<PyBool>() {
+            return Ok(if flag.is_true() {
+                Sharing::Auto
+            } else {
+                Sharing::Private
+            });
+        }
+        if ob
+            .cast::<PyString>()
+            .is_ok_and(|s| s.to_str().is_ok_and(|s| s == "stat"))
+        {
+            return Ok(Sharing::Stat);
+        }
+        Err(CoreError::Config(format!(
+            "DirectoryStorage shared must be True, False or \"stat\", not {}",
+            ob.repr().map_or_else(|_| "?".to_owned(), |r| r.to_string())
+        ))
+        .into())
     }
 }
 

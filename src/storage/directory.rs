@@ -18,6 +18,10 @@
 //! stay apart) and whose mtime is the marker's expiry. `owners` is not two hex digits,
 //! so it can never be a shard folder.
 //!
+//! `ROOT/.ferrosession-changes` is the change table (see "Cache and concurrency"):
+//! its name starts with a dot, so it is never a shard folder, an entry, a temp file
+//! or `owners`, and `gc` (which walks the two-hex-digit folders only) never sees it.
+//!
 //! # Writes
 //! A write creates `.tmp-<16 random hex>` in the leaf folder (`O_EXCL`, mode 0600),
 //! writes the record (see `record.rs`), sets its mtime to the expiry and renames it
@@ -48,13 +52,92 @@
 //! Within a process, operations on one id are ordered by a striped lock (writes,
 //! invalidations, touches) and a per-stripe generation counter (a read that raced a
 //! write does not fill the cache), so the cache never holds an older value than the
-//! file after the process's own writes. With `shared`, a cache hit is revalidated
-//! with one `lstat`: device, inode, size, mtime and ctime must be those recorded when
-//! the value was cached. A replacing write by another process makes a new inode (the
-//! temp file exists beside the old one before the rename), and a delete + re-create
-//! that reuses the inode still changes the nanosecond mtime (set from the writer's
-//! clock) and the ctime; a touch changes both times. Any mismatch drops the entry and
-//! reads the file.
+//! file after the process's own writes. With `shared`, a cache hit is also checked for
+//! changes made by other processes, in one of two ways (`revalidation()`):
+//!
+//! ## The change table (`Revalidation::Table`, the default on Linux)
+//! `ROOT/.ferrosession-changes` (see `change_table.rs` for the file) is mapped
+//! `MAP_SHARED` by every process that opens the folder: 65 536 slots, each two 64-bit
+//! counters `begun` and `done`, in memory all the processes of the host see. An id's
+//! slot is bytes 4..8 of its SHA-256 (the file name), the same in every process.
+//!
+//! * **Changes.** Every change of an entry file by any process, whatever its own
+//!   settings (write, create, update, invalidate, touch, gc's removals: everything that
+//!   renames, unlinks or sets the times of an entry), runs inside `Change`, the guard
+//!   that also takes the stripe: `begun += 1` before the first filesystem step and
+//!   `done += 1` when the guard drops (on error paths and panics too).
+//! * **Fills.** A read that goes to the file loads `b0 = begun`, then `d0 = done`,
+//!   before it opens the file; it may cache the value only if `b0 == d0`, tagged `b0`.
+//! * **Hits.** A cached value is served iff `begun == tag` now: one atomic load.
+//!
+//! Why a hit is current: suppose `begun == b0` at the hit. Every change ever begun on
+//! the slot was then begun before the fill loaded `b0` (a later one would have made
+//! `begun > b0`; the counters only grow), and there are `b0` of them. Each adds one to
+//! `done` only after its filesystem step, and nothing else adds to it, so
+//! `done == b0` at the fill's second load means all of them had finished (renamed,
+//! unlinked, touched) before the file was opened: the value read is the file after
+//! all changes there have been. If `d0 == b0` but a change begun later had already
+//! finished in between and made up the count, that change also raised `begun`, and no
+//! hit is ever served for that tag.
+//!
+//! Caching a process's own change: the guard's increment gives `b` (`begun` counting
+//! it). Right before the rename (or exchange, or utimes) `done == b - 1` is checked:
+//! every earlier change, in any process, had finished, so ours lands after all of them.
+//! The result is cached with tag `b` only if that held and `begun == b` still holds
+//! after the change (a later change began: the entry would never be hit anyway).
+//! With both, a hit (`begun == b`) means ours is the last change of the file (the
+//! `b - 1` earlier ones all finished before our rename, none began after). The second
+//! check only saves caching an entry no hit would accept; the first is what makes it
+//! safe: without it, an earlier writer still between its rename and its `done` could
+//! land after ours and leave its value on disk while ours is cached, which is also
+//! why it must run before our rename and not after (checked after, the earlier
+//! writer may have renamed over ours and finished in between). If `done == b - 1`
+//! holds only because a later change finished early and made up the count, that
+//! change raised `begun` and the second check (and every hit) fails. Otherwise the
+//! entry is dropped and the next read goes to the file. A `touch` keeps a cached value (new expiry, tag
+//! `b`) only if the value was tagged `b - 1`, i.e. current right before the touch.
+//!
+//! What follows, and what it costs:
+//! * ids sharing a slot only cost each other hits (a change of one drops the others'
+//!   cached values); so does a `create` that finds a live entry (it counts as a
+//!   change);
+//! * a writer killed between its two increments leaves its slot busy for good
+//!   (`begun > done`): reads of the ids of that slot are correct but never cached
+//!   (nor are the process's own writes there) until the table file is deleted while
+//!   no process uses the folder. `gc` cannot tell a dead writer from a slow one and
+//!   leaves it;
+//! * the table counts the storages' changes only: a file deleted or replaced by
+//!   something else (`rm`, an editor, a restore) is seen by a hit only when the value
+//!   leaves the cache (`cache_ttl`), where an `lstat` sees it at once;
+//! * every process sharing the folder must keep the counters: all run a version with
+//!   this table (during a rolling upgrade from one without it, use `"stat"`), as the
+//!   same user (the file is 0600). A process that opens the folder but will not keep
+//!   them, because it cannot map the file, finds another layout version there, or
+//!   sees the folder through a network filesystem (another host's mapping is not
+//!   coherent with ours), sets the table's *retired* word, and from then on every
+//!   process checks its hits by `lstat` (each hit loads that word too);
+//! * the file must not be truncated or deleted while processes use it (see
+//!   `change_table.rs`).
+//!
+//! Security: the file is 0600 in the 0700 root, like the entries. A process that can
+//! write it can already write (or delete) every session file, so it opens no new
+//! trust boundary; the worst it can do through the table is what it can do through
+//! the files directly (make other processes serve stale values, or crash them by
+//! truncating the file).
+//!
+//! ## Stat (`Revalidation::Stat`)
+//! Where there is no table (not Linux, a network or cluster filesystem by `statfs`:
+//! NFS, SMB/CIFS, FUSE, Ceph, AFS, Coda, 9p, NCP, OCFS2, GFS2, Lustre, GPFS,
+//! BeeGFS), when it cannot be used or was retired, or when asked
+//! (`revalidate_by_stat`, Python `shared="stat"`): a hit is revalidated with one
+//! `lstat`: device, inode, size, mtime and ctime must be those recorded when the
+//! value was cached. A replacing write by another process makes a new inode (the temp
+//! file exists beside the old one before the rename), and a delete + re-create that
+//! reuses the inode still changes the nanosecond mtime (set from the writer's clock)
+//! and the ctime; a touch changes both times. Any mismatch drops the entry and reads
+//! the file. Such a process still counts its changes in the table when there is one,
+//! for the others. Every cached entry keeps both its tag and its validator, so a table
+//! retired at run time falls back to the stat at the next hit.
 //!
 //! # Expiry and gc
 //! An entry's expiry is its file's mtime (see `record.rs`): a read checks it with the
@@ -66,6 +149,9 @@
 //! index the same way (expired markers), and removes owner folders that have been
 //! empty for `STALE_TEMP`.
 
+mod change_table;
+
+use std::cell::Cell;
 use std::fmt;
 use std::fs::{self, File, FileTimes};
 use std::io::{self, Read, Write};
@@ -80,6 +166,9 @@ use super::clock::{duration_nanos, from_unix_nanos, Clock, SystemClock, UnixNano
 use super::record;
 use super::ttl_cache::TtlCache;
 use crate::error::{CoreError, Result};
+use change_table::{ChangeTable, NoTable, SLOTS};
+
+pub use change_table::FILE_NAME as CHANGE_TABLE_FILE;
 
 /// The longest accepted session id.
 pub const MAX_ID_LEN: usize = 128;
@@ -236,7 +325,13 @@ fn ttl_nanos(ttl_secs: u64) -> i64 {
 struct Cached {
     value: Arc<str>,
     expires_at: UnixNanos,
+    /// The file's identity when the value was cached: checked by a `Stat` hit.
     validator: Validator,
+    /// The slot's `begun` count the value is current for: a `Table` hit needs
+    /// `begun == tag`. `None` when it could not be tagged (no table, or a change of
+    /// the slot was in progress); such an entry is only kept for `Stat` hits.
+    tag: Option<u64>,
+    slot: usize,
     path: Arc<Path>,
 }
 
@@ -249,23 +344,52 @@ struct Stripe {
     generation: AtomicU64,
 }
 
-impl Stripe {
-    /// Takes the stripe for a write, invalidation or touch: its lock, and busy (odd
-    /// generation), until the returned guard is dropped.
-    fn change(&self) -> Change<'_> {
-        let lock = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        Change {
-            _busy: Busy::new(&self.generation),
-            _lock: lock,
-        }
+/// An entry taken for a change (write, create, update, invalidate, touch, gc
+/// removal): its stripe's lock, the stripe busy (odd generation), and the change
+/// counted as begun in the change table (when there is one), until dropped; then
+/// counted as done (also on error paths and panics). Fields drop in order: the table
+/// counts the change done, then the stripe is marked idle, then its lock released.
+struct Change<'a> {
+    table: Option<TableChange<'a>>,
+    _busy: Busy<'a>,
+    _lock: MutexGuard<'a, ()>,
+}
+
+/// A change counted in the table's `begun` of `slot`; counted in `done` on drop.
+struct TableChange<'a> {
+    table: &'a ChangeTable,
+    slot: usize,
+    /// `begun` right after this change incremented it.
+    begun: u64,
+    /// Set by `Change::about_to_change`.
+    settled: Cell<bool>,
+}
+
+impl Drop for TableChange<'_> {
+    fn drop(&mut self) {
+        self.table.finish(self.slot);
     }
 }
 
-/// A stripe taken for a change. Fields drop in order: the stripe is marked idle again
-/// before its lock is released.
-struct Change<'a> {
-    _busy: Busy<'a>,
-    _lock: MutexGuard<'a, ()>,
+impl Change<'_> {
+    /// Call right before the filesystem change whose result the process may cache:
+    /// notes whether every change of the slot begun before this one, in any process,
+    /// has finished (`done == begun - 1`).
+    fn about_to_change(&self) {
+        if let Some(t) = &self.table {
+            t.settled
+                .set(t.table.done(t.slot) == t.begun.wrapping_sub(1));
+        }
+    }
+
+    /// After the change: the tag its result may be cached under (this change's
+    /// `begun`), when every earlier change had finished before it (see
+    /// `about_to_change`) and no other has begun since. `None` otherwise, or without
+    /// a table.
+    fn tag(&self) -> Option<u64> {
+        let t = self.table.as_ref()?;
+        (t.settled.get() && t.table.begun(t.slot) == t.begun).then_some(t.begun)
+    }
 }
 
 /// Marks a stripe busy (odd generation) for as long as it lives.
@@ -284,26 +408,62 @@ impl Drop for Busy<'_> {
     }
 }
 
-/// How many times the storage opened an entry file and stat-ed one to revalidate a
-/// cache hit (for tests and benchmarks).
+/// How many times the storage opened an entry file, stat-ed one to revalidate a
+/// cache hit, and revalidated a hit by the change table (for tests and benchmarks).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IoCounts {
     /// Entry files opened to read a value.
     pub opens: usize,
-    /// `lstat` calls revalidating a cache hit (`shared` only).
+    /// `lstat` calls revalidating a cache hit (`Revalidation::Stat`).
     pub stats: usize,
+    /// Cache hits revalidated by the change table, without a system call
+    /// (`Revalidation::Table`).
+    pub table_hits: usize,
 }
 
 #[derive(Debug, Default)]
 struct Counters {
     opens: AtomicUsize,
     stats: AtomicUsize,
+    table_hits: AtomicUsize,
+}
+
+/// How a cache hit is checked for changes made by other processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revalidation {
+    /// Not checked: the cache is trusted for `cache_ttl` (`shared = false`), or there
+    /// is no cache.
+    None,
+    /// Against the folder's change table in shared memory: one atomic load.
+    Table,
+    /// By one `lstat` of the entry file.
+    Stat,
+}
+
+impl Revalidation {
+    /// `"none"`, `"table"` or `"stat"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Revalidation::None => "none",
+            Revalidation::Table => "table",
+            Revalidation::Stat => "stat",
+        }
+    }
+}
+
+/// How `read_cache` checks a hit now.
+enum HitCheck<'a> {
+    Trust,
+    Table(&'a ChangeTable),
+    Stat,
 }
 
 /// Where one id's entry lives.
 struct Location {
     path: PathBuf,
     stripe: usize,
+    /// Its change-table slot.
+    slot: usize,
 }
 
 /// The result of a file read.
@@ -320,6 +480,11 @@ enum Loaded {
 pub struct DirectoryStorage {
     root: PathBuf,
     shared: bool,
+    /// Revalidate shared hits by `lstat` even with a table.
+    force_stat: bool,
+    /// The folder's change table: every change counts in it, whatever the other
+    /// settings; `shared` hits are checked against it unless `force_stat`.
+    table: std::result::Result<ChangeTable, NoTable>,
     cache: Option<Mutex<TtlCache<Cached>>>,
     stripes: Box<[Stripe]>,
     clock: Arc<dyn Clock>,
@@ -332,16 +497,21 @@ impl fmt::Debug for DirectoryStorage {
             .field("root", &self.root)
             .field("cached", &self.cache.is_some())
             .field("shared", &self.shared)
+            .field("revalidation", &self.revalidation())
+            .field("table", &self.table_status())
             .finish_non_exhaustive()
     }
 }
 
 impl DirectoryStorage {
-    /// Opens (creating it with mode 0700 if missing) the folder at `path`.
+    /// Opens (creating it with mode 0700 if missing) the folder at `path`, and its
+    /// change table (creating `.ferrosession-changes` if missing; when the table
+    /// cannot be used, see `table_status`, hits are revalidated by `lstat`).
     ///
     /// `cached`: keep read and written values in memory for `cache_ttl`, at most
     /// `cache_max_entries` of them. `shared`: other processes write the same folder, so
-    /// revalidate each cache hit with one `lstat`.
+    /// revalidate each cache hit: against the change table, else with one `lstat`
+    /// (see `revalidation`, and `revalidate_by_stat`).
     pub fn new(
         path: impl AsRef<Path>,
         cached: bool,
@@ -356,9 +526,12 @@ impl DirectoryStorage {
             .map_err(|e| storage_error("cannot create session folder", &root, &e))?;
         let cache = (cached && cache_max_entries > 0)
             .then(|| Mutex::new(TtlCache::new(duration_nanos(cache_ttl), cache_max_entries)));
+        let table = change_table::open(&root);
         Ok(Self {
             root,
             shared,
+            force_stat: false,
+            table,
             cache,
             stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
             clock: Arc::new(SystemClock),
@@ -372,6 +545,15 @@ impl DirectoryStorage {
         self
     }
 
+    /// The same storage revalidating its `shared` cache hits with one `lstat` each
+    /// even where the change table works: for folders shared in ways the storage
+    /// cannot detect (another host through a filesystem it does not know as a
+    /// network one). Its changes still count in the table, for the other processes.
+    pub fn revalidate_by_stat(mut self) -> Self {
+        self.force_stat = true;
+        self
+    }
+
     /// The folder (absolute).
     pub fn path(&self) -> &Path {
         &self.root
@@ -380,6 +562,57 @@ impl DirectoryStorage {
     /// True when a cache hit is revalidated against the file.
     pub fn shared(&self) -> bool {
         self.shared
+    }
+
+    /// How a cache hit is revalidated now: `None` without `shared` (or without a
+    /// cache), else `Table`, or `Stat` (forced, or the table is missing, unusable or
+    /// was retired by another process, see `table_status`).
+    pub fn revalidation(&self) -> Revalidation {
+        if self.cache.is_none() {
+            return Revalidation::None;
+        }
+        match self.hit_check() {
+            HitCheck::Trust => Revalidation::None,
+            HitCheck::Table(_) => Revalidation::Table,
+            HitCheck::Stat => Revalidation::Stat,
+        }
+    }
+
+    /// Whether the folder's change table is in use, or why not (for diagnostics).
+    pub fn table_status(&self) -> String {
+        match &self.table {
+            Ok(table) if table.retired() => "retired by another process".to_owned(),
+            Ok(_) => "in use".to_owned(),
+            Err(why) => why.to_string(),
+        }
+    }
+
+    fn hit_check(&self) -> HitCheck<'_> {
+        if !self.shared {
+            return HitCheck::Trust;
+        }
+        match &self.table {
+            Ok(table) if !self.force_stat && !table.retired() => HitCheck::Table(table),
+            _ => HitCheck::Stat,
+        }
+    }
+
+    /// Takes the entry at `stripe`, `slot` for a change (see `Change`).
+    fn change(&self, stripe: usize, slot: usize) -> Change<'_> {
+        let stripe = &self.stripes[stripe];
+        let lock = stripe.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let busy = Busy::new(&stripe.generation);
+        let table = self.table.as_ref().ok().map(|table| TableChange {
+            table,
+            slot,
+            begun: table.begin(slot),
+            settled: Cell::new(false),
+        });
+        Change {
+            table,
+            _busy: busy,
+            _lock: lock,
+        }
     }
 
     /// True when the storage keeps an in-memory cache.
@@ -397,6 +630,7 @@ impl DirectoryStorage {
         IoCounts {
             opens: self.counters.opens.load(Ordering::Relaxed),
             stats: self.counters.stats.load(Ordering::Relaxed),
+            table_hits: self.counters.table_hits.load(Ordering::Relaxed),
         }
     }
 
@@ -425,6 +659,7 @@ impl DirectoryStorage {
         Location {
             path,
             stripe: usize::from(digest[2]) % STRIPES,
+            slot: slot_of(&digest[4..8]),
         }
     }
 
@@ -461,8 +696,8 @@ impl DirectoryStorage {
     }
 
     /// The answer to `read(id)` when it needs no disk access (an invalid id, or a cache
-    /// hit without `shared`), else `None`. The bindings try this before releasing the
-    /// GIL for a full `read`.
+    /// hit without `shared` or checked by the change table), else `None`. The bindings
+    /// try this before releasing the GIL for a full `read`.
     pub fn read_without_io(&self, id: &str) -> Option<Option<String>> {
         self.read_ttl_without_io(id)
             .map(|answer| answer.map(|(value, _)| value))
@@ -474,7 +709,7 @@ impl DirectoryStorage {
         if !is_valid_id(id) {
             return Some(None);
         }
-        if self.shared || self.cache.is_none() {
+        if self.cache.is_none() || matches!(self.hit_check(), HitCheck::Stat) {
             return None;
         }
         let now = self.clock.now();
@@ -482,7 +717,8 @@ impl DirectoryStorage {
             .map(|(value, expires_at)| Some((value, remaining(expires_at, now))))
     }
 
-    /// A cache hit (revalidated when `shared`): the value and its expiry.
+    /// A cache hit (revalidated when `shared`, see `hit_check`): the value and its
+    /// expiry.
     fn read_cache(&self, id: &str) -> Option<(String, UnixNanos)> {
         self.cache.as_ref()?;
         let now = self.clock.now();
@@ -497,15 +733,25 @@ impl DirectoryStorage {
                 None => None,
             }
         }?;
-        if self.shared {
-            self.counters.stats.fetch_add(1, Ordering::Relaxed);
-            let same =
-                fs::symlink_metadata(&hit.path).is_ok_and(|m| os::validator(&m) == hit.validator);
-            if !same {
-                self.lock_cache()
-                    .remove_if(id, |e| e.validator == hit.validator);
-                return None;
+        let current = match self.hit_check() {
+            HitCheck::Trust => true,
+            HitCheck::Table(table) => {
+                // no change of the slot began since the value was known current
+                let same = hit.tag.is_some_and(|tag| table.begun(hit.slot) == tag);
+                if same {
+                    self.counters.table_hits.fetch_add(1, Ordering::Relaxed);
+                }
+                same
             }
+            HitCheck::Stat => {
+                self.counters.stats.fetch_add(1, Ordering::Relaxed);
+                fs::symlink_metadata(&hit.path).is_ok_and(|m| os::validator(&m) == hit.validator)
+            }
+        };
+        if !current {
+            self.lock_cache()
+                .remove_if(id, |e| e.validator == hit.validator && e.tag == hit.tag);
+            return None;
         }
         Some((hit.value.to_string(), hit.expires_at))
     }
@@ -515,6 +761,9 @@ impl DirectoryStorage {
         let loc = self.locate(id);
         let stripe = &self.stripes[loc.stripe];
         let generation = stripe.generation.load(Ordering::Acquire);
+        // before the open: `begun` when no change of the slot was in progress (in
+        // any process), the tag the value read may be cached under
+        let tag = self.table.as_ref().ok().and_then(|t| t.settled(loc.slot));
         self.counters.opens.fetch_add(1, Ordering::Relaxed);
         match load(&loc.path, now)? {
             Loaded::Absent => Ok(None),
@@ -523,7 +772,8 @@ impl DirectoryStorage {
                 expires_at,
                 validator,
             } => {
-                if self.cache.is_some() && generation % 2 == 0 {
+                let by_table = matches!(self.hit_check(), HitCheck::Table(_));
+                if self.cache.is_some() && generation % 2 == 0 && (tag.is_some() || !by_table) {
                     let mut cache = self.lock_cache();
                     // no write, invalidation or touch of this stripe began since the
                     // file was opened, so `value` is not older than the file
@@ -532,6 +782,8 @@ impl DirectoryStorage {
                             value: Arc::from(value.as_str()),
                             expires_at,
                             validator,
+                            tag,
+                            slot: loc.slot,
                             path: Arc::from(loc.path),
                         };
                         cache.insert(id, entry, now);
@@ -552,18 +804,32 @@ impl DirectoryStorage {
             return self.invalidate(id).map(drop);
         }
         let loc = self.locate(id);
-        let stripe = &self.stripes[loc.stripe];
-        let _change = stripe.change();
+        let change = self.change(loc.stripe, loc.slot);
         let now = self.clock.now();
         let expires_at = now.saturating_add(ttl_nanos(ttl_secs));
-        let file = self.write_file(&loc.path, value, expires_at)?;
-        self.cache_written(id, value, &file, loc.path, now);
+        let file = self.write_file(&loc.path, value, expires_at, &change)?;
+        self.cache_written(id, value, &file, &loc, &change, now);
         Ok(())
     }
 
-    /// Puts the value just written as `file` (now the entry at `path`) in the cache.
-    fn cache_written(&self, id: &str, value: &str, file: &File, path: PathBuf, now: UnixNanos) {
+    /// Puts the value just written as `file` (now the entry at `loc`) in the cache,
+    /// tagged by `change` (without a tag, when hits are checked by the table, the
+    /// value is not cached: another process's change may have overlapped).
+    fn cache_written(
+        &self,
+        id: &str,
+        value: &str,
+        file: &File,
+        loc: &Location,
+        change: &Change<'_>,
+        now: UnixNanos,
+    ) {
         if self.cache.is_none() {
+            return;
+        }
+        let tag = change.tag();
+        if tag.is_none() && matches!(self.hit_check(), HitCheck::Table(_)) {
+            self.forget(id);
             return;
         }
         // fstat after the rename: the validator of the file we put there (the rename
@@ -574,7 +840,9 @@ impl DirectoryStorage {
                     value: Arc::from(value),
                     expires_at: os::mtime(&m),
                     validator: os::validator(&m),
-                    path: Arc::from(path),
+                    tag,
+                    slot: loc.slot,
+                    path: Arc::from(loc.path.as_path()),
                 };
                 self.lock_cache().insert(id, entry, now);
             }
@@ -584,10 +852,17 @@ impl DirectoryStorage {
 
     /// Writes the record to a temp file and renames it over `path`; returns the
     /// (still open) file that is now the entry.
-    fn write_file(&self, path: &Path, value: &str, expires_at: UnixNanos) -> Result<File> {
+    fn write_file(
+        &self,
+        path: &Path,
+        value: &str,
+        expires_at: UnixNanos,
+        change: &Change<'_>,
+    ) -> Result<File> {
         let dir = path.parent().expect("entry paths have a folder");
         let (tmp, file) = write_temp(dir, &record::encode(value), expires_at, true)?
             .expect("the folder is created when missing");
+        change.about_to_change();
         match fs::rename(&tmp, path) {
             Ok(()) => Ok(file),
             Err(e) => {
@@ -613,8 +888,7 @@ impl DirectoryStorage {
         }
         let loc = self.locate(id);
         let dir = loc.path.parent().expect("entry paths have a folder");
-        let stripe = &self.stripes[loc.stripe];
-        let _change = stripe.change();
+        let change = self.change(loc.stripe, loc.slot);
         let now = self.clock.now();
         let expires_at = now.saturating_add(ttl_nanos(ttl_secs));
         let (tmp, file) = write_temp(dir, &record::encode(value), expires_at, true)?
@@ -625,9 +899,10 @@ impl DirectoryStorage {
         };
         let mut cleared = false;
         loop {
+            change.about_to_change();
             match move_no_replace(&tmp, &loc.path) {
                 Ok(()) => {
-                    self.cache_written(id, value, &file, loc.path, now);
+                    self.cache_written(id, value, &file, &loc, &change, now);
                     return Ok(true);
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && !cleared => {
@@ -703,14 +978,13 @@ impl DirectoryStorage {
         }
         let loc = self.locate(id);
         let dir = loc.path.parent().expect("entry paths have a folder");
-        let stripe = &self.stripes[loc.stripe];
-        let _change = stripe.change();
+        let change = self.change(loc.stripe, loc.slot);
         let now = self.clock.now();
         let expires_at = now.saturating_add(ttl_nanos(ttl_secs));
-        let updated = self.update_file(&loc.path, dir, value, expires_at, now);
+        let updated = self.update_file(&loc.path, dir, value, expires_at, now, &change);
         match updated {
             Ok(Some(file)) => {
-                self.cache_written(id, value, &file, loc.path, now);
+                self.cache_written(id, value, &file, &loc, &change, now);
                 Ok(true)
             }
             Ok(None) => {
@@ -733,12 +1007,14 @@ impl DirectoryStorage {
         value: &str,
         expires_at: UnixNanos,
         now: UnixNanos,
+        change: &Change<'_>,
     ) -> Result<Option<File>> {
         // no shard folder: no entry (and nothing to create)
         let Some((tmp, file)) = write_temp(dir, &record::encode(value), expires_at, false)? else {
             return Ok(None);
         };
         let write_error = |e: &io::Error| storage_error("cannot write session file", path, e);
+        change.about_to_change();
         match rename_with(&tmp, path, Swap::Exchange) {
             Ok(()) => {}
             Err(e) if is_absent(&e) => {
@@ -795,8 +1071,7 @@ impl DirectoryStorage {
         }
         let loc = self.locate(id);
         let dir = loc.path.parent().expect("entry paths have a folder");
-        let stripe = &self.stripes[loc.stripe];
-        let _change = stripe.change();
+        let _change = self.change(loc.stripe, loc.slot);
         let now = self.clock.now();
         let removed = remove_entry(&loc.path, dir, now);
         self.forget(id);
@@ -810,18 +1085,29 @@ impl DirectoryStorage {
             return Ok(false);
         }
         let loc = self.locate(id);
-        let stripe = &self.stripes[loc.stripe];
-        let _change = stripe.change();
+        let change = self.change(loc.stripe, loc.slot);
         let now = self.clock.now();
-        let touched = touch_file(&loc.path, now, now.saturating_add(ttl_nanos(ttl_secs)));
+        let expires_at = now.saturating_add(ttl_nanos(ttl_secs));
+        let touched = touch_file(&loc.path, now, expires_at, &change);
         match touched {
             Ok(Some((before, after))) => {
                 if self.cache.is_some() {
+                    // With the table, the cached value is still current if it was
+                    // right before this touch (tagged with the `begun` just before
+                    // ours) and the touch may tag its result (`Change::tag`): the
+                    // touch changed only the expiry.
+                    let tag = change.tag();
+                    let by_table = matches!(self.hit_check(), HitCheck::Table(_));
+                    let before_tag = tag.map(|t| t.wrapping_sub(1));
                     let mut cache = self.lock_cache();
                     let stale = match cache.peek_mut(id) {
-                        Some(entry) if entry.validator == before => {
+                        Some(entry)
+                            if entry.validator == before
+                                && (!by_table || (tag.is_some() && entry.tag == before_tag)) =>
+                        {
                             entry.validator = os::validator(&after);
                             entry.expires_at = os::mtime(&after);
+                            entry.tag = tag;
                             false
                         }
                         Some(_) => true,
@@ -981,11 +1267,11 @@ impl DirectoryStorage {
                         if os::ctime(&meta) < stale_temp_before {
                             remove_quietly(&path, &mut note);
                         }
-                    } else if let Some(stripe) = entry_stripe(name, &leaf) {
+                    } else if let Some((stripe, slot)) = entry_lanes(name, &leaf) {
                         if os::mtime(&meta) > now {
                             continue;
                         }
-                        match self.collect(&path, &leaf, stripe, now) {
+                        match self.collect(&path, &leaf, stripe, slot, now) {
                             Ok(true) => removed += 1,
                             Ok(false) => {}
                             Err(e) => note(e),
@@ -1102,9 +1388,15 @@ impl DirectoryStorage {
     /// Removes an entry found expired, unless a writer replaced it meanwhile: move it
     /// aside (atomic), check the moved file, and put a live one back (never over a
     /// newer write).
-    fn collect(&self, path: &Path, leaf: &Path, stripe: usize, now: UnixNanos) -> Result<bool> {
-        let stripe = &self.stripes[stripe];
-        let _change = stripe.change();
+    fn collect(
+        &self,
+        path: &Path,
+        leaf: &Path,
+        stripe: usize,
+        slot: usize,
+        now: UnixNanos,
+    ) -> Result<bool> {
+        let _change = self.change(stripe, slot);
         let expired =
             |grave: &Path| fs::symlink_metadata(grave).is_ok_and(|m| os::mtime(&m) <= now);
         Ok(matches!(take_if(path, leaf, expired)?, Taken::Removed))
@@ -1446,6 +1738,7 @@ fn touch_file(
     path: &Path,
     now: UnixNanos,
     expires_at: UnixNanos,
+    change: &Change<'_>,
 ) -> io::Result<Option<(Validator, fs::Metadata)>> {
     let mut file = match File::open(path) {
         Ok(file) => file,
@@ -1456,6 +1749,7 @@ fn touch_file(
     let Some(meta) = live_file(&mut file, now)? else {
         return Ok(None);
     };
+    change.about_to_change();
     file.set_times(FileTimes::new().set_modified(from_unix_nanos(expires_at)))?;
     let after = file.metadata()?;
     Ok(Some((os::validator(&meta), after)))
@@ -1496,8 +1790,9 @@ fn shard_dirs(entries: fs::ReadDir, note: &mut impl FnMut(CoreError)) -> Vec<Pat
 }
 
 /// For an entry file name (64 lowercase hex, in the leaf its first 4 digits name), its
-/// lock stripe; `None` for any other file.
-fn entry_stripe(name: &str, leaf: &Path) -> Option<usize> {
+/// lock stripe and change-table slot (as `locate` gives them); `None` for any other
+/// file.
+fn entry_lanes(name: &str, leaf: &Path) -> Option<(usize, usize)> {
     if name.len() != 64 || !name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
@@ -1506,8 +1801,15 @@ fn entry_stripe(name: &str, leaf: &Path) -> Option<usize> {
     if name[0..2] != *l1 || name[2..4] != *l2 {
         return None;
     }
-    let byte = u8::from_str_radix(&name[4..6], 16).ok()?;
-    Some(usize::from(byte) % STRIPES)
+    let digest = hex::decode(name).ok()?;
+    Some((usize::from(digest[2]) % STRIPES, slot_of(&digest[4..8])))
+}
+
+/// The change-table slot of an id, from bytes 4..8 of its SHA-256 (the same in every
+/// process and version of this layout).
+fn slot_of(bytes: &[u8]) -> usize {
+    let word = u32::from_be_bytes(bytes.try_into().expect("four bytes"));
+    usize::try_from(word).unwrap_or(0) % SLOTS
 }
 
 #[cfg(test)]
@@ -1518,6 +1820,12 @@ mod tests {
     use std::sync::atomic::AtomicU32;
 
     const S: i64 = NANOS_PER_SEC;
+
+    /// This system has the change table (the temp folders the tests use are local).
+    const HAS_TABLE: bool = cfg!(all(
+        any(target_os = "linux", target_os = "android"),
+        target_has_atomic = "64"
+    ));
 
     /// A temp folder removed on drop.
     struct TempDir(PathBuf);
@@ -1548,13 +1856,24 @@ mod tests {
     struct Setup {
         dir: TempDir,
         clock: Arc<OffsetClock>,
+        /// Open storages with `revalidate_by_stat`.
+        stat: bool,
     }
 
     impl Setup {
+        /// Shared hits checked by the change table.
         fn new() -> Self {
             Self {
                 dir: TempDir::new(),
                 clock: Arc::new(OffsetClock::new(0)),
+                stat: false,
+            }
+        }
+        /// Shared hits checked by `lstat` (the table is still kept).
+        fn with_stat() -> Self {
+            Self {
+                stat: true,
+                ..Self::new()
             }
         }
         fn root(&self) -> PathBuf {
@@ -1570,7 +1889,7 @@ mod tests {
             cache_ttl: u64,
             max: usize,
         ) -> DirectoryStorage {
-            DirectoryStorage::new(
+            let st = DirectoryStorage::new(
                 self.root(),
                 cached,
                 Duration::from_secs(cache_ttl),
@@ -1578,18 +1897,73 @@ mod tests {
                 max,
             )
             .unwrap()
-            .with_clock(self.clock.clone())
+            .with_clock(self.clock.clone());
+            let st = if self.stat {
+                st.revalidate_by_stat()
+            } else {
+                st
+            };
+            if cached && shared && max > 0 {
+                let want = if self.stat || !HAS_TABLE {
+                    Revalidation::Stat
+                } else {
+                    Revalidation::Table
+                };
+                assert_eq!(st.revalidation(), want, "{}", st.table_status());
+            }
+            st
         }
         fn advance(&self, secs: i64) {
             self.clock.advance(secs * S);
         }
     }
 
-    /// Every path under `root` with its kind, size and mtime.
+    /// Runs each named test body (`fn name(s: &Setup)`) twice: with shared hits
+    /// checked by the change table (`name::table`) and by `lstat` (`name::stat`).
+    macro_rules! in_both_modes {
+        ($($name:ident),* $(,)?) => {
+            $(
+                mod $name {
+                    #[test]
+                    fn table() {
+                        super::$name(&super::Setup::new());
+                    }
+                    #[test]
+                    fn stat() {
+                        super::$name(&super::Setup::with_stat());
+                    }
+                }
+            )*
+        };
+    }
+
+    in_both_modes!(
+        round_trip_with_and_without_cache,
+        overwrite_with_a_shorter_value,
+        write_with_zero_ttl_deletes,
+        entries_expire_by_the_injected_clock,
+        odd_ids_touch_no_file,
+        touch_extends_without_rewriting,
+        failed_rename_leaves_no_temp_file_and_the_old_value,
+        threads_share_ids_without_torn_or_stale_values,
+        invalidate_tells_whether_a_live_entry_was_deleted,
+        create_stores_only_when_no_live_entry,
+        concurrent_creates_have_exactly_one_winner,
+        update_replaces_only_a_live_entry,
+        racing_updates_never_undo_an_invalidate,
+        read_ttl_gives_the_time_left,
+        instances_never_serve_a_replaced_value,
+    );
+
+    /// Every path under `root` with its kind, size and mtime, but the change table
+    /// (whose mtime the kernel updates when its mapped pages are written).
     fn tree(root: &Path) -> BTreeMap<PathBuf, (bool, u64, UnixNanos)> {
         fn walk(p: &Path, out: &mut BTreeMap<PathBuf, (bool, u64, UnixNanos)>) {
             for e in fs::read_dir(p).unwrap() {
                 let e = e.unwrap();
+                if e.file_name() == CHANGE_TABLE_FILE {
+                    continue;
+                }
                 let m = e.metadata().unwrap();
                 out.insert(e.path(), (m.is_dir(), m.len(), os::mtime(&m)));
                 if m.is_dir() {
@@ -1627,9 +2001,7 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn round_trip_with_and_without_cache() {
-        let s = Setup::new();
+    fn round_trip_with_and_without_cache(s: &Setup) {
         for (cached, shared) in [(false, false), (true, false), (true, true)] {
             let st = s.open(cached, shared);
             let id = format!("id-{cached}-{shared}");
@@ -1648,9 +2020,7 @@ mod tests {
         }
     }
 
-    #[test]
-    fn overwrite_with_a_shorter_value() {
-        let s = Setup::new();
+    fn overwrite_with_a_shorter_value(s: &Setup) {
         let st = s.open(true, true);
         st.write("abc", &"x".repeat(1000), 100).unwrap();
         st.write("abc", "short", 100).unwrap();
@@ -1677,9 +2047,7 @@ mod tests {
         st.invalidate("never-written").unwrap();
     }
 
-    #[test]
-    fn write_with_zero_ttl_deletes() {
-        let s = Setup::new();
+    fn write_with_zero_ttl_deletes(s: &Setup) {
         let st = s.open(true, true);
         st.write("abc", "v", 100).unwrap();
         st.write("abc", "w", 0).unwrap();
@@ -1687,9 +2055,7 @@ mod tests {
         assert!(entry_files(&s.root()).is_empty());
     }
 
-    #[test]
-    fn entries_expire_by_the_injected_clock() {
-        let s = Setup::new();
+    fn entries_expire_by_the_injected_clock(s: &Setup) {
         for (cached, shared) in [(false, false), (true, false), (true, true)] {
             let st = s.open_with(cached, shared, 3600, 100);
             st.write("abc", "v", 10).unwrap();
@@ -1709,9 +2075,7 @@ mod tests {
         }
     }
 
-    #[test]
-    fn odd_ids_touch_no_file() {
-        let s = Setup::new();
+    fn odd_ids_touch_no_file(s: &Setup) {
         let st = s.open(true, true);
         let fresh = tree(&s.root());
         assert_eq!(fresh.len(), 1, "a new folder is empty");
@@ -1765,7 +2129,7 @@ mod tests {
             assert_eq!(st.read("abc").unwrap().as_deref(), Some("v"));
             assert_eq!(st.read_without_io("abc"), Some(Some("v".to_owned())));
         }
-        assert_eq!(st.io_counts(), IoCounts { opens: 0, stats: 0 });
+        assert_eq!(st.io_counts(), IoCounts::default());
         s.advance(59);
         assert_eq!(st.read("abc").unwrap().as_deref(), Some("v"));
         s.advance(1);
@@ -1798,19 +2162,24 @@ mod tests {
 
     #[test]
     fn shared_cache_revalidates_with_one_stat() {
-        let s = Setup::new();
+        let s = Setup::with_stat();
         let a = s.open(true, true);
         let b = s.open(true, true);
+        let counts = |opens, stats| IoCounts {
+            opens,
+            stats,
+            table_hits: 0,
+        };
         a.write("abc", "v1", 3600).unwrap();
         assert_eq!(a.read("abc").unwrap().as_deref(), Some("v1"));
-        assert_eq!(a.io_counts(), IoCounts { opens: 0, stats: 1 });
+        assert_eq!(a.io_counts(), counts(0, 1));
         assert_eq!(a.read_without_io("abc"), None, "shared hits need a stat");
         // another instance replaces it: the next read sees the new value
         b.write("abc", "v2", 3600).unwrap();
         assert_eq!(a.read("abc").unwrap().as_deref(), Some("v2"));
-        assert_eq!(a.io_counts(), IoCounts { opens: 1, stats: 2 });
+        assert_eq!(a.io_counts(), counts(1, 2));
         assert_eq!(a.read("abc").unwrap().as_deref(), Some("v2"));
-        assert_eq!(a.io_counts(), IoCounts { opens: 1, stats: 3 });
+        assert_eq!(a.io_counts(), counts(1, 3));
         // same size, same ttl, same clock reading: still a different file
         b.write("abc", "v3", 3600).unwrap();
         assert_eq!(a.read("abc").unwrap().as_deref(), Some("v3"));
@@ -1822,9 +2191,491 @@ mod tests {
         b.invalidate("abc").unwrap();
         b.write("abc", "v5", 3600).unwrap();
         assert_eq!(a.read("abc").unwrap().as_deref(), Some("v5"));
-        // deleted by the other instance
-        b.invalidate("abc").unwrap();
+        // replaced by something other than a storage (no change counted anywhere):
+        // the stat sees it all the same
+        let path = a.entry_path("abc").unwrap();
+        let other = s.open(false, false);
+        other.write("xyz", "v6", 3600).unwrap();
+        fs::rename(other.entry_path("xyz").unwrap(), &path).unwrap();
+        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v6"));
+        fs::remove_file(&path).unwrap();
         assert_eq!(a.read("abc").unwrap(), None);
+        assert_eq!(a.io_counts().table_hits, 0);
+    }
+
+    /// The table of `st`, and the slot of `id` in it.
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        target_has_atomic = "64"
+    ))]
+    fn table_slot<'a>(st: &'a DirectoryStorage, id: &str) -> (&'a ChangeTable, usize) {
+        (
+            st.table.as_ref().expect("a change table"),
+            st.locate(id).slot,
+        )
+    }
+
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        target_has_atomic = "64"
+    ))]
+    #[test]
+    fn changes_by_another_instance_reach_table_hits_without_a_stat() {
+        // a and b stand for two processes: each maps the table itself
+        let s = Setup::new();
+        let a = s.open(true, true);
+        let b = s.open(true, true);
+        assert_eq!(a.revalidation(), Revalidation::Table);
+        assert_eq!(a.table_status(), "in use");
+        let hits = |n| IoCounts {
+            opens: a.io_counts().opens,
+            stats: 0,
+            table_hits: n,
+        };
+        a.write("abc", "v1", 3600).unwrap();
+        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v1"));
+        assert_eq!(
+            a.io_counts(),
+            IoCounts {
+                opens: 0,
+                stats: 0,
+                table_hits: 1
+            }
+        );
+        // a table hit needs no I/O: answered without releasing the GIL
+        assert_eq!(a.read_without_io("abc"), Some(Some("v1".to_owned())));
+        assert_eq!(a.io_counts(), hits(2));
+        let opens = |st: &DirectoryStorage| st.io_counts().opens;
+        // write
+        b.write("abc", "v2", 3600).unwrap();
+        assert_eq!(a.read_without_io("abc"), None, "a changed slot is a miss");
+        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v2"));
+        assert_eq!(opens(&a), 1);
+        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v2"));
+        assert_eq!(
+            (opens(&a), a.io_counts().table_hits),
+            (1, 3),
+            "cached again"
+        );
+        // invalidate
+        assert!(b.invalidate("abc").unwrap());
+        assert_eq!(a.read("abc").unwrap(), None);
+        // create
+        assert!(b.create("abc", "v3", 3600).unwrap());
+        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v3"));
+        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v3"));
+        // update
+        assert!(b.update("abc", "v4", 3600).unwrap());
+        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v4"));
+        // touch: the same file, a new expiry
+        let (_, left) = a.read_ttl("abc").unwrap().unwrap();
+        assert!(left <= Duration::from_secs(3600));
+        assert!(b.touch("abc", 7200).unwrap());
+        let (value, left) = a.read_ttl("abc").unwrap().unwrap();
+        assert_eq!(value, "v4");
+        assert!(left > Duration::from_secs(7100), "{left:?}");
+        // write with ttl 0 (an invalidate)
+        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v4"));
+        b.write("abc", "x", 0).unwrap();
+        assert_eq!(a.read("abc").unwrap(), None);
+        // gc: b's clock runs ahead, so it finds expired what a still holds as live
+        a.write("old", "v5", 100).unwrap();
+        assert_eq!(a.read("old").unwrap().as_deref(), Some("v5"));
+        let later = s
+            .open(true, true)
+            .with_clock(Arc::new(OffsetClock::new(s.clock.offset() + 200 * S)));
+        assert_eq!(later.gc().unwrap(), 1);
+        assert_eq!(a.read("old").unwrap(), None, "gc's removal is seen");
+        // changes of other ids (other slots) leave a's cached value alone
+        a.write("kept", "k", 3600).unwrap();
+        assert!(!b.update("nothing", "v", 100).unwrap());
+        b.write("another", "v", 100).unwrap();
+        let before = a.io_counts();
+        assert_eq!(a.read("kept").unwrap().as_deref(), Some("k"));
+        assert_eq!(a.io_counts().opens, before.opens);
+        // a create that loses counts as a change all the same (it may have removed
+        // an expired entry): the value is read again, and is still right
+        assert!(!b.create("kept", "other", 100).unwrap());
+        assert_eq!(a.read("kept").unwrap().as_deref(), Some("k"));
+        assert_eq!(a.io_counts().opens, before.opens + 1);
+        assert_eq!(a.io_counts().stats, 0, "not one stat in all of this");
+        assert_eq!(b.io_counts().stats, 0);
+    }
+
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        target_has_atomic = "64"
+    ))]
+    #[test]
+    fn every_change_counts_in_the_table() {
+        let s = Setup::new();
+        let st = s.open(false, false);
+        let (table, slot) = table_slot(&st, "abc");
+        let counts = || (table.begun(slot), table.done(slot));
+        let mut want = counts();
+        let mut step = |what: &str| {
+            want = (want.0 + 1, want.1 + 1);
+            assert_eq!(counts(), want, "{what}");
+        };
+        st.write("abc", "v", 100).unwrap();
+        step("write");
+        assert!(!st.create("abc", "v", 100).unwrap());
+        step("create (lost)");
+        assert!(st.update("abc", "w", 100).unwrap());
+        step("update");
+        assert!(st.touch("abc", 100).unwrap());
+        step("touch");
+        assert!(st.invalidate("abc").unwrap());
+        step("invalidate");
+        assert!(st.create("abc", "v", 10).unwrap());
+        step("create");
+        s.advance(20);
+        assert_eq!(st.gc().unwrap(), 1);
+        step("gc");
+        // a failing change counts as done too
+        let path = st.entry_path("abc").unwrap();
+        fs::create_dir_all(path.join("x")).unwrap();
+        assert!(st.write("abc", "v", 100).is_err());
+        step("failed write");
+        // reads, odd ids and other ids do not count here
+        st.read("abc").unwrap();
+        st.invalidate("a/b").unwrap();
+        st.write("other", "v", 100).unwrap();
+        assert_eq!(counts(), want);
+    }
+
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        target_has_atomic = "64"
+    ))]
+    #[test]
+    fn a_slot_left_busy_is_not_cached_but_reads_stay_right() {
+        let s = Setup::new();
+        let a = s.open(true, true);
+        let b = s.open(true, true);
+        // a writer of "abc"'s slot died between `begun` and `done`
+        let (table, slot) = table_slot(&b, "abc");
+        table.begin(slot);
+        a.write("abc", "v1", 3600).unwrap();
+        assert_eq!(a.cache_len(), 0, "its own write is not cached either");
+        for want in ["v2", "v3"] {
+            b.write("abc", want, 3600).unwrap();
+            for _ in 0..3 {
+                assert_eq!(a.read("abc").unwrap().as_deref(), Some(want));
+            }
+        }
+        assert_eq!(a.io_counts().opens, 6, "every read reads the file");
+        assert_eq!(a.cache_len(), 0);
+        assert!(b.invalidate("abc").unwrap());
+        assert_eq!(a.read("abc").unwrap(), None);
+        // other slots are unaffected
+        a.write("xyz", "w", 3600).unwrap();
+        assert_ne!(a.locate("xyz").slot, slot);
+        assert_eq!(a.read("xyz").unwrap().as_deref(), Some("w"));
+        assert_eq!(a.io_counts().table_hits, 1);
+        assert_eq!(a.revalidation(), Revalidation::Table);
+        // once the change is counted done (here by hand), the slot caches again
+        table.finish(slot);
+        b.write("abc", "v4", 3600).unwrap();
+        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v4"));
+        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v4"));
+        assert_eq!(a.io_counts().table_hits, 2);
+        assert_eq!(a.io_counts().stats, 0);
+    }
+
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        target_has_atomic = "64"
+    ))]
+    #[test]
+    fn own_changes_are_cached_only_when_no_other_overlapped() {
+        let s = Setup::new();
+        let a = s.open(true, true);
+        let (table, slot) = table_slot(&a, "abc");
+        a.write("abc", "v1", 3600).unwrap();
+        assert_eq!(a.cache_len(), 1);
+        // another process's change of the slot is in progress while a writes: a
+        // cannot tell whose rename lands last, so it caches nothing
+        table.begin(slot);
+        a.write("abc", "v2", 3600).unwrap();
+        assert_eq!(a.cache_len(), 0);
+        table.finish(slot);
+        assert!(a.update("abc", "v3", 3600).unwrap());
+        assert_eq!(a.cache_len(), 1);
+        // a touch keeps the cached value only when it was current right before
+        table.begin(slot);
+        table.finish(slot);
+        assert!(a.touch("abc", 100).unwrap());
+        assert_eq!(
+            a.cache_len(),
+            0,
+            "the value cached may be older than the file"
+        );
+        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v3"));
+        assert!(a.touch("abc", 200).unwrap());
+        assert_eq!(a.cache_len(), 1);
+        let opens = a.io_counts().opens;
+        let (_, left) = a.read_ttl("abc").unwrap().unwrap();
+        assert!(left > Duration::from_secs(199), "{left:?}");
+        assert_eq!(a.io_counts().opens, opens);
+    }
+
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        target_has_atomic = "64"
+    ))]
+    #[test]
+    fn changes_made_outside_the_storages_wait_for_cache_ttl_with_the_table() {
+        // the documented price of the table: it counts the storages' changes only
+        let s = Setup::new();
+        let a = s.open_with(true, true, 60, 100);
+        a.write("abc", "v1", 3600).unwrap();
+        fs::remove_file(a.entry_path("abc").unwrap()).unwrap();
+        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v1"));
+        s.advance(60);
+        assert_eq!(a.read("abc").unwrap(), None);
+    }
+
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        target_has_atomic = "64"
+    ))]
+    #[test]
+    fn forced_stat_keeps_counting_for_the_others() {
+        let s = Setup::new();
+        let a = s.open(true, true);
+        let b = s.open(true, true).revalidate_by_stat();
+        assert_eq!(b.revalidation(), Revalidation::Stat);
+        assert_eq!(b.table_status(), "in use");
+        a.write("abc", "v1", 3600).unwrap();
+        assert_eq!(b.read("abc").unwrap().as_deref(), Some("v1"));
+        assert_eq!(b.read("abc").unwrap().as_deref(), Some("v1"));
+        assert_eq!(b.io_counts().stats, 1);
+        b.write("abc", "v2", 3600).unwrap();
+        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v2"));
+        assert_eq!(a.io_counts().stats, 0);
+        // no shared revalidation at all
+        assert_eq!(s.open(true, false).revalidation(), Revalidation::None);
+        assert_eq!(s.open(false, true).revalidation(), Revalidation::None);
+    }
+
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        target_has_atomic = "64"
+    ))]
+    #[test]
+    fn the_table_file_is_private_sized_and_left_alone_by_gc() {
+        use std::os::unix::fs::PermissionsExt;
+        let s = Setup::new();
+        let st = s.open(true, true);
+        let path = s.root().join(CHANGE_TABLE_FILE);
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(meta.len(), change_table::TEST_FILE_BYTES as u64);
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(&bytes[..8], b"fs-chtbl");
+        assert_eq!(&bytes[8..16], &((1u64 << 32) | SLOTS as u64).to_le_bytes());
+        assert_eq!(&bytes[16..24], &[0; 8], "not retired");
+        st.write("abc", "v", 10).unwrap();
+        s.advance(100);
+        s.advance(STALE_TEMP.as_secs() as i64);
+        assert_eq!(st.gc().unwrap(), 1);
+        assert!(path.exists());
+        assert_eq!(fs::metadata(&path).unwrap().len(), meta.len());
+        // a second opener (as a racing process would) reuses it
+        let again = s.open(true, true);
+        assert_eq!(again.revalidation(), Revalidation::Table);
+        assert_eq!(fs::metadata(&path).unwrap().len(), meta.len());
+    }
+
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        target_has_atomic = "64"
+    ))]
+    #[test]
+    fn racing_openers_share_one_whole_table() {
+        for _ in 0..10 {
+            let s = Setup::new();
+            fs::create_dir_all(s.root()).unwrap();
+            let storages: Vec<DirectoryStorage> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..6).map(|_| scope.spawn(|| s.open(true, true))).collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for st in &storages {
+                assert_eq!(
+                    st.revalidation(),
+                    Revalidation::Table,
+                    "{}",
+                    st.table_status()
+                );
+            }
+            let names: Vec<_> = fs::read_dir(s.root())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, [CHANGE_TABLE_FILE], "one table, no temp file left");
+            // they all count in the same table
+            storages[0].write("abc", "v1", 3600).unwrap();
+            for st in &storages[1..] {
+                assert_eq!(st.read("abc").unwrap().as_deref(), Some("v1"));
+            }
+            storages[5].write("abc", "v2", 3600).unwrap();
+            for st in &storages[..5] {
+                assert_eq!(st.read("abc").unwrap().as_deref(), Some("v2"));
+            }
+        }
+    }
+
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        target_has_atomic = "64"
+    ))]
+    #[test]
+    fn a_damaged_foreign_or_retired_table_falls_back_to_stat() {
+        let check_stat = |st: &DirectoryStorage, why: &str| {
+            assert_eq!(st.revalidation(), Revalidation::Stat, "{why}");
+            assert!(st.table_status().contains(why), "{}", st.table_status());
+            st.write("abc", "v", 3600).unwrap();
+            assert_eq!(st.read("abc").unwrap().as_deref(), Some("v"));
+            assert_eq!(st.io_counts().stats, 1, "{why}");
+            assert_eq!(st.io_counts().table_hits, 0);
+        };
+        let full = change_table::TEST_FILE_BYTES;
+        let open = |s: &Setup| {
+            DirectoryStorage::new(s.root(), true, Duration::from_secs(60), true, 100).unwrap()
+        };
+        // short
+        let s = Setup::new();
+        fs::create_dir_all(s.root()).unwrap();
+        let path = s.root().join(CHANGE_TABLE_FILE);
+        fs::write(&path, b"fs-chtbl").unwrap();
+        check_stat(&open(&s), "damaged");
+        assert_eq!(fs::read(&path).unwrap(), b"fs-chtbl", "left as it was");
+        // full size but something else: left alone
+        let s = Setup::new();
+        fs::create_dir_all(s.root()).unwrap();
+        let path = s.root().join(CHANGE_TABLE_FILE);
+        let mut foreign = vec![7u8; full];
+        foreign[..8].copy_from_slice(b"not-ours");
+        fs::write(&path, &foreign).unwrap();
+        check_stat(&open(&s), "damaged");
+        assert_eq!(fs::read(&path).unwrap(), foreign);
+        // another layout version: retired, for everyone
+        let s = Setup::new();
+        fs::create_dir_all(s.root()).unwrap();
+        let path = s.root().join(CHANGE_TABLE_FILE);
+        let mut other = vec![0u8; full];
+        other[..8].copy_from_slice(b"fs-chtbl");
+        other[8..16].copy_from_slice(&((2u64 << 32) | 16).to_le_bytes());
+        fs::write(&path, &other).unwrap();
+        check_stat(&open(&s), "retired");
+        assert_ne!(fs::read(&path).unwrap()[16..24], [0; 8]);
+        // a short file of ours (truncated) is retired too: a process still holding
+        // the old mapping must stop trusting it
+        let s = Setup::new();
+        fs::create_dir_all(s.root()).unwrap();
+        let path = s.root().join(CHANGE_TABLE_FILE);
+        let mut short = vec![0u8; 4096];
+        short[..8].copy_from_slice(b"fs-chtbl");
+        fs::write(&path, &short).unwrap();
+        check_stat(&open(&s), "damaged");
+        assert_ne!(fs::read(&path).unwrap()[16..24], [0; 8]);
+        // retired while in use (another process could not keep it): the next hit
+        // is checked by stat
+        let s = Setup::new();
+        let a = s.open(true, true);
+        let b = s.open(true, true);
+        a.write("abc", "v1", 3600).unwrap();
+        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v1"));
+        assert_eq!(a.io_counts().table_hits, 1);
+        b.table.as_ref().unwrap().retire();
+        assert_eq!(a.revalidation(), Revalidation::Stat);
+        assert_eq!(a.table_status(), "retired by another process");
+        assert_eq!(a.read_without_io("abc"), None);
+        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v1"));
+        assert_eq!(a.io_counts().stats, 1);
+        check_stat(&open(&s), "retired");
+    }
+
+    /// Values that carry their own checksum, and the ticket of the op that wrote them.
+    fn ticketed(ticket: u64, n: usize) -> String {
+        let body = format!("{ticket}:{}", "y".repeat(n % 200));
+        format!(
+            "{}|{body}",
+            hex::encode(&Sha256::digest(body.as_bytes())[..4])
+        )
+    }
+
+    fn ticket_of(v: &str) -> u64 {
+        let (sum, body) = v.split_once('|').expect("framed");
+        assert_eq!(
+            sum,
+            hex::encode(&Sha256::digest(body.as_bytes())[..4]),
+            "{v}"
+        );
+        body.split_once(':').unwrap().0.parse().unwrap()
+    }
+
+    /// Instances in threads stand for processes (each its own cache, stripes and
+    /// mapping of the table). Changes of an id are serialised by a lock that also
+    /// records the last completed one; a read that no change overlapped must return
+    /// exactly that one: no instance ever serves a value another replaced or deleted.
+    fn instances_never_serve_a_replaced_value(s: &Setup) {
+        const IDS: usize = 3;
+        let latest: Vec<Mutex<i64>> = (0..IDS).map(|_| Mutex::new(0)).collect();
+        let busy: Vec<AtomicU64> = (0..IDS).map(|_| AtomicU64::new(0)).collect();
+        let tickets = AtomicU64::new(0);
+        let ids: Vec<String> = (0..IDS).map(|i| format!("checked-{i}")).collect();
+        let reads = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for t in 0..4usize {
+                let st = s.open(true, true);
+                let (latest, busy, tickets, ids, reads) = (&latest, &busy, &tickets, &ids, &reads);
+                scope.spawn(move || {
+                    for n in 0..1500usize {
+                        let i = (n * 7 + t * 3) % IDS;
+                        let id = &ids[i];
+                        let op = (n * 13 + t * 5) % 20;
+                        if op < 6 {
+                            let mut last = latest[i].lock().unwrap();
+                            busy[i].fetch_add(1, Ordering::SeqCst);
+                            let ticket = tickets.fetch_add(1, Ordering::SeqCst) + 1;
+                            let v = ticketed(ticket, n);
+                            let stored = match op {
+                                0 | 1 => st.write(id, &v, 3600).map(|()| true).unwrap(),
+                                2 => st.update(id, &v, 3600).unwrap(),
+                                3 => st.create(id, &v, 3600).unwrap(),
+                                4 => {
+                                    st.invalidate(id).unwrap();
+                                    *last = -(ticket as i64);
+                                    false
+                                }
+                                _ => {
+                                    st.touch(id, 3600).unwrap();
+                                    false
+                                }
+                            };
+                            if stored {
+                                *last = ticket as i64;
+                            }
+                            busy[i].fetch_add(1, Ordering::SeqCst);
+                        } else {
+                            let b0 = busy[i].load(Ordering::SeqCst);
+                            let before = *latest[i].lock().unwrap();
+                            let got = st.read(id).unwrap().map(|v| ticket_of(&v));
+                            let after = *latest[i].lock().unwrap();
+                            let b1 = busy[i].load(Ordering::SeqCst);
+                            if b0 % 2 == 0 && b0 == b1 && before == after {
+                                let want = u64::try_from(before).ok().filter(|&t| t > 0);
+                                assert_eq!(got, want, "{id}: last completed change {before}");
+                                reads.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        assert!(reads.load(Ordering::Relaxed) > 1000, "reads were checked");
     }
 
     #[test]
@@ -1839,9 +2690,7 @@ mod tests {
         assert_eq!(a.read("abc").unwrap().as_deref(), Some("v2"));
     }
 
-    #[test]
-    fn touch_extends_without_rewriting() {
-        let s = Setup::new();
+    fn touch_extends_without_rewriting(s: &Setup) {
         let a = s.open_with(true, true, 3600, 100);
         let b = s.open_with(true, true, 3600, 100);
         a.write("abc", "value", 10).unwrap();
@@ -1975,9 +2824,7 @@ mod tests {
         assert_eq!(st.read("abc").unwrap(), None);
     }
 
-    #[test]
-    fn failed_rename_leaves_no_temp_file_and_the_old_value() {
-        let s = Setup::new();
+    fn failed_rename_leaves_no_temp_file_and_the_old_value(s: &Setup) {
         let st = s.open(true, true);
         let path = st.entry_path("abc").unwrap();
         // a non-empty folder at the entry path: the rename fails
@@ -2058,14 +2905,22 @@ mod tests {
         s.advance(20);
         // gc saw it expired; a writer then replaced it before gc moved it
         st.write("abc", "new", 100).unwrap();
-        let stripe = entry_stripe(path.file_name().unwrap().to_str().unwrap(), &leaf).unwrap();
-        assert!(!st.collect(&path, &leaf, stripe, s.clock.now()).unwrap());
+        let (stripe, slot) =
+            entry_lanes(path.file_name().unwrap().to_str().unwrap(), &leaf).unwrap();
+        let loc = st.locate("abc");
+        assert_eq!(
+            (stripe, slot),
+            (loc.stripe, loc.slot),
+            "gc finds the same lanes"
+        );
+        assert!(!st
+            .collect(&path, &leaf, stripe, slot, s.clock.now())
+            .unwrap());
         assert_eq!(st.read("abc").unwrap().as_deref(), Some("new"));
         assert!(temp_files(&s.root()).is_empty());
     }
 
-    #[test]
-    fn threads_share_ids_without_torn_or_stale_values() {
+    fn threads_share_ids_without_torn_or_stale_values(s: &Setup) {
         fn value(writer: usize, n: usize) -> String {
             let body = format!(
                 "w{writer}-n{n}-{}",
@@ -2084,7 +2939,6 @@ mod tests {
                 "{v}"
             );
         }
-        let s = Setup::new();
         for (cached, shared) in [(true, false), (true, true), (false, false)] {
             let st = Arc::new(s.open(cached, shared));
             let ids: Vec<String> = (0..8).map(|i| format!("id{i}")).collect();
@@ -2121,9 +2975,7 @@ mod tests {
         }
     }
 
-    #[test]
-    fn invalidate_tells_whether_a_live_entry_was_deleted() {
-        let s = Setup::new();
+    fn invalidate_tells_whether_a_live_entry_was_deleted(s: &Setup) {
         let st = s.open(true, true);
         assert!(!st.invalidate("abc").unwrap(), "absent");
         st.write("abc", "v", 10).unwrap();
@@ -2155,9 +3007,7 @@ mod tests {
         assert!(path.is_dir());
     }
 
-    #[test]
-    fn create_stores_only_when_no_live_entry() {
-        let s = Setup::new();
+    fn create_stores_only_when_no_live_entry(s: &Setup) {
         let a = s.open(true, true);
         let b = s.open(true, true);
         assert!(a.create("abc", "first", 10).unwrap());
@@ -2210,9 +3060,7 @@ mod tests {
         }
     }
 
-    #[test]
-    fn concurrent_creates_have_exactly_one_winner() {
-        let s = Setup::new();
+    fn concurrent_creates_have_exactly_one_winner(s: &Setup) {
         for round in 0..20 {
             let id = format!("race{round}");
             // separate instances: no shared lock stripe, only the filesystem decides
@@ -2233,9 +3081,7 @@ mod tests {
         assert!(temp_files(&s.root()).is_empty());
     }
 
-    #[test]
-    fn update_replaces_only_a_live_entry() {
-        let s = Setup::new();
+    fn update_replaces_only_a_live_entry(s: &Setup) {
         let a = s.open(true, true);
         let b = s.open(true, true);
         let before = tree(&s.root());
@@ -2372,9 +3218,7 @@ mod tests {
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "no grave left");
     }
 
-    #[test]
-    fn racing_updates_never_undo_an_invalidate() {
-        let s = Setup::new();
+    fn racing_updates_never_undo_an_invalidate(s: &Setup) {
         for round in 0..30 {
             let id = format!("k{round}");
             let setup = s.open(true, true);
@@ -2405,9 +3249,7 @@ mod tests {
         assert!(temp_files(&s.root()).is_empty());
     }
 
-    #[test]
-    fn read_ttl_gives_the_time_left() {
-        let s = Setup::new();
+    fn read_ttl_gives_the_time_left(s: &Setup) {
         let a = s.open_with(true, true, 3600, 100);
         let b = s.open_with(true, true, 3600, 100);
         assert_eq!(a.read_ttl("abc").unwrap(), None);
@@ -2608,8 +3450,10 @@ mod tests {
         assert!(!is_shard_name("abc"));
         let leaf = Path::new("/r/ab/cd");
         let name = format!("abcd{}", "0".repeat(60));
-        assert_eq!(entry_stripe(&name, leaf), Some(0));
-        assert_eq!(entry_stripe(&name.replace("abcd", "abce"), leaf), None);
-        assert_eq!(entry_stripe("abcd", leaf), None);
+        assert_eq!(entry_lanes(&name, leaf), Some((0, 0)));
+        assert_eq!(entry_lanes(&name.replace("abcd", "abce"), leaf), None);
+        assert_eq!(entry_lanes("abcd", leaf), None);
+        assert_eq!(entry_lanes(CHANGE_TABLE_FILE, leaf), None);
+        assert!(!is_shard_name(CHANGE_TABLE_FILE));
     }
 }

@@ -6,7 +6,7 @@ import math
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Literal, Optional, Union
 
 from ferrosession import _core
 from ferrosession.errors import ConfigurationError
@@ -42,8 +42,11 @@ class DirectoryStorage:
     :meth:`touch`, :meth:`read_ttl`, and an owner index (:meth:`index_add`,
     :meth:`index_remove`, :meth:`index_list`) kept under ``PATH/owners/``.
 
-    Disk I/O runs in Rust with the GIL released. A full disk or an unwritable folder
-    raises :class:`~ferrosession.StorageError` naming the path and the OS error.
+    Disk I/O runs in Rust with the GIL released (a cache hit checked against the change
+    table needs none, and keeps it). A full disk or an unwritable folder raises
+    :class:`~ferrosession.StorageError` naming the path and the OS error. A storage maps
+    its folder's change table while it lives, so (as with an open file) the filesystem
+    cannot be unmounted meanwhile.
 
     Args:
         path: the folder; created (mode 0700) if missing. Relative paths are resolved
@@ -52,9 +55,21 @@ class DirectoryStorage:
         cache_ttl: how long a cached value is trusted, in seconds or as a
             ``timedelta``.
         shared: other processes (gunicorn / uvicorn workers) use the same folder:
-            each cache hit is revalidated with one ``stat`` of the file, so no process
-            serves a value that another has replaced or deleted. With ``False`` the
-            cache is trusted for ``cache_ttl`` (only for a single process).
+            each cache hit is revalidated, so no process serves a value that another
+            has replaced or deleted. On a local filesystem (Linux) against the folder's
+            change table (``PATH/.ferrosession-changes``, shared memory in which every
+            change of an entry, by any process, is counted): one memory load, no
+            system call. Elsewhere (network filesystems such as NFS or SMB;
+            copy-on-write ones such as btrfs or ZFS, where a store into the mapped
+            table could crash the process on a full disk; other systems; or when the
+            table cannot be used) with one ``stat`` of the file;
+            ``"stat"`` always does that, for folders shared in ways the storage cannot
+            detect. :attr:`revalidation` says which is in use. The table counts only
+            changes made through ``DirectoryStorage`` (any process, this version or
+            later): a file deleted or replaced by other means (``rm``, a restore) is
+            noticed by a ``stat`` at once but by the table only when the value leaves
+            the cache (``cache_ttl``). With ``False`` the cache is trusted for
+            ``cache_ttl`` (only for a single process).
         cache_max_entries: bound of the cache; past it the least recently used value
             is dropped. ``0`` disables the cache.
 
@@ -75,9 +90,9 @@ class DirectoryStorage:
     read_ttl: Callable[[str], Optional[tuple[str, float]]]
     """``read_ttl(session_id)``: the stored text and its remaining lifetime in seconds
     (``> 0``), or ``None``. Served from the cache whenever ``read`` would be (with
-    ``shared``, after the same one-``stat`` revalidation, which also notices a ``touch``
-    by another process). Raises :class:`~ferrosession.StorageError` when the file exists
-    but cannot be read."""
+    ``shared``, after the same revalidation, which also notices a ``touch`` by another
+    process). Raises :class:`~ferrosession.StorageError` when the file exists but cannot
+    be read."""
 
     def __init__(
         self,
@@ -85,7 +100,7 @@ class DirectoryStorage:
         *,
         cached: bool = True,
         cache_ttl: Union[float, timedelta] = 60,
-        shared: bool = True,
+        shared: Union[bool, Literal["stat"]] = True,
         cache_max_entries: int = 100_000,
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
@@ -97,11 +112,14 @@ class DirectoryStorage:
             raise ConfigurationError("DirectoryStorage path must be a text path, not bytes")
         if not folder or "\0" in folder:
             raise ConfigurationError(f"DirectoryStorage path must name a folder, not {folder!r}")
-        for name, flag in (("cached", cached), ("shared", shared)):
-            if not isinstance(flag, bool):
-                raise ConfigurationError(
-                    f"DirectoryStorage {name} must be True or False, not {flag!r}"
-                )
+        if not isinstance(cached, bool):
+            raise ConfigurationError(
+                f"DirectoryStorage cached must be True or False, not {cached!r}"
+            )
+        if not isinstance(shared, bool) and shared != "stat":
+            raise ConfigurationError(
+                f'DirectoryStorage shared must be True, False or "stat", not {shared!r}'
+            )
         if isinstance(cache_ttl, timedelta):
             seconds = cache_ttl.total_seconds()
         elif isinstance(cache_ttl, (int, float)) and not isinstance(cache_ttl, bool):
@@ -270,12 +288,23 @@ class DirectoryStorage:
 
     @property
     def shared(self) -> bool:
-        """Whether cache hits are revalidated against the files."""
+        """Whether cache hits are revalidated (``shared=True`` or ``"stat"``)."""
         return self._core.shared
+
+    @property
+    def revalidation(self) -> Literal["table", "stat", "none"]:
+        """How a cache hit is revalidated now: ``"table"`` (against the folder's change
+        table: no system call), ``"stat"`` (one ``stat`` of the file: ``shared="stat"``,
+        a network filesystem, not Linux, or a table that cannot be used or that
+        another process retired), or ``"none"`` (``shared=False``, or no cache)."""
+        return self._core.revalidation
 
     def _set_clock_offset(self, seconds: float) -> None:
         """Test hook: run this storage's clock ``seconds`` ahead of the system clock."""
         self._core._set_clock_offset(seconds)
 
     def __repr__(self) -> str:
-        return f"DirectoryStorage({str(self.path)!r}, cached={self.cached}, shared={self.shared})"
+        return (
+            f"DirectoryStorage({str(self.path)!r}, cached={self.cached}, shared={self.shared}, "
+            f"revalidation={self.revalidation!r})"
+        )
