@@ -107,19 +107,11 @@ class _ASGISessions(CurrentSessions):
                     return None
                 if action == _SET and not p.send_only_if_modified:
                     assert st.out is not None
-                    headers = message.get("headers")
-                    if not isinstance(headers, list):
-                        headers = message["headers"] = list(headers or ())
-                    if not p.header:  # a session cookie: see _add_headers
-                        for k, _ in headers:
-                            if len(k) == 13 and k.lower() == b"cache-control":
-                                break
-                        else:
-                            headers.append((b"cache-control", b"no-store"))
                     out = st.out
-                    headers.append((p.response_key, out if type(out) is bytes else _latin1(out)))
+                    added = [(p.response_key, out if type(out) is bytes else _latin1(out))]
                     if st.loaded:
-                        headers.append(p.vary_asgi)
+                        added.append(p.vary_asgi)
+                    _add_headers(message, added, not p.header)
                     return None
         planned, ops = self._plan()
         if ops:
