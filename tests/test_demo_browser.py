@@ -246,36 +246,48 @@ def test_shop_login_restart_logout_in_chromium(browser: Any, demo: DemoServer) -
 
 
 def test_where_you_are_logged_in_and_logging_out_elsewhere(browser: Any, demo: DemoServer) -> None:
-    """Two browsers (separate cookie jars) log in as one user: each lists both sessions,
-    and "log out everywhere else" in one ends the other's (principal, sessions_of,
-    invalidate_all through DirectoryStorage's owner index)."""
+    """Three browsers (separate cookie jars) log in as one user: each lists the three
+    sessions; "Log out" on one row ends that browser's session alone, and "log out
+    everywhere else" ends the rest but the asking one (principal, sessions_of,
+    invalidate_one and invalidate_all through DirectoryStorage's owner index)."""
     base = demo.base_url
-    laptop, phone = (browser.new_context(viewport={"width": 1200, "height": 900}) for _ in range(2))
+    contexts = [browser.new_context(viewport={"width": 1200, "height": 900}) for _ in range(3)]
     try:
         pages = []
-        for context in (laptop, phone):
+        for context in contexts:
             page = context.new_page()
             page.goto(f"{base}/")
             page.fill("#user", "Grace")
             page.click("#login")
             page.wait_for_url(f"{base}/?note=logged-in")
             pages.append(page)
-        on_laptop, on_phone = pages
+        on_laptop, on_phone, on_tablet = pages
         on_laptop.reload()
         assert on_laptop.locator("#devices tr.current").count() == 1
-        assert on_laptop.locator("#devices tr.other").count() == 1
+        assert on_laptop.locator("#devices tr.other").count() == 2
         assert "(this browser)" in on_laptop.inner_text("#devices tr.current")
+        # the phone's row, found by the id hash the phone shows for itself
+        on_phone.reload()
+        phone_hash = on_phone.inner_text("#devices tr.current code").rstrip("…")
+        row = on_laptop.locator("#devices tr.other", has_text=phone_hash)
+        row.locator("button.end-session").click()
+        on_laptop.wait_for_url(f"{base}/?note=logged-out-device")
+        assert on_laptop.locator("#devices tr.other").count() == 1
+        on_phone.reload()
+        assert on_phone.is_visible("#login")  # the phone's session is gone
+        on_tablet.reload()
+        assert on_tablet.inner_text("#user-name") == "Grace"  # the tablet's is not
         on_laptop.click("#logout-others")
         on_laptop.wait_for_url(f"{base}/?note=logged-out-elsewhere")
         assert on_laptop.locator("#devices tr.other").count() == 0
         assert on_laptop.inner_text("#user-name") == "Grace"  # this one stays
-        on_phone.reload()
-        assert on_phone.is_visible("#login")  # the phone's session is gone
-        assert "no session for it" in on_phone.inner_text("#login-value")
+        on_tablet.reload()
+        assert on_tablet.is_visible("#login")  # the tablet's session is gone
+        assert "no session for it" in on_tablet.inner_text("#login-value")
         on_laptop.screenshot(path=str(OUTPUT / "demo-devices.png"), full_page=True)
     finally:
-        laptop.close()
-        phone.close()
+        for context in contexts:
+            context.close()
 
 
 # -- in-process checks of the same app ---------------------------------------------------
@@ -296,6 +308,10 @@ def test_cross_site_form_posts_are_refused(client: Any) -> None:
     ok = client.post("/login", data={"user": "ann"}, headers={"Origin": "http://127.0.0.1:8000"})
     assert ok.status_code == 200  # followed the 303 to /
     assert "Logged in as" in ok.text
+    for path in ("/logout", "/logout-others", "/logout-device"):
+        refused = client.post(path, data={"session": "x"}, headers={"Origin": "https://evil"})
+        assert refused.status_code == 403, path
+    assert "Logged in as" in client.get("/").text  # still logged in
 
 
 def test_login_redirects_only_to_local_paths(client: Any) -> None:

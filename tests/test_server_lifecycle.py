@@ -109,6 +109,9 @@ def wsgi_app(sessions: fs.Sessions, hook: Optional[Callable[[str], None]] = None
             c.invalidate_all(Login, environ["QUERY_STRING"], keep_current=True)
         elif path == "/everywhere-all":
             c.invalidate_all(Login, environ["QUERY_STRING"], keep_current=False)
+        elif path == "/end":  # ?who:id_hash
+            who, _, id_hash = environ["QUERY_STRING"].partition(":")
+            c.invalidate_one(Login, who, id_hash)
         start_response("200 OK", [("Content-Type", "application/json")])
         return [json.dumps(out).encode()]
 
@@ -417,6 +420,48 @@ def test_invalidate_all_keeps_the_current_session_or_not(store: tuple[Any, Clock
     assert get(app, "/devices", None, query="ann").body == []
 
 
+def test_invalidate_one_ends_the_listed_session_and_no_other(store: tuple[Any, Clock]) -> None:
+    storage, clock = store
+    check_invalidate_one(owned(storage, clock))
+
+
+def check_invalidate_one(app: Any) -> None:
+    """Ann on three devices, Bob on one: ending one of Ann's by its id hash ends it
+    alone; Bob's hash, or no session's, ends nothing; her own is a logout."""
+    phone, laptop, tablet = login(app), login(app), login(app)
+    bob = login(app, "bob")
+    rows = get(app, "/devices", laptop, query="ann").body
+    (phone_hash,) = [r[0] for r in rows if r[0] not in _hashes_of(app, laptop, tablet)]
+    (bob_hash,) = [r[0] for r in get(app, "/devices", bob, query="bob").body]
+    # from the laptop: end the phone's session; the others stay
+    reply = get(app, "/end", laptop, query=f"ann:{phone_hash}")
+    assert reply.set_cookies == []
+    assert get(app, "/read", phone).body is None
+    assert get(app, "/read", laptop).body == ["ann", 0]
+    assert get(app, "/read", tablet).body == ["ann", 0]
+    assert len(get(app, "/devices", laptop, query="ann").body) == 2
+    # another owner's session, or a hash that is no session: nothing ends
+    get(app, "/end", laptop, query=f"ann:{bob_hash}")
+    get(app, "/end", laptop, query="ann:" + "A" * 43)
+    assert get(app, "/read", bob).body == ["bob", 0]
+    assert len(get(app, "/devices", laptop, query="ann").body) == 2
+    # the asking session's own hash: a logout of it (its cookie is cleared)
+    (own,) = [r[0] for r in get(app, "/devices", tablet, query="ann").body if r[3]]
+    reply = get(app, "/end", tablet, query=f"ann:{own}")
+    assert reply.cookie() is None and reply.set_cookies  # an expiring Set-Cookie
+    assert get(app, "/read", tablet).body is None
+    assert get(app, "/read", laptop).body == ["ann", 0]
+
+
+def _hashes_of(app: Any, *cookies: str) -> set[str]:
+    """The id hashes of the sessions behind ``cookies`` (each marks itself current)."""
+    out = set()
+    for cookie in cookies:
+        (row,) = [r for r in get(app, "/devices", cookie, query="ann").body if r[3]]
+        out.add(row[0])
+    return out
+
+
 def test_a_change_of_owner_moves_the_session_in_the_index(tmp_path: Path) -> None:
     clock = Clock()
     storage = fs.MemoryStorage(clock=clock)
@@ -512,6 +557,14 @@ def test_redis_idle_timeout_touch_and_index(redis_server: RedisServer) -> None:
     storage.close()
 
 
+def test_redis_invalidate_one(redis_server: RedisServer) -> None:
+    storage = fs.RedisStorage(redis_server.url, prefix=f"io{time.time_ns()}:")
+    s = fs.Sessions()
+    s.cookie(Login, "S", storage, principal=lambda v: v.user)
+    check_invalidate_one(wsgi_app(s))
+    storage.close()
+
+
 def test_redis_logout_wins(redis_server: RedisServer) -> None:
     storage = fs.RedisStorage(redis_server.url, prefix=f"lw{time.time_ns()}:")
     s = fs.Sessions()
@@ -559,6 +612,9 @@ def asgi_app(sessions: fs.Sessions) -> Any:
         elif path == "/everywhere":
             c.get(Login)
             c.invalidate_all(Login, query)
+        elif path == "/end":  # ?who:id_hash
+            who, _, id_hash = query.partition(":")
+            c.invalidate_one(Login, who, id_hash)
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": json.dumps(out).encode()})
 
@@ -606,6 +662,23 @@ def test_asgi_with_the_async_redis_methods(redis_server: RedisServer) -> None:
         await asyncio.sleep(1.1)
         renewed = await acall(app, "/read", first)  # due: a touch, no Set-Cookie
         assert renewed.body == ["ann", 0] and renewed.set_cookies == []
+        # one device ended from the other, through the async index and invalidate
+        extra = (await acall(app, "/login")).cookie()
+        listed = (await acall(app, "/devices", extra, query="ann")).body
+        assert len(listed) == 3
+        others = [row[0] for row in listed if not row[1]]
+        own = [row[0] for row in listed if row[1]]
+        keep = (await acall(app, "/devices", first, query="ann")).body
+        (first_hash,) = [row[0] for row in keep if row[1]]
+        (second_hash,) = [h for h in others if h != first_hash]
+        await acall(app, "/end", extra, query=f"ann:{second_hash}")
+        assert (await acall(app, "/read", second)).body is None
+        assert (await acall(app, "/read", first)).body == ["ann", 0]
+        ended = await acall(app, "/end", extra, query=f"ann:{own[0]}")
+        assert ended.set_cookies and ended.cookie() is None
+        assert (await acall(app, "/read", extra)).body is None
+        second = (await acall(app, "/login")).cookie()
+        assert second
         await acall(app, "/everywhere", second, query="ann")
         assert (await acall(app, "/read", first)).body is None
         assert (await acall(app, "/read", second)).body == ["ann", 0]

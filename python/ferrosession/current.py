@@ -95,7 +95,8 @@ class _State:
     ttl = 0  # and for how long
     owner_in: Any = None  # the owner of the incoming value (registrations with principal)
     owner_new: Any = None  # the owner of `new`
-    purges: tuple[tuple[Any, bool], ...] = ()  # invalidate_all: (owner key, keep current)
+    # invalidate_all / invalidate_one: (owner key, keep current, only this id hash)
+    purges: tuple[tuple[Any, bool, Optional[str]], ...] = ()
 
     def __init__(self, provider: Provider) -> None:
         self.provider = provider
@@ -599,7 +600,38 @@ class CurrentSessions:
         p, owner = self._indexed(key, who)
         self._check_not_started("invalidate")
         st = self._state(p, load=False)
-        st.purges = (*st.purges, (owner, bool(keep_current)))
+        st.purges = (*st.purges, (owner, bool(keep_current), None))
+        self._dirty = True
+
+    def invalidate_one(
+        self, key: Union[type[Any], str], who: Union[str, int], id_hash: str
+    ) -> None:
+        """Ends one session of an owner when the response starts: the one
+        :meth:`sessions_of` lists with this ``id_hash`` ("log out that device"). An
+        ``id_hash`` that is not among the owner's live sessions ends nothing (so one
+        owner cannot end another's). When it is this request's own session, this is
+        :meth:`clear`.
+
+        Args:
+            key: the session's registered type or name (registered with ``principal``).
+            who: the owner, as ``principal`` returns it.
+            id_hash: the ``SessionInfo.id_hash`` of the session to end.
+        """
+        p, owner = self._indexed(key, who)
+        if not isinstance(id_hash, str):
+            raise TypeError("id_hash must be a str (a SessionInfo.id_hash)")
+        self._check_not_started("invalidate")
+        st = self._state(p)  # this request's own session, to recognise it
+        value = st.new if st.action == _SET else st.value
+        if (
+            st.sid is not None
+            and value is not None
+            and _id_hash(p, p.key(st.sid)) == id_hash
+            and _owner(p, value) == owner
+        ):
+            self.clear(key)
+            return
+        st.purges = (*st.purges, (owner, False, id_hash))
         self._dirty = True
 
     def _indexed(self, key: Union[type[Any], str], who: object) -> tuple[Provider, str]:
@@ -641,7 +673,7 @@ class CurrentSessions:
             _, created, last_seen, _, _ = alive  # type: ignore[misc]
             infos.append(
                 SessionInfo(
-                    k if p.hash_ids else p.codec.storage_key(k),
+                    _id_hash(p, k),
                     datetime.fromtimestamp(created, timezone.utc),
                     datetime.fromtimestamp(last_seen, timezone.utc),
                     k == current,
@@ -752,8 +784,8 @@ class CurrentSessions:
         logout wins."""
         cookie = not p.header
         current = p.key(st.sid) if st.sid is not None else None
-        for owner, keep in st.purges:
-            ops.append((p, "_purge", (owner, current if keep else None), None))
+        for owner, keep, only in st.purges:
+            ops.append((p, "_purge", (owner, current if keep else None, only), None))
         action = st.action
         setting = action == _SET and not _unchanged(p, st)
         regen = st.regen_from if setting else None
@@ -903,20 +935,31 @@ async def _acall(p: Provider, op: str, *args: Any) -> Any:
         raise _storage_error(p, op, exc) from exc
 
 
-def _purge_sync(p: Provider, owner: str, keep: Optional[str]) -> None:
-    """invalidate_all: deletes an owner's entries (but ``keep``) and their index."""
+def _purged(p: Provider, keys: list[str], keep: Optional[str], only: Optional[str]) -> list[str]:
+    """The owner's index keys that invalidate_all (``only`` None, sparing ``keep``) or
+    invalidate_one (the key whose id hash is ``only``) ends."""
+    if only is not None:
+        return [k for k in keys if _id_hash(p, k) == only]
+    return [k for k in keys if k != keep]
+
+
+def _purge_sync(p: Provider, owner: str, keep: Optional[str], only: Optional[str]) -> None:
+    """invalidate_all / invalidate_one: deletes an owner's entries and their index."""
     storage = p.storage
-    for k in _guarded(p, "index_list", storage.index_list, owner):
-        if k != keep:
-            _guarded(p, "invalidate", storage.invalidate, k)
-            _guarded(p, "index_remove", storage.index_remove, owner, k)
+    for k in _purged(p, _guarded(p, "index_list", storage.index_list, owner), keep, only):
+        _guarded(p, "invalidate", storage.invalidate, k)
+        _guarded(p, "index_remove", storage.index_remove, owner, k)
 
 
-async def _purge_async(p: Provider, owner: str, keep: Optional[str]) -> None:
-    for k in await _acall(p, "index_list", owner):
-        if k != keep:
-            await _acall(p, "invalidate", k)
-            await _acall(p, "index_remove", owner, k)
+async def _purge_async(p: Provider, owner: str, keep: Optional[str], only: Optional[str]) -> None:
+    for k in _purged(p, await _acall(p, "index_list", owner), keep, only):
+        await _acall(p, "invalidate", k)
+        await _acall(p, "index_remove", owner, k)
+
+
+def _id_hash(p: Provider, key: str) -> str:
+    """The id hash ``sessions_of`` shows for a storage key (never the id itself)."""
+    return key if p.hash_ids else p.codec.storage_key(key)
 
 
 def _open_record(p: Provider, got: Any, now: int) -> Optional[tuple[Any, ...]]:

@@ -8,7 +8,8 @@
   calls ``regenerate`` (a fresh id: no session fixation); logging out clears it (the
   file is deleted and the browser told to drop the cookie). It ends after 30 minutes
   unused or 12 hours in all; the home page lists the user's sessions on every device
-  (``principal``, ``sessions_of``) and logs the others out (``invalidate_all``).
+  (``principal``, ``sessions_of``) and logs one (``invalidate_one``) or all the others
+  out (``invalidate_all``).
 - ``/api``: an API session in the ``X-Session`` request and response header, kept in
   memory on the server (a restart forgets it).
 
@@ -107,6 +108,8 @@ NOTES = {
     "browser to drop <code>SESSION_ID</code>; the old id no longer opens anything.",
     "logged-out-elsewhere": "Your other sessions are ended (<code>invalidate_all</code>): "
     "their files are deleted, and their ids open nothing any more.",
+    "logged-out-device": "That session is ended (<code>invalidate_one</code>): its file is "
+    "deleted, and its id opens nothing any more.",
     "login-first": "Log in to check out. Your cart stays in its cookie meanwhile.",
     "ordered": "Thank you! The order is stored in your server-side login session, and the "
     "cart cookie was cleared.",
@@ -480,7 +483,7 @@ async def home(request: Request) -> Response:
             f'<span id="page-views">{login.page_views}</span> page views in this session.</p>'
             f"<h2>Where you are logged in</h2>"
             f'<table id="devices"><tr><th>Session (id hash)</th><th>Since</th>'
-            f"<th>Last seen</th></tr>{devices}</table>"
+            f"<th>Last seen</th><th></th></tr>{devices}</table>"
             f'<form class="inline" method="post" action="/logout-others">'
             f'<button id="logout-others" class="quiet">Log out everywhere else</button></form>'
             + (
@@ -509,11 +512,19 @@ data lives in the server's memory.</div>
 
 
 def _device_row(d: fs.SessionInfo) -> str:
-    here = " (this browser)" if d.current else ""
+    if d.current:
+        end = "(this browser)"
+    else:  # ends that session alone (invalidate_one); the id hash is all the page knows
+        end = (
+            f'<form class="inline" method="post" action="/logout-device">'
+            f'<input type="hidden" name="session" value="{html.escape(d.id_hash)}">'
+            f'<button class="quiet end-session">Log out</button></form>'
+        )
     return (
         f'<tr class="{"current" if d.current else "other"}">'
-        f"<td><code>{d.id_hash[:10]}…</code>{here}</td>"
-        f"<td>{d.created:%H:%M:%S} UTC</td><td>{d.last_seen:%H:%M:%S} UTC</td></tr>"
+        f"<td><code>{d.id_hash[:10]}…</code></td>"
+        f"<td>{d.created:%H:%M:%S} UTC</td><td>{d.last_seen:%H:%M:%S} UTC</td>"
+        f"<td>{end}</td></tr>"
     )
 
 
@@ -659,6 +670,17 @@ async def logout_others(request: Request) -> Response:
     return _redirect("/", "logged-out-elsewhere")
 
 
+async def logout_device(request: Request) -> Response:
+    if not _same_origin(request):
+        return Response("cross-site form refused", status_code=403)
+    form = await _form(request)
+    s = fs.get_sessions(request)
+    login = s.get(Login)
+    if login is not None:  # only this user's sessions: another id hash ends nothing
+        s.invalidate_one(Login, login.user, form.get("session", ""))
+    return _redirect("/", "logged-out-device")
+
+
 async def api_page(request: Request) -> Response:
     page = _Page(request)
     base = f"{request.url.scheme}://{request.headers.get('host', '127.0.0.1:8000')}"
@@ -736,6 +758,7 @@ def create_app(folder: Union[str, os.PathLike[str]] = ".sessions") -> Starlette:
             Route("/login", login, methods=["POST"]),
             Route("/logout", logout, methods=["POST"]),
             Route("/logout-others", logout_others, methods=["POST"]),
+            Route("/logout-device", logout_device, methods=["POST"]),
             Route("/api", api_page),
             Route("/api/counter", api_counter, methods=["GET", "DELETE"]),
         ],
