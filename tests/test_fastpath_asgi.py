@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -236,3 +237,56 @@ def test_sets_fast_path_sends_what_the_general_path_sends(scenario: str, incomin
         a, b = call(fast_app, headers=headers), call(general_app, headers=headers)
         assert _headers(a) == _headers(b), (scenario, incoming, start)
         assert a.body == b.body
+
+
+def _server_scenarios() -> dict[str, Callable[[fs.CurrentSessions], Any]]:
+    return {
+        "read": lambda cs: cs.get(Cart),
+        "read twice": lambda cs: [cs.get(Cart), cs.get(Cart)],
+        "read, set": lambda cs: [cs.get(Cart), cs.set(Cart(["n"]))],
+        "read, clear": lambda cs: [cs.get(Cart), cs.clear(Cart)],
+        "read, read other": lambda cs: [cs.get(Cart), cs.get(Login)],
+        "read other, read": lambda cs: [cs.get(Login), cs.get(Cart)],
+        "read, invalidate": lambda cs: [cs.get(Cart), cs.invalidate(Cart, "x" * 64)],
+        "session_id": lambda cs: cs.session_id(Cart) is not None,
+    }
+
+
+@pytest.mark.parametrize("scenario", list(_server_scenarios()))
+@pytest.mark.parametrize("incoming", ["none", "valid", "unknown id", "tampered", "ended"])
+def test_server_side_reads_send_what_the_general_path_sends(
+    scenario: str, incoming: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server-side session only read gets its Vary header without the plan (marked by
+    get under ASGI, found by _simple under WSGI too): the same headers, and the same
+    storage state, as through _plan, for the same requests."""
+    from ferrosession import current
+
+    clock = [1_000_000.0]
+
+    def run(fast: bool) -> tuple[list[tuple[str, str]], bytes, list[str]]:
+        storage = fs.MemoryStorage(clock=lambda: clock[0])
+        s = fs.Sessions(clock=lambda: clock[0])
+        s.cookie(Cart, "CART", storage, idle_timeout=600)
+        s.cookie(Login, "LOGIN", transformers=[fs.MessageAuthentication(KEY)])
+        made = call(app(s, lambda cs: cs.set(Cart(["a"])))).cookie_value("CART")
+        assert made
+        value = {"none": None, "valid": made, "tampered": made[:-2] + "xx"}.get(incoming, made)
+        if incoming == "unknown id":
+            storage.invalidate(next(iter(storage._data)))  # type: ignore[attr-defined]
+        clock[0] += 700 if incoming == "ended" else 1
+        headers = [("cookie", f"CART={value}")] if value else []
+        with monkeypatch.context() as m:
+            if not fast:
+                m.setattr(current, "_read_only", lambda st: False)
+            r = call(app(s, _server_scenarios()[scenario]), headers=headers)
+        # a new server-side id is random: only whether one was issued compares
+        out = [
+            (k, re.sub(r"^CART=[^;]+", "CART=<id>", v) if k == "set-cookie" else v)
+            for k, v in _headers(r)
+        ]
+        return out, r.body, sorted(storage._data)  # type: ignore[attr-defined]
+
+    fast, general = run(True), run(False)
+    assert fast[0] == general[0]
+    assert fast[1] == general[1] and len(fast[2]) == len(general[2])

@@ -107,6 +107,13 @@ class Codec:
         seen: Optional[int] = None,
         left: Optional[float] = None,
     ) -> Optional[tuple[str, int, int, Optional[int], bool]]: ...
+    def open_record(
+        self,
+        text: str,
+        now: Optional[int] = None,
+        left: Optional[float] = None,
+        schema: Optional[Schema] = None,
+    ) -> Optional[tuple[str, int, Optional[int], bool, Any]]: ...
     def wrap_clocks(
         self, payload: str, created: int, deadline: Optional[int] = None, now: Optional[int] = None
     ) -> str: ...

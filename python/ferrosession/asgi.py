@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Awaitable, Callable, MutableMapping, Optional, Union
 
 from ferrosession.config import Provider, Sessions
-from ferrosession.current import _NONE, _SET, SCOPE_KEY, CurrentSessions, _Header, _Op, _sent
+from ferrosession.current import _SET, SCOPE_KEY, CurrentSessions, _Header, _Op, _sent
 from ferrosession.errors import ConfigurationError
 
 __all__ = ["SessionMiddleware"]
@@ -80,9 +80,11 @@ class _ASGISessions(CurrentSessions):
         return cookie
 
     def _read_rust(self, p: Provider) -> Optional[tuple[Any, ...]]:
-        # Rust walks the ASGI header list itself.
-        if p.clocks:
-            return p.codec.read_asgi(self._headers, int(self._config._clock()))
+        # Rust walks the ASGI header list itself (and reads the system clock itself
+        # when a client-side value carries clocks; a server-side cookie has none).
+        config = self._config
+        if p.clocks and p.storage is None and not config._system_clock:
+            return p.codec.read_asgi(self._headers, int(config._clock()))
         return p.codec.read_asgi(self._headers)
 
     def _start(self, message: Message) -> Optional[Awaitable[None]]:
@@ -90,29 +92,20 @@ class _ASGISessions(CurrentSessions):
         headers to ``message``. Returns ``None``, or, when storage work must run first,
         the coroutine that runs it and then adds them."""
         self._started = True
-        states = self._states
-        if len(states) == 1:
-            # One client-side session, only read or set (no clear, re-issue, renewal or
-            # comparison): its headers follow from it directly, as _plan would give them.
-            for p, st in states.items():  # noqa: B007 - the one item, the fastest way
-                break
-            if p.storage is None and not st.reissue and not st.renew:
-                action = st.action
-                if action == _NONE:
-                    if st.loaded:  # what _add_headers does, for the one Vary header
-                        headers = message.get("headers")
-                        if not isinstance(headers, list):
-                            headers = message["headers"] = list(headers or ())
-                        headers.append(p.vary_asgi)
-                    return None
-                if action == _SET and not p.send_only_if_modified:
-                    assert st.out is not None
-                    out = st.out
-                    added = [(p.response_key, out if type(out) is bytes else _latin1(out))]
-                    if st.loaded:
-                        added.append(p.vary_asgi)
-                    _add_headers(message, added, not p.header)
-                    return None
+        simple = self._simple()
+        if simple is not None:
+            # One session, only read, or client-side and only set: its headers follow
+            # from it directly, as _plan would give them.
+            p, st = simple
+            added = []
+            if st.action == _SET:
+                out = st.out
+                added.append((p.response_key, out if type(out) is bytes else _latin1(out)))
+            if st.loaded:
+                added.append(p.vary_asgi)
+            if added:
+                _add_headers(message, added, st.action == _SET and not p.header)
+            return None
         planned, ops = self._plan()
         if ops:
             return self._start_async(message, planned, ops)

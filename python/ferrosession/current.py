@@ -134,7 +134,13 @@ class CurrentSessions:
         raw = self._raw(p)
         if raw is None:
             return None
-        now = int(self._config._clock()) if p.clocks else None
+        config = self._config
+        # Rust reads the system clock itself; a server-side cookie carries no clocks
+        now = (
+            int(config._clock())
+            if p.clocks and p.storage is None and not config._system_clock
+            else None
+        )
         if p.header:
             return p.codec.read_value(raw, now)
         return p.codec.read_cookie(raw, now)
@@ -249,26 +255,32 @@ class CurrentSessions:
             return
         p = st.provider
         codec = p.record_codec
+        value = None
         if codec is None:
             text: Optional[str] = got
         else:
             # the record's clocks (and, from read_ttl, the seconds left: the last use)
+            # and the payload read into its type, in the same Rust call
             config = self._config
             now = None if config._system_clock else int(config._clock())
             if p.reads_ttl:
-                alive = codec.open_clocks(got[0], now, None, got[1])
+                alive = codec.open_record(got[0], now, got[1], p.schema)
             else:
-                alive = codec.open_clocks(got, now)
+                alive = codec.open_record(got, now, None, p.schema)
             if alive is None:  # ended: the entry goes, the cookie is cleared
                 st.unknown = True
                 st.delete_ids = (*st.delete_ids, sid)
                 self._dirty = True
                 return
-            text, st.created, _, st.deadline, renew = alive
+            text, st.created, st.deadline, renew, value = alive
             if renew:
                 st.renew = True
         st.sid = st.stored_sid = sid
-        self._accept(st, text)
+        if value is not None:  # read in Rust
+            st.value = value
+            st.payload = text
+        else:
+            self._accept(st, text)
         if p.principal is not None and st.value is not None:
             st.owner_in = _owner(p, st.value)
 
@@ -307,7 +319,10 @@ class CurrentSessions:
             st = self._states[p] = _new(_State)  # _State(p), without the call of __init__
             st.provider = p
             if not p.fast_get:
+                clean = not self._dirty  # nothing else to send or store yet
                 self._load_sync(st)
+                if clean and self._headers is not None and _read_only(st):
+                    self._dirty = p.vary_asgi  # all the response gets (_ASGISessions._send)
                 return st.value
             # The common case in one go (what _load_sync, _decode and _accept do for a
             # client-side value through built-in transformers).
@@ -840,16 +855,18 @@ class CurrentSessions:
                 headers.append((p.response_name, p.response_key, out, cookie, guard))
 
     def _simple(self) -> Optional[tuple[Provider, _State]]:
-        """The one session of a request, when it is client-side and was only read or
-        set (no clear, re-issue, renewal or comparison): what the response gets follows
-        from it directly (as `_plan` would give it). ``None`` otherwise."""
+        """The one session of a request, when it was only read (client- or server-side:
+        nothing to store, renew, re-issue or clear), or is client-side and only set
+        (nothing to compare): what the response gets follows from it directly (as
+        `_plan` would give it). ``None`` otherwise."""
         states = self._states
         if len(states) == 1:
             for p, st in states.items():
-                if p.storage is None and not st.reissue and not st.renew:
-                    action = st.action
-                    if action == _NONE or (action == _SET and not p.send_only_if_modified):
-                        return p, st
+                action = st.action
+                if action == _NONE:
+                    return (p, st) if _read_only(st) else None
+                if action == _SET and p.storage is None and not st.reissue and not st.renew:
+                    return None if p.send_only_if_modified else (p, st)
         return None
 
     def _commit_sync(self, has_cache_control: bool) -> list[tuple[str, str]]:
@@ -994,6 +1011,19 @@ def _owner_key(p: Provider, who: object) -> Optional[str]:
 def _owner(p: Provider, value: object) -> Optional[str]:
     """The index key of the owner of ``value`` (``None``: it has none)."""
     return _owner_key(p, _principal(p, value))
+
+
+def _read_only(st: _State) -> bool:
+    """A session that was read and left as it is: nothing to store, renew, re-issue or
+    clear, so the response gets its Vary header alone (see `_plan`)."""
+    return (
+        st.action == _NONE
+        and not st.reissue
+        and not st.renew
+        and not st.unknown
+        and not st.delete_ids
+        and not st.purges
+    )
 
 
 def _unchanged(p: Provider, st: _State) -> bool:

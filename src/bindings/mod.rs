@@ -463,6 +463,39 @@ impl Codec {
         ))
     }
 
+    /// A server-side record read by the middleware, in one call: `open_clocks` (with
+    /// `left` from `read_ttl`), then the payload read into the session type by
+    /// `schema`: `(payload, created, deadline, renew, value)`, `value` `None` when the
+    /// schema leaves it to the Python path; `None` when the record has ended.
+    #[pyo3(signature = (text, now = None, left = None, schema = None))]
+    fn open_record<'py>(
+        &self,
+        py: Python<'py>,
+        text: &str,
+        now: Option<u64>,
+        left: Option<f64>,
+        schema: Option<&Bound<'py, Schema>>,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let now = now.unwrap_or_else(unix_now);
+        let opened = if left.is_some() {
+            self.inner.open_stored(text, now, left)
+        } else {
+            self.inner.open_clocks(text, now, None)
+        };
+        let Some((payload, alive)) = opened else {
+            return Ok(None);
+        };
+        let value = schema.and_then(|s| s.get().read(py, payload));
+        let items = (
+            payload,
+            alive.created,
+            alive.deadline,
+            alive.renew,
+            value.unwrap_or_else(|| py.None().into_bound(py)),
+        );
+        Ok(Some(items.into_pyobject(py)?))
+    }
+
     /// For chains that run partly in Python: `payload` framed with its clocks.
     #[pyo3(signature = (payload, created, deadline = None, now = None))]
     fn wrap_clocks(
