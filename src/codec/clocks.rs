@@ -44,12 +44,12 @@ pub fn wrap(
     out.push_str("~1:");
     out.push_str(name);
     out.push(':');
-    out.push_str(&created.to_string());
+    out.push_str(itoa::Buffer::new().format(created));
     out.push(':');
-    out.push_str(&last_seen.to_string());
+    out.push_str(itoa::Buffer::new().format(last_seen));
     out.push(':');
     if let Some(d) = deadline {
-        out.push_str(&d.to_string());
+        out.push_str(itoa::Buffer::new().format(d));
     }
     out.push(':');
     out.push_str(payload);

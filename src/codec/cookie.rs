@@ -157,7 +157,7 @@ impl CookieSpec {
         if let Some(age) = max_age {
             let age = age.min(MAX_AGE_CLAMP);
             line.extend_from_slice(b"; Max-Age=");
-            line.extend_from_slice(age.to_string().as_bytes());
+            line.extend_from_slice(itoa::Buffer::new().format(age).as_bytes());
             if age > 0 {
                 line.extend_from_slice(b"; Expires=");
                 http_date_into(&mut line, now.saturating_add(age));

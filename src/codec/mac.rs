@@ -201,7 +201,7 @@ impl Transformer for MessageAuthentication {
         out.push_str(value);
         if self.max_age.is_some() {
             out.push('/');
-            out.push_str(&ctx.now.to_string());
+            out.push_str(itoa::Buffer::new().format(ctx.now));
         }
         key.sign_into(&mut out);
         Ok(out)
