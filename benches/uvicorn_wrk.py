@@ -31,7 +31,9 @@ share of the run (below ~90 % the server was not the bottleneck) and the time it
 sat runnable but waiting for its CPU (something else ran there), and the busy and
 steal shares of both CPUs (``/proc/stat``).
 
-``--ignore`` adds a diagnostic variant: the middleware present, the session untouched.
+``--ignore`` adds a diagnostic variant: the middleware present, the session untouched;
+``--vary`` another: no sessions, but the response carries the ``Vary: Cookie`` header a
+session read adds (h11 handles each response header in Python).
 
 ``wrk`` is the Debian package; when it is missing this script installs it with
 ``apt-get install -y wrk``. The servers are always stopped. Results go to
@@ -67,10 +69,12 @@ FS_KEY = bytes(range(32))  # fixed, so runs are comparable; never a real key
 GOAL = 0.95
 VARIANTS = ("plain", "session")
 IGNORE = "ignore"  # diagnostic (--ignore): the middleware present, the session untouched
+VARY = "vary"  # diagnostic (--vary): no sessions, with the Vary header a read sends
 LABELS = {
     "plain": "no sessions",
     "session": "ferrosession read (signed cookie)",
     IGNORE: "ferrosession, session untouched",
+    VARY: "no sessions, plus Vary: Cookie",
 }
 ALLOW_DEBUG_ENV = "FERROSESSION_BENCH_ALLOW_DEBUG"
 # (pairs, seconds per run, seconds of warm-up per server): default, then --quick
@@ -109,6 +113,19 @@ def plain_app() -> Any:
         if scope["type"] != "http":
             return  # lifespan
         await send({**START, "headers": list(START["headers"])})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
+
+
+def vary_app() -> Any:
+    """The app without sessions, whose response also carries the ``Vary: Cookie`` a
+    session read adds (what that one header costs the server, h11 included)."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({**START, "headers": [*START["headers"], (b"vary", b"Cookie")]})
         await send({"type": "http.response.body", "body": b"ok"})
 
     return app
@@ -642,6 +659,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         action="store_true",
         help="add a diagnostic variant: the middleware present, the session untouched",
     )
+    parser.add_argument(
+        "--vary",
+        action="store_true",
+        help="add a diagnostic variant: no sessions, with the Vary: Cookie a read sends",
+    )
     parser.add_argument("--out", type=Path, help="JSON output (default benches/results/...)")
     parser.add_argument("--check", action="store_true", help="exit 1 when the goal is missed")
     parser.add_argument(
@@ -674,7 +696,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     http = http_impl()
     cpus = plan_cpus(args.pin)
     server_cpu, wrk_cpu = cpus if cpus else (None, None)
-    variants = [*VARIANTS, IGNORE] if args.ignore else list(VARIANTS)
+    variants = [*VARIANTS, *([IGNORE] if args.ignore else []), *([VARY] if args.vary else [])]
     server_setup = child_setup(server_cpu, args.nice)
     wrk_setup = child_setup(wrk_cpu, args.nice)
     servers = {name: Server(f"{name}_app", http, server_setup) for name in variants}
