@@ -20,7 +20,9 @@
 //!
 //! `ROOT/.ferrosession-changes` is the change table (see "Cache and concurrency"):
 //! its name starts with a dot, so it is never a shard folder, an entry, a temp file
-//! or `owners`, and `gc` (which walks the two-hex-digit folders only) never sees it.
+//! or `owners`, and `gc` (which walks the two-hex-digit folders) leaves it alone; in
+//! the root it only removes the table's own temp files a process left when it died
+//! while making the table (`.ferrosession-changes.<hex>.tmp`, after `STALE_TEMP`).
 //!
 //! # Writes
 //! A write creates `.tmp-<16 random hex>` in the leaf folder (`O_EXCL`, mode 0600),
@@ -1233,6 +1235,7 @@ impl DirectoryStorage {
             Err(e) if is_absent(&e) => return Ok(0),
             Err(e) => return Err(storage_error("cannot list session folder", &self.root, &e)),
         };
+        self.gc_table_temps(stale_temp_before, &mut note);
         // shard folders are two hex digits: never OWNERS_DIR
         for level1 in shard_dirs(top, &mut note) {
             let Some(middle) = list(&level1, &mut note) else {
@@ -1291,6 +1294,28 @@ impl DirectoryStorage {
     }
 
     /// The index part of `gc`: deletes expired markers and stale temp files, and
+    /// Removes the change table's temp files a process left when it died while making
+    /// the table (`.ferrosession-changes.<hex>.tmp` in the root, last changed before
+    /// `stale_before`; a live one is moved into place within milliseconds).
+    fn gc_table_temps(&self, stale_before: UnixNanos, note: &mut impl FnMut(CoreError)) {
+        let Some(entries) = list(&self.root, note) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !change_table::is_temp_name(name) {
+                continue;
+            }
+            match entry.metadata() {
+                Ok(m) if m.is_file() && os::ctime(&m) < stale_before => {
+                    remove_quietly(&entry.path(), note);
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// owner folders left empty for `STALE_TEMP` (an `index_add` that finds its folder
     /// gone creates it again).
     fn gc_index(&self, now: UnixNanos, note: &mut impl FnMut(CoreError)) {
@@ -2486,6 +2511,34 @@ mod tests {
         let again = s.open(true, true);
         assert_eq!(again.revalidation(), Revalidation::Table);
         assert_eq!(fs::metadata(&path).unwrap().len(), meta.len());
+    }
+
+    #[test]
+    fn gc_removes_stale_temp_files_of_the_table_only() {
+        let s = Setup::new();
+        let st = s.open(true, true);
+        let temp = s
+            .root()
+            .join(format!("{CHANGE_TABLE_FILE}.0123456789abcdef.tmp"));
+        let other = s.root().join(format!("{CHANGE_TABLE_FILE}.notes.tmp"));
+        fs::write(&temp, b"partial").unwrap();
+        fs::write(&other, b"not ours").unwrap();
+        st.gc().unwrap();
+        assert!(temp.exists(), "a fresh one may be a table being made");
+        s.advance(STALE_TEMP.as_secs() as i64 + 1);
+        st.gc().unwrap();
+        assert!(!temp.exists());
+        assert!(other.exists());
+        assert!(
+            s.root().join(CHANGE_TABLE_FILE).exists() || st.revalidation() != Revalidation::Table
+        );
+        assert!(change_table::is_temp_name(
+            ".ferrosession-changes.00ff00ff00ff00ff.tmp"
+        ));
+        assert!(!change_table::is_temp_name(
+            ".ferrosession-changes.00ff.tmp"
+        ));
+        assert!(!change_table::is_temp_name(".ferrosession-changes"));
     }
 
     #[cfg(all(

@@ -46,6 +46,15 @@ use std::fmt;
 /// shard folder (two hex digits), an entry (64 hex digits) or `owners`.
 pub const FILE_NAME: &str = ".ferrosession-changes";
 
+/// Whether `name` is one of the temp files a table is made in
+/// (`.ferrosession-changes.<16 hex digits>.tmp`).
+pub(super) fn is_temp_name(name: &str) -> bool {
+    name.strip_prefix(FILE_NAME)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .and_then(|rest| rest.strip_suffix(".tmp"))
+        .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Slots in the table (a power of two): ids hash to one each. Ids sharing a slot
 /// only cost each other cache hits (a change of one drops the others' cached values).
 pub(super) const SLOTS: usize = 1 << 16;
