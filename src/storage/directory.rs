@@ -2228,291 +2228,6 @@ mod tests {
         assert_eq!(a.io_counts().table_hits, 0);
     }
 
-    /// The table of `st`, and the slot of `id` in it.
-    #[cfg(all(
-        any(target_os = "linux", target_os = "android"),
-        target_has_atomic = "64"
-    ))]
-    fn table_slot<'a>(st: &'a DirectoryStorage, id: &str) -> (&'a ChangeTable, usize) {
-        (
-            st.table.as_ref().expect("a change table"),
-            st.locate(id).slot,
-        )
-    }
-
-    #[cfg(all(
-        any(target_os = "linux", target_os = "android"),
-        target_has_atomic = "64"
-    ))]
-    #[test]
-    fn changes_by_another_instance_reach_table_hits_without_a_stat() {
-        // a and b stand for two processes: each maps the table itself
-        let s = Setup::new();
-        let a = s.open(true, true);
-        let b = s.open(true, true);
-        assert_eq!(a.revalidation(), Revalidation::Table);
-        assert_eq!(a.table_status(), "in use");
-        let hits = |n| IoCounts {
-            opens: a.io_counts().opens,
-            stats: 0,
-            table_hits: n,
-        };
-        a.write("abc", "v1", 3600).unwrap();
-        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v1"));
-        assert_eq!(
-            a.io_counts(),
-            IoCounts {
-                opens: 0,
-                stats: 0,
-                table_hits: 1
-            }
-        );
-        // a table hit needs no I/O: answered without releasing the GIL
-        assert_eq!(a.read_without_io("abc"), Some(Some("v1".to_owned())));
-        assert_eq!(a.io_counts(), hits(2));
-        let opens = |st: &DirectoryStorage| st.io_counts().opens;
-        // write
-        b.write("abc", "v2", 3600).unwrap();
-        assert_eq!(a.read_without_io("abc"), None, "a changed slot is a miss");
-        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v2"));
-        assert_eq!(opens(&a), 1);
-        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v2"));
-        assert_eq!(
-            (opens(&a), a.io_counts().table_hits),
-            (1, 3),
-            "cached again"
-        );
-        // invalidate
-        assert!(b.invalidate("abc").unwrap());
-        assert_eq!(a.read("abc").unwrap(), None);
-        // create
-        assert!(b.create("abc", "v3", 3600).unwrap());
-        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v3"));
-        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v3"));
-        // update
-        assert!(b.update("abc", "v4", 3600).unwrap());
-        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v4"));
-        // touch: the same file, a new expiry
-        let (_, left) = a.read_ttl("abc").unwrap().unwrap();
-        assert!(left <= Duration::from_secs(3600));
-        assert!(b.touch("abc", 7200).unwrap());
-        let (value, left) = a.read_ttl("abc").unwrap().unwrap();
-        assert_eq!(value, "v4");
-        assert!(left > Duration::from_secs(7100), "{left:?}");
-        // write with ttl 0 (an invalidate)
-        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v4"));
-        b.write("abc", "x", 0).unwrap();
-        assert_eq!(a.read("abc").unwrap(), None);
-        // gc: b's clock runs ahead, so it finds expired what a still holds as live
-        a.write("old", "v5", 100).unwrap();
-        assert_eq!(a.read("old").unwrap().as_deref(), Some("v5"));
-        let later = s
-            .open(true, true)
-            .with_clock(Arc::new(OffsetClock::new(s.clock.offset() + 200 * S)));
-        assert_eq!(later.gc().unwrap(), 1);
-        assert_eq!(a.read("old").unwrap(), None, "gc's removal is seen");
-        // changes of other ids (other slots) leave a's cached value alone
-        a.write("kept", "k", 3600).unwrap();
-        assert!(!b.update("nothing", "v", 100).unwrap());
-        b.write("another", "v", 100).unwrap();
-        let before = a.io_counts();
-        assert_eq!(a.read("kept").unwrap().as_deref(), Some("k"));
-        assert_eq!(a.io_counts().opens, before.opens);
-        // a create that loses counts as a change all the same (it may have removed
-        // an expired entry): the value is read again, and is still right
-        assert!(!b.create("kept", "other", 100).unwrap());
-        assert_eq!(a.read("kept").unwrap().as_deref(), Some("k"));
-        assert_eq!(a.io_counts().opens, before.opens + 1);
-        assert_eq!(a.io_counts().stats, 0, "not one stat in all of this");
-        assert_eq!(b.io_counts().stats, 0);
-    }
-
-    #[cfg(all(
-        any(target_os = "linux", target_os = "android"),
-        target_has_atomic = "64"
-    ))]
-    #[test]
-    fn every_change_counts_in_the_table() {
-        let s = Setup::new();
-        let st = s.open(false, false);
-        let (table, slot) = table_slot(&st, "abc");
-        let counts = || (table.begun(slot), table.done(slot));
-        let mut want = counts();
-        let mut step = |what: &str| {
-            want = (want.0 + 1, want.1 + 1);
-            assert_eq!(counts(), want, "{what}");
-        };
-        st.write("abc", "v", 100).unwrap();
-        step("write");
-        assert!(!st.create("abc", "v", 100).unwrap());
-        step("create (lost)");
-        assert!(st.update("abc", "w", 100).unwrap());
-        step("update");
-        assert!(st.touch("abc", 100).unwrap());
-        step("touch");
-        assert!(st.invalidate("abc").unwrap());
-        step("invalidate");
-        assert!(st.create("abc", "v", 10).unwrap());
-        step("create");
-        s.advance(20);
-        assert_eq!(st.gc().unwrap(), 1);
-        step("gc");
-        // a failing change counts as done too
-        let path = st.entry_path("abc").unwrap();
-        fs::create_dir_all(path.join("x")).unwrap();
-        assert!(st.write("abc", "v", 100).is_err());
-        step("failed write");
-        // reads, odd ids and other ids do not count here
-        st.read("abc").unwrap();
-        st.invalidate("a/b").unwrap();
-        st.write("other", "v", 100).unwrap();
-        assert_eq!(counts(), want);
-    }
-
-    #[cfg(all(
-        any(target_os = "linux", target_os = "android"),
-        target_has_atomic = "64"
-    ))]
-    #[test]
-    fn a_slot_left_busy_is_not_cached_but_reads_stay_right() {
-        let s = Setup::new();
-        let a = s.open(true, true);
-        let b = s.open(true, true);
-        // a writer of "abc"'s slot died between `begun` and `done`
-        let (table, slot) = table_slot(&b, "abc");
-        table.begin(slot);
-        a.write("abc", "v1", 3600).unwrap();
-        assert_eq!(a.cache_len(), 0, "its own write is not cached either");
-        for want in ["v2", "v3"] {
-            b.write("abc", want, 3600).unwrap();
-            for _ in 0..3 {
-                assert_eq!(a.read("abc").unwrap().as_deref(), Some(want));
-            }
-        }
-        assert_eq!(a.io_counts().opens, 6, "every read reads the file");
-        assert_eq!(a.cache_len(), 0);
-        assert!(b.invalidate("abc").unwrap());
-        assert_eq!(a.read("abc").unwrap(), None);
-        // other slots are unaffected
-        a.write("xyz", "w", 3600).unwrap();
-        assert_ne!(a.locate("xyz").slot, slot);
-        assert_eq!(a.read("xyz").unwrap().as_deref(), Some("w"));
-        assert_eq!(a.io_counts().table_hits, 1);
-        assert_eq!(a.revalidation(), Revalidation::Table);
-        // once the change is counted done (here by hand), the slot caches again
-        table.finish(slot);
-        b.write("abc", "v4", 3600).unwrap();
-        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v4"));
-        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v4"));
-        assert_eq!(a.io_counts().table_hits, 2);
-        assert_eq!(a.io_counts().stats, 0);
-    }
-
-    #[cfg(all(
-        any(target_os = "linux", target_os = "android"),
-        target_has_atomic = "64"
-    ))]
-    #[test]
-    fn own_changes_are_cached_only_when_no_other_overlapped() {
-        let s = Setup::new();
-        let a = s.open(true, true);
-        let (table, slot) = table_slot(&a, "abc");
-        a.write("abc", "v1", 3600).unwrap();
-        assert_eq!(a.cache_len(), 1);
-        // another process's change of the slot is in progress while a writes: a
-        // cannot tell whose rename lands last, so it caches nothing
-        table.begin(slot);
-        a.write("abc", "v2", 3600).unwrap();
-        assert_eq!(a.cache_len(), 0);
-        table.finish(slot);
-        assert!(a.update("abc", "v3", 3600).unwrap());
-        assert_eq!(a.cache_len(), 1);
-        // a touch keeps the cached value only when it was current right before
-        table.begin(slot);
-        table.finish(slot);
-        assert!(a.touch("abc", 100).unwrap());
-        assert_eq!(
-            a.cache_len(),
-            0,
-            "the value cached may be older than the file"
-        );
-        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v3"));
-        assert!(a.touch("abc", 200).unwrap());
-        assert_eq!(a.cache_len(), 1);
-        let opens = a.io_counts().opens;
-        let (_, left) = a.read_ttl("abc").unwrap().unwrap();
-        assert!(left > Duration::from_secs(199), "{left:?}");
-        assert_eq!(a.io_counts().opens, opens);
-    }
-
-    #[cfg(all(
-        any(target_os = "linux", target_os = "android"),
-        target_has_atomic = "64"
-    ))]
-    #[test]
-    fn changes_made_outside_the_storages_wait_for_cache_ttl_with_the_table() {
-        // the documented price of the table: it counts the storages' changes only
-        let s = Setup::new();
-        let a = s.open_with(true, true, 60, 100);
-        a.write("abc", "v1", 3600).unwrap();
-        fs::remove_file(a.entry_path("abc").unwrap()).unwrap();
-        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v1"));
-        s.advance(60);
-        assert_eq!(a.read("abc").unwrap(), None);
-    }
-
-    #[cfg(all(
-        any(target_os = "linux", target_os = "android"),
-        target_has_atomic = "64"
-    ))]
-    #[test]
-    fn forced_stat_keeps_counting_for_the_others() {
-        let s = Setup::new();
-        let a = s.open(true, true);
-        let b = s.open(true, true).revalidate_by_stat();
-        assert_eq!(b.revalidation(), Revalidation::Stat);
-        assert_eq!(b.table_status(), "in use");
-        a.write("abc", "v1", 3600).unwrap();
-        assert_eq!(b.read("abc").unwrap().as_deref(), Some("v1"));
-        assert_eq!(b.read("abc").unwrap().as_deref(), Some("v1"));
-        assert_eq!(b.io_counts().stats, 1);
-        b.write("abc", "v2", 3600).unwrap();
-        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v2"));
-        assert_eq!(a.io_counts().stats, 0);
-        // no shared revalidation at all
-        assert_eq!(s.open(true, false).revalidation(), Revalidation::None);
-        assert_eq!(s.open(false, true).revalidation(), Revalidation::None);
-    }
-
-    #[cfg(all(
-        any(target_os = "linux", target_os = "android"),
-        target_has_atomic = "64"
-    ))]
-    #[test]
-    fn the_table_file_is_private_sized_and_left_alone_by_gc() {
-        use std::os::unix::fs::PermissionsExt;
-        let s = Setup::new();
-        let st = s.open(true, true);
-        let path = s.root().join(CHANGE_TABLE_FILE);
-        let meta = fs::metadata(&path).unwrap();
-        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-        assert_eq!(meta.len(), change_table::TEST_FILE_BYTES as u64);
-        let bytes = fs::read(&path).unwrap();
-        assert_eq!(&bytes[..8], b"fs-chtbl");
-        assert_eq!(&bytes[8..16], &((1u64 << 32) | SLOTS as u64).to_le_bytes());
-        assert_eq!(&bytes[16..24], &[0; 8], "not retired");
-        st.write("abc", "v", 10).unwrap();
-        s.advance(100);
-        s.advance(STALE_TEMP.as_secs() as i64);
-        assert_eq!(st.gc().unwrap(), 1);
-        assert!(path.exists());
-        assert_eq!(fs::metadata(&path).unwrap().len(), meta.len());
-        // a second opener (as a racing process would) reuses it
-        let again = s.open(true, true);
-        assert_eq!(again.revalidation(), Revalidation::Table);
-        assert_eq!(fs::metadata(&path).unwrap().len(), meta.len());
-    }
-
     #[test]
     fn gc_removes_stale_temp_files_of_the_table_only() {
         let s = Setup::new();
@@ -2541,113 +2256,368 @@ mod tests {
         assert!(!change_table::is_temp_name(".ferrosession-changes"));
     }
 
+    /// The change table (Linux, 64-bit atomics): a process's hits without a stat.
     #[cfg(all(
         any(target_os = "linux", target_os = "android"),
         target_has_atomic = "64"
     ))]
-    #[test]
-    fn racing_openers_share_one_whole_table() {
-        for _ in 0..10 {
+    mod table {
+        use super::*;
+
+        /// The table of `st`, and the slot of `id` in it.
+        fn table_slot<'a>(st: &'a DirectoryStorage, id: &str) -> (&'a ChangeTable, usize) {
+            (
+                st.table.as_ref().expect("a change table"),
+                st.locate(id).slot,
+            )
+        }
+
+        #[test]
+        fn changes_by_another_instance_reach_table_hits_without_a_stat() {
+            // a and b stand for two processes: each maps the table itself
             let s = Setup::new();
-            fs::create_dir_all(s.root()).unwrap();
-            let storages: Vec<DirectoryStorage> = std::thread::scope(|scope| {
-                let handles: Vec<_> = (0..6).map(|_| scope.spawn(|| s.open(true, true))).collect();
-                handles.into_iter().map(|h| h.join().unwrap()).collect()
-            });
-            for st in &storages {
-                assert_eq!(
-                    st.revalidation(),
-                    Revalidation::Table,
-                    "{}",
-                    st.table_status()
-                );
+            let a = s.open(true, true);
+            let b = s.open(true, true);
+            assert_eq!(a.revalidation(), Revalidation::Table);
+            assert_eq!(a.table_status(), "in use");
+            let hits = |n| IoCounts {
+                opens: a.io_counts().opens,
+                stats: 0,
+                table_hits: n,
+            };
+            a.write("abc", "v1", 3600).unwrap();
+            assert_eq!(a.read("abc").unwrap().as_deref(), Some("v1"));
+            assert_eq!(
+                a.io_counts(),
+                IoCounts {
+                    opens: 0,
+                    stats: 0,
+                    table_hits: 1
+                }
+            );
+            // a table hit needs no I/O: answered without releasing the GIL
+            assert_eq!(a.read_without_io("abc"), Some(Some("v1".to_owned())));
+            assert_eq!(a.io_counts(), hits(2));
+            let opens = |st: &DirectoryStorage| st.io_counts().opens;
+            // write
+            b.write("abc", "v2", 3600).unwrap();
+            assert_eq!(a.read_without_io("abc"), None, "a changed slot is a miss");
+            assert_eq!(a.read("abc").unwrap().as_deref(), Some("v2"));
+            assert_eq!(opens(&a), 1);
+            assert_eq!(a.read("abc").unwrap().as_deref(), Some("v2"));
+            assert_eq!(
+                (opens(&a), a.io_counts().table_hits),
+                (1, 3),
+                "cached again"
+            );
+            // invalidate
+            assert!(b.invalidate("abc").unwrap());
+            assert_eq!(a.read("abc").unwrap(), None);
+            // create
+            assert!(b.create("abc", "v3", 3600).unwrap());
+            assert_eq!(a.read("abc").unwrap().as_deref(), Some("v3"));
+            assert_eq!(a.read("abc").unwrap().as_deref(), Some("v3"));
+            // update
+            assert!(b.update("abc", "v4", 3600).unwrap());
+            assert_eq!(a.read("abc").unwrap().as_deref(), Some("v4"));
+            // touch: the same file, a new expiry
+            let (_, left) = a.read_ttl("abc").unwrap().unwrap();
+            assert!(left <= Duration::from_secs(3600));
+            assert!(b.touch("abc", 7200).unwrap());
+            let (value, left) = a.read_ttl("abc").unwrap().unwrap();
+            assert_eq!(value, "v4");
+            assert!(left > Duration::from_secs(7100), "{left:?}");
+            // write with ttl 0 (an invalidate)
+            assert_eq!(a.read("abc").unwrap().as_deref(), Some("v4"));
+            b.write("abc", "x", 0).unwrap();
+            assert_eq!(a.read("abc").unwrap(), None);
+            // gc: b's clock runs ahead, so it finds expired what a still holds as live
+            a.write("old", "v5", 100).unwrap();
+            assert_eq!(a.read("old").unwrap().as_deref(), Some("v5"));
+            let later = s
+                .open(true, true)
+                .with_clock(Arc::new(OffsetClock::new(s.clock.offset() + 200 * S)));
+            assert_eq!(later.gc().unwrap(), 1);
+            assert_eq!(a.read("old").unwrap(), None, "gc's removal is seen");
+            // changes of other ids (other slots) leave a's cached value alone
+            a.write("kept", "k", 3600).unwrap();
+            assert!(!b.update("nothing", "v", 100).unwrap());
+            b.write("another", "v", 100).unwrap();
+            let before = a.io_counts();
+            assert_eq!(a.read("kept").unwrap().as_deref(), Some("k"));
+            assert_eq!(a.io_counts().opens, before.opens);
+            // a create that loses counts as a change all the same (it may have removed
+            // an expired entry): the value is read again, and is still right
+            assert!(!b.create("kept", "other", 100).unwrap());
+            assert_eq!(a.read("kept").unwrap().as_deref(), Some("k"));
+            assert_eq!(a.io_counts().opens, before.opens + 1);
+            assert_eq!(a.io_counts().stats, 0, "not one stat in all of this");
+            assert_eq!(b.io_counts().stats, 0);
+        }
+
+        #[test]
+        fn every_change_counts_in_the_table() {
+            let s = Setup::new();
+            let st = s.open(false, false);
+            let (table, slot) = table_slot(&st, "abc");
+            let counts = || (table.begun(slot), table.done(slot));
+            let mut want = counts();
+            let mut step = |what: &str| {
+                want = (want.0 + 1, want.1 + 1);
+                assert_eq!(counts(), want, "{what}");
+            };
+            st.write("abc", "v", 100).unwrap();
+            step("write");
+            assert!(!st.create("abc", "v", 100).unwrap());
+            step("create (lost)");
+            assert!(st.update("abc", "w", 100).unwrap());
+            step("update");
+            assert!(st.touch("abc", 100).unwrap());
+            step("touch");
+            assert!(st.invalidate("abc").unwrap());
+            step("invalidate");
+            assert!(st.create("abc", "v", 10).unwrap());
+            step("create");
+            s.advance(20);
+            assert_eq!(st.gc().unwrap(), 1);
+            step("gc");
+            // a failing change counts as done too
+            let path = st.entry_path("abc").unwrap();
+            fs::create_dir_all(path.join("x")).unwrap();
+            assert!(st.write("abc", "v", 100).is_err());
+            step("failed write");
+            // reads, odd ids and other ids do not count here
+            st.read("abc").unwrap();
+            st.invalidate("a/b").unwrap();
+            st.write("other", "v", 100).unwrap();
+            assert_eq!(counts(), want);
+        }
+
+        #[test]
+        fn a_slot_left_busy_is_not_cached_but_reads_stay_right() {
+            let s = Setup::new();
+            let a = s.open(true, true);
+            let b = s.open(true, true);
+            // a writer of "abc"'s slot died between `begun` and `done`
+            let (table, slot) = table_slot(&b, "abc");
+            table.begin(slot);
+            a.write("abc", "v1", 3600).unwrap();
+            assert_eq!(a.cache_len(), 0, "its own write is not cached either");
+            for want in ["v2", "v3"] {
+                b.write("abc", want, 3600).unwrap();
+                for _ in 0..3 {
+                    assert_eq!(a.read("abc").unwrap().as_deref(), Some(want));
+                }
             }
-            let names: Vec<_> = fs::read_dir(s.root())
-                .unwrap()
-                .map(|e| e.unwrap().file_name())
-                .collect();
-            assert_eq!(names, [CHANGE_TABLE_FILE], "one table, no temp file left");
-            // they all count in the same table
-            storages[0].write("abc", "v1", 3600).unwrap();
-            for st in &storages[1..] {
-                assert_eq!(st.read("abc").unwrap().as_deref(), Some("v1"));
-            }
-            storages[5].write("abc", "v2", 3600).unwrap();
-            for st in &storages[..5] {
-                assert_eq!(st.read("abc").unwrap().as_deref(), Some("v2"));
+            assert_eq!(a.io_counts().opens, 6, "every read reads the file");
+            assert_eq!(a.cache_len(), 0);
+            assert!(b.invalidate("abc").unwrap());
+            assert_eq!(a.read("abc").unwrap(), None);
+            // other slots are unaffected
+            a.write("xyz", "w", 3600).unwrap();
+            assert_ne!(a.locate("xyz").slot, slot);
+            assert_eq!(a.read("xyz").unwrap().as_deref(), Some("w"));
+            assert_eq!(a.io_counts().table_hits, 1);
+            assert_eq!(a.revalidation(), Revalidation::Table);
+            // once the change is counted done (here by hand), the slot caches again
+            table.finish(slot);
+            b.write("abc", "v4", 3600).unwrap();
+            assert_eq!(a.read("abc").unwrap().as_deref(), Some("v4"));
+            assert_eq!(a.read("abc").unwrap().as_deref(), Some("v4"));
+            assert_eq!(a.io_counts().table_hits, 2);
+            assert_eq!(a.io_counts().stats, 0);
+        }
+
+        #[test]
+        fn own_changes_are_cached_only_when_no_other_overlapped() {
+            let s = Setup::new();
+            let a = s.open(true, true);
+            let (table, slot) = table_slot(&a, "abc");
+            a.write("abc", "v1", 3600).unwrap();
+            assert_eq!(a.cache_len(), 1);
+            // another process's change of the slot is in progress while a writes: a
+            // cannot tell whose rename lands last, so it caches nothing
+            table.begin(slot);
+            a.write("abc", "v2", 3600).unwrap();
+            assert_eq!(a.cache_len(), 0);
+            table.finish(slot);
+            assert!(a.update("abc", "v3", 3600).unwrap());
+            assert_eq!(a.cache_len(), 1);
+            // a touch keeps the cached value only when it was current right before
+            table.begin(slot);
+            table.finish(slot);
+            assert!(a.touch("abc", 100).unwrap());
+            assert_eq!(
+                a.cache_len(),
+                0,
+                "the value cached may be older than the file"
+            );
+            assert_eq!(a.read("abc").unwrap().as_deref(), Some("v3"));
+            assert!(a.touch("abc", 200).unwrap());
+            assert_eq!(a.cache_len(), 1);
+            let opens = a.io_counts().opens;
+            let (_, left) = a.read_ttl("abc").unwrap().unwrap();
+            assert!(left > Duration::from_secs(199), "{left:?}");
+            assert_eq!(a.io_counts().opens, opens);
+        }
+
+        #[test]
+        fn changes_made_outside_the_storages_wait_for_cache_ttl_with_the_table() {
+            // the documented price of the table: it counts the storages' changes only
+            let s = Setup::new();
+            let a = s.open_with(true, true, 60, 100);
+            a.write("abc", "v1", 3600).unwrap();
+            fs::remove_file(a.entry_path("abc").unwrap()).unwrap();
+            assert_eq!(a.read("abc").unwrap().as_deref(), Some("v1"));
+            s.advance(60);
+            assert_eq!(a.read("abc").unwrap(), None);
+        }
+
+        #[test]
+        fn forced_stat_keeps_counting_for_the_others() {
+            let s = Setup::new();
+            let a = s.open(true, true);
+            let b = s.open(true, true).revalidate_by_stat();
+            assert_eq!(b.revalidation(), Revalidation::Stat);
+            assert_eq!(b.table_status(), "in use");
+            a.write("abc", "v1", 3600).unwrap();
+            assert_eq!(b.read("abc").unwrap().as_deref(), Some("v1"));
+            assert_eq!(b.read("abc").unwrap().as_deref(), Some("v1"));
+            assert_eq!(b.io_counts().stats, 1);
+            b.write("abc", "v2", 3600).unwrap();
+            assert_eq!(a.read("abc").unwrap().as_deref(), Some("v2"));
+            assert_eq!(a.io_counts().stats, 0);
+            // no shared revalidation at all
+            assert_eq!(s.open(true, false).revalidation(), Revalidation::None);
+            assert_eq!(s.open(false, true).revalidation(), Revalidation::None);
+        }
+
+        #[test]
+        fn the_table_file_is_private_sized_and_left_alone_by_gc() {
+            use std::os::unix::fs::PermissionsExt;
+            let s = Setup::new();
+            let st = s.open(true, true);
+            let path = s.root().join(CHANGE_TABLE_FILE);
+            let meta = fs::metadata(&path).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+            assert_eq!(meta.len(), change_table::TEST_FILE_BYTES as u64);
+            let bytes = fs::read(&path).unwrap();
+            assert_eq!(&bytes[..8], b"fs-chtbl");
+            assert_eq!(&bytes[8..16], &((1u64 << 32) | SLOTS as u64).to_le_bytes());
+            assert_eq!(&bytes[16..24], &[0; 8], "not retired");
+            st.write("abc", "v", 10).unwrap();
+            s.advance(100);
+            s.advance(STALE_TEMP.as_secs() as i64);
+            assert_eq!(st.gc().unwrap(), 1);
+            assert!(path.exists());
+            assert_eq!(fs::metadata(&path).unwrap().len(), meta.len());
+            // a second opener (as a racing process would) reuses it
+            let again = s.open(true, true);
+            assert_eq!(again.revalidation(), Revalidation::Table);
+            assert_eq!(fs::metadata(&path).unwrap().len(), meta.len());
+        }
+
+        #[test]
+        fn racing_openers_share_one_whole_table() {
+            for _ in 0..10 {
+                let s = Setup::new();
+                fs::create_dir_all(s.root()).unwrap();
+                let storages: Vec<DirectoryStorage> = std::thread::scope(|scope| {
+                    let handles: Vec<_> =
+                        (0..6).map(|_| scope.spawn(|| s.open(true, true))).collect();
+                    handles.into_iter().map(|h| h.join().unwrap()).collect()
+                });
+                for st in &storages {
+                    assert_eq!(
+                        st.revalidation(),
+                        Revalidation::Table,
+                        "{}",
+                        st.table_status()
+                    );
+                }
+                let names: Vec<_> = fs::read_dir(s.root())
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name())
+                    .collect();
+                assert_eq!(names, [CHANGE_TABLE_FILE], "one table, no temp file left");
+                // they all count in the same table
+                storages[0].write("abc", "v1", 3600).unwrap();
+                for st in &storages[1..] {
+                    assert_eq!(st.read("abc").unwrap().as_deref(), Some("v1"));
+                }
+                storages[5].write("abc", "v2", 3600).unwrap();
+                for st in &storages[..5] {
+                    assert_eq!(st.read("abc").unwrap().as_deref(), Some("v2"));
+                }
             }
         }
-    }
 
-    #[cfg(all(
-        any(target_os = "linux", target_os = "android"),
-        target_has_atomic = "64"
-    ))]
-    #[test]
-    fn a_damaged_foreign_or_retired_table_falls_back_to_stat() {
-        let check_stat = |st: &DirectoryStorage, why: &str| {
-            assert_eq!(st.revalidation(), Revalidation::Stat, "{why}");
-            assert!(st.table_status().contains(why), "{}", st.table_status());
-            st.write("abc", "v", 3600).unwrap();
-            assert_eq!(st.read("abc").unwrap().as_deref(), Some("v"));
-            assert_eq!(st.io_counts().stats, 1, "{why}");
-            assert_eq!(st.io_counts().table_hits, 0);
-        };
-        let full = change_table::TEST_FILE_BYTES;
-        let open = |s: &Setup| {
-            DirectoryStorage::new(s.root(), true, Duration::from_secs(60), true, 100).unwrap()
-        };
-        // short
-        let s = Setup::new();
-        fs::create_dir_all(s.root()).unwrap();
-        let path = s.root().join(CHANGE_TABLE_FILE);
-        fs::write(&path, b"fs-chtbl").unwrap();
-        check_stat(&open(&s), "damaged");
-        assert_eq!(fs::read(&path).unwrap(), b"fs-chtbl", "left as it was");
-        // full size but something else: left alone
-        let s = Setup::new();
-        fs::create_dir_all(s.root()).unwrap();
-        let path = s.root().join(CHANGE_TABLE_FILE);
-        let mut foreign = vec![7u8; full];
-        foreign[..8].copy_from_slice(b"not-ours");
-        fs::write(&path, &foreign).unwrap();
-        check_stat(&open(&s), "damaged");
-        assert_eq!(fs::read(&path).unwrap(), foreign);
-        // another layout version: retired, for everyone
-        let s = Setup::new();
-        fs::create_dir_all(s.root()).unwrap();
-        let path = s.root().join(CHANGE_TABLE_FILE);
-        let mut other = vec![0u8; full];
-        other[..8].copy_from_slice(b"fs-chtbl");
-        other[8..16].copy_from_slice(&((2u64 << 32) | 16).to_le_bytes());
-        fs::write(&path, &other).unwrap();
-        check_stat(&open(&s), "retired");
-        assert_ne!(fs::read(&path).unwrap()[16..24], [0; 8]);
-        // a short file of ours (truncated) is retired too: a process still holding
-        // the old mapping must stop trusting it
-        let s = Setup::new();
-        fs::create_dir_all(s.root()).unwrap();
-        let path = s.root().join(CHANGE_TABLE_FILE);
-        let mut short = vec![0u8; 4096];
-        short[..8].copy_from_slice(b"fs-chtbl");
-        fs::write(&path, &short).unwrap();
-        check_stat(&open(&s), "damaged");
-        assert_ne!(fs::read(&path).unwrap()[16..24], [0; 8]);
-        // retired while in use (another process could not keep it): the next hit
-        // is checked by stat
-        let s = Setup::new();
-        let a = s.open(true, true);
-        let b = s.open(true, true);
-        a.write("abc", "v1", 3600).unwrap();
-        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v1"));
-        assert_eq!(a.io_counts().table_hits, 1);
-        b.table.as_ref().unwrap().retire();
-        assert_eq!(a.revalidation(), Revalidation::Stat);
-        assert_eq!(a.table_status(), "retired by another process");
-        assert_eq!(a.read_without_io("abc"), None);
-        assert_eq!(a.read("abc").unwrap().as_deref(), Some("v1"));
-        assert_eq!(a.io_counts().stats, 1);
-        check_stat(&open(&s), "retired");
+        #[test]
+        fn a_damaged_foreign_or_retired_table_falls_back_to_stat() {
+            let check_stat = |st: &DirectoryStorage, why: &str| {
+                assert_eq!(st.revalidation(), Revalidation::Stat, "{why}");
+                assert!(st.table_status().contains(why), "{}", st.table_status());
+                st.write("abc", "v", 3600).unwrap();
+                assert_eq!(st.read("abc").unwrap().as_deref(), Some("v"));
+                assert_eq!(st.io_counts().stats, 1, "{why}");
+                assert_eq!(st.io_counts().table_hits, 0);
+            };
+            let full = change_table::TEST_FILE_BYTES;
+            let open = |s: &Setup| {
+                DirectoryStorage::new(s.root(), true, Duration::from_secs(60), true, 100).unwrap()
+            };
+            // short
+            let s = Setup::new();
+            fs::create_dir_all(s.root()).unwrap();
+            let path = s.root().join(CHANGE_TABLE_FILE);
+            fs::write(&path, b"fs-chtbl").unwrap();
+            check_stat(&open(&s), "damaged");
+            assert_eq!(fs::read(&path).unwrap(), b"fs-chtbl", "left as it was");
+            // full size but something else: left alone
+            let s = Setup::new();
+            fs::create_dir_all(s.root()).unwrap();
+            let path = s.root().join(CHANGE_TABLE_FILE);
+            let mut foreign = vec![7u8; full];
+            foreign[..8].copy_from_slice(b"not-ours");
+            fs::write(&path, &foreign).unwrap();
+            check_stat(&open(&s), "damaged");
+            assert_eq!(fs::read(&path).unwrap(), foreign);
+            // another layout version: retired, for everyone
+            let s = Setup::new();
+            fs::create_dir_all(s.root()).unwrap();
+            let path = s.root().join(CHANGE_TABLE_FILE);
+            let mut other = vec![0u8; full];
+            other[..8].copy_from_slice(b"fs-chtbl");
+            other[8..16].copy_from_slice(&((2u64 << 32) | 16).to_le_bytes());
+            fs::write(&path, &other).unwrap();
+            check_stat(&open(&s), "retired");
+            assert_ne!(fs::read(&path).unwrap()[16..24], [0; 8]);
+            // a short file of ours (truncated) is retired too: a process still holding
+            // the old mapping must stop trusting it
+            let s = Setup::new();
+            fs::create_dir_all(s.root()).unwrap();
+            let path = s.root().join(CHANGE_TABLE_FILE);
+            let mut short = vec![0u8; 4096];
+            short[..8].copy_from_slice(b"fs-chtbl");
+            fs::write(&path, &short).unwrap();
+            check_stat(&open(&s), "damaged");
+            assert_ne!(fs::read(&path).unwrap()[16..24], [0; 8]);
+            // retired while in use (another process could not keep it): the next hit
+            // is checked by stat
+            let s = Setup::new();
+            let a = s.open(true, true);
+            let b = s.open(true, true);
+            a.write("abc", "v1", 3600).unwrap();
+            assert_eq!(a.read("abc").unwrap().as_deref(), Some("v1"));
+            assert_eq!(a.io_counts().table_hits, 1);
+            b.table.as_ref().unwrap().retire();
+            assert_eq!(a.revalidation(), Revalidation::Stat);
+            assert_eq!(a.table_status(), "retired by another process");
+            assert_eq!(a.read_without_io("abc"), None);
+            assert_eq!(a.read("abc").unwrap().as_deref(), Some("v1"));
+            assert_eq!(a.io_counts().stats, 1);
+            check_stat(&open(&s), "retired");
+        }
     }
 
     /// Values that carry their own checksum, and the ticket of the op that wrote them.
