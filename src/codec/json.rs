@@ -208,15 +208,20 @@ impl<'a> Reader<'a> {
             }
             _ => return None,
         }
+        // one or more digits (a fraction or an exponent needs at least one)
+        let digits = |r: &mut Self| -> Option<()> {
+            if !digit(r) {
+                return None;
+            }
+            while digit(r) {
+                r.pos += 1;
+            }
+            Some(())
+        };
         let mut float = false;
         if self.bytes.get(self.pos) == Some(&b'.') {
             self.pos += 1;
-            if !digit(self) {
-                return None;
-            }
-            while digit(self) {
-                self.pos += 1;
-            }
+            digits(self)?;
             float = true;
         }
         if matches!(self.bytes.get(self.pos), Some(b'e' | b'E')) {
@@ -224,12 +229,7 @@ impl<'a> Reader<'a> {
             if matches!(self.bytes.get(self.pos), Some(b'+' | b'-')) {
                 self.pos += 1;
             }
-            if !digit(self) {
-                return None;
-            }
-            while digit(self) {
-                self.pos += 1;
-            }
+            digits(self)?;
             float = true;
         }
         let slice = &self.text[start..self.pos];
