@@ -362,7 +362,8 @@ class Sessions:
                 of ``idle_timeout``, at most 60 s), or ``"on_change"`` (only on ``set``).
             principal: server-side only: gives the owner of a value (``lambda s:
                 s.user``; a str or int, or ``None`` for no owner). The storage then keeps
-                a per-owner index, for :meth:`CurrentSessions.sessions_of` and
+                a per-owner index, for :meth:`CurrentSessions.sessions_of`,
+                :meth:`CurrentSessions.invalidate_one` and
                 :meth:`CurrentSessions.invalidate_all`.
         """
         _check_name(name, "cookie")
@@ -460,7 +461,8 @@ class Sessions:
                 of ``idle_timeout``, at most 60 s), or ``"on_change"`` (only on ``set``).
             principal: server-side only: gives the owner of a value (``lambda s:
                 s.user``; a str or int, or ``None`` for no owner). The storage then keeps
-                a per-owner index, for :meth:`CurrentSessions.sessions_of` and
+                a per-owner index, for :meth:`CurrentSessions.sessions_of`,
+                :meth:`CurrentSessions.invalidate_one` and
                 :meth:`CurrentSessions.invalidate_all`.
         """
         _check_name(name, "header")
