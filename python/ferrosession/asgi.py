@@ -82,9 +82,8 @@ class _ASGISessions(CurrentSessions):
     def _read_rust(self, p: Provider) -> Optional[tuple[Any, ...]]:
         # Rust walks the ASGI header list itself (and reads the system clock itself
         # when a client-side value carries clocks; a server-side cookie has none).
-        config = self._config
-        if p.clocks and p.storage is None and not config._system_clock:
-            return p.codec.read_asgi(self._headers, int(config._clock()))
+        if p.cookie_clock:
+            return p.codec.read_asgi(self._headers, int(self._config._clock()))
         return p.codec.read_asgi(self._headers)
 
     def _start(self, message: Message) -> Optional[Awaitable[None]]:

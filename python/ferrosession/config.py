@@ -38,6 +38,7 @@ class Provider:
         "clocks",
         "codec",
         "codec_secure",
+        "cookie_clock",
         "cookie_max_age",
         "fast_decode",
         "fast_get",
@@ -90,6 +91,9 @@ class Provider:
         self.absolute: Optional[int] = None
         self.refresh: Optional[int] = None  # None: renew only on set ("on_change")
         self.clocks = False
+        # the cookie carries clocks (client-side) and the Sessions clock is not the
+        # system's: reads pass it to the codec (else Rust reads the system clock)
+        self.cookie_clock = False
         # server-side with clocks: the codec that frames and checks the stored record
         self.record_codec: Optional[_core.Codec] = None
         self.principal: Optional[Callable[[Any], Any]] = None
@@ -604,6 +608,7 @@ class Sessions:
         provider.absolute = absolute
         provider.refresh = refresh_every
         provider.clocks = clocks
+        provider.cookie_clock = clocks and storage is None and not self._system_clock
         provider.record_codec = record_codec
         provider.principal = principal
         provider.reads_ttl = (

@@ -134,13 +134,7 @@ class CurrentSessions:
         raw = self._raw(p)
         if raw is None:
             return None
-        config = self._config
-        # Rust reads the system clock itself; a server-side cookie carries no clocks
-        now = (
-            int(config._clock())
-            if p.clocks and p.storage is None and not config._system_clock
-            else None
-        )
+        now = int(self._config._clock()) if p.cookie_clock else None
         if p.header:
             return p.codec.read_value(raw, now)
         return p.codec.read_cookie(raw, now)
@@ -334,7 +328,7 @@ class CurrentSessions:
             if headers is None or schema is None:
                 return self._got(st, self._read_rust(p))
             # ASGI: one Rust call finds, verifies and reads the value into its type
-            now = int(config._clock()) if p.clocks and not config._system_clock else None
+            now = int(config._clock()) if p.cookie_clock else None
             found = p.codec.read_asgi(headers, now, schema)
             if found is None:
                 if clean:  # all the response gets: Vary (see _ASGISessions._send)
