@@ -21,10 +21,12 @@ help: ## List the targets
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
+# The project's dependencies and demo extra, then the PEP 735 `dev` group (test, lint,
+# bench, browser); `pip install --group` needs pip >= 25.1, hence the upgrade first.
 $(DEPS_STAMP): $(PY) pyproject.toml
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "maturin>=1.9.4,<2"
-	$(PIP) install --quiet $$($(PY) -c 'import tomllib;d=tomllib.load(open("pyproject.toml","rb"));o=d["project"]["optional-dependencies"];print(" ".join(repr(x) for x in sorted(set(d["project"]["dependencies"]+o["test"]+o["lint"]+o["demo"]+o["bench"]+o["browser"]))))' | tr -d "'")
+	$(PIP) install --quiet --group dev $$($(PY) -c 'import tomllib;p=tomllib.load(open("pyproject.toml","rb"))["project"];print(" ".join(sorted(set(p["dependencies"]+p["optional-dependencies"]["demo"]))))')
 	touch $@
 
 .PHONY: venv

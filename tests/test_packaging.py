@@ -95,8 +95,11 @@ def test_wheel_is_abi3_for_cpython_310_and_up(dist: Dist) -> None:
     assert "Root-Is-Purelib: false" in wheel_meta
     assert "Requires-Python: >=3.10" in metadata
     assert re.search(r"^Requires-Dist: orjson>=3\.9$", metadata, re.M), metadata
+    # Only what users install; the tools to work on ferrosession are dependency groups.
     extras = set(re.findall(r"^Provides-Extra: (\S+)$", metadata, re.M))
-    assert {"redis", "demo", "bench"} <= extras, extras
+    assert extras == {"redis", "demo"}, extras
+    assert re.search(r"^License-Expression: MIT$", metadata, re.M), metadata
+    assert re.search(r"^License-File: LICENSE$", metadata, re.M), metadata
     assert "Typing :: Typed" in metadata
     # Every console script points at a module the wheel ships.
     for module in re.findall(r"^\w[\w-]* = ([\w.]+):\w+$", entry_points, re.M):
@@ -107,6 +110,9 @@ def test_wheel_holds_the_package_and_nothing_else(dist: Dist) -> None:
     names = wheel_names(dist.wheel)
     assert "ferrosession/py.typed" in names
     assert "ferrosession/_core.pyi" in names
+    with zipfile.ZipFile(dist.wheel) as z:
+        shipped = z.read(f"ferrosession-{VERSION}.dist-info/licenses/LICENSE")
+    assert shipped == (REPO / "LICENSE").read_bytes()
     extensions = [n for n in names if re.fullmatch(r"ferrosession/_core\.[\w.-]*(so|pyd)", n)]
     assert extensions in (["ferrosession/_core.abi3.so"], ["ferrosession/_core.pyd"]), extensions
     missing = sorted(set(PACKAGE_FILES) - set(names))
@@ -128,7 +134,8 @@ def test_sdist_holds_the_sources_and_builds_the_same_wheel(dist: Dist, tmp_path:
         names = set(tar.getnames())
         tar.extractall(tmp_path, filter="data")
     for required in (
-        "PKG-INFO", "pyproject.toml", "Cargo.toml", "Cargo.lock", "README.md", "src/lib.rs",
+        "PKG-INFO", "pyproject.toml", "Cargo.toml", "Cargo.lock", "README.md", "LICENSE",
+        "src/lib.rs",
     ):  # fmt: skip
         assert f"{root}/{required}" in names, required
     rust = [p.relative_to(REPO).as_posix() for p in (REPO / "src").rglob("*.rs")]
