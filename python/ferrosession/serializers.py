@@ -4,17 +4,18 @@ A session type's serializer is any object with ``serialize(value) -> str`` and
 ``deserialize(text) -> value`` (see :class:`Serializer`). The default one,
 :class:`JSONSerializer`, writes compact JSON with the fields of a dataclass in
 declaration order (the format Ktor 3 writes, so both can share a cookie) and reads it
-back through a decoder compiled once from the type's annotations.
+back through a decoder compiled once from the type's annotations. A ``TypedDict`` is
+read by the same machinery: its keys and their types are checked like a dataclass's
+fields.
 
 Reading is strict: a payload that no longer fits the type (a field renamed, a wrong JSON
 type) raises :class:`DeserializationError`, which the session layer turns into an absent
 session. Unknown keys are ignored and missing keys take the field's default.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import enum
+import sys
 import types
 import typing
 from datetime import datetime
@@ -76,7 +77,7 @@ class DeserializationError(SessionError, ValueError):
             return self.reason
         return f"${''.join(self.path)}: {self.reason}"
 
-    def _within(self, segment: str) -> DeserializationError:
+    def _within(self, segment: str) -> "DeserializationError":
         return DeserializationError(self.reason, (segment, *self.path))
 
 
@@ -121,15 +122,17 @@ class JSONSerializer(Generic[T]):
     ``dict[str, X]``, ``Optional[X]`` / ``X | None`` and other unions (alternatives are
     tried in declaration order, ``int`` before ``float``), ``Literal[...]``, ``int``,
     ``float``, ``str``, ``bool``, ``None``, ``datetime`` (ISO 8601), ``UUID``,
-    ``Enum`` (by value), ``NewType`` and ``Any``. A session type is a dataclass or a
-    plain ``dict`` (``dict[str, X]`` too).
+    ``Enum`` (by value), ``NewType``, ``Any`` and ``TypedDict``. A session type is a
+    dataclass, a ``TypedDict`` or a plain ``dict`` (``dict[str, X]`` too).
 
-    Writing: dataclass fields in declaration order (only the declared fields), no
-    spaces, non-ASCII kept as UTF-8. orjson writes ``NaN`` and infinities as ``null``,
+    Writing: dataclass fields in declaration order (only the declared fields; a
+    ``TypedDict``'s declared keys, in the dict's order), no spaces, non-ASCII kept as
+    UTF-8. orjson writes ``NaN`` and infinities as ``null``,
     which a ``float`` field then rejects, and refuses integers outside 64 bits.
 
     Reading: unknown keys are ignored; a missing key takes the field's default or
-    ``default_factory`` (a missing key without one fails); JSON types are checked
+    ``default_factory`` (a missing key without one fails; a ``TypedDict`` value simply
+    lacks a key that is not required); JSON types are checked
     strictly: no ``"12"`` for ``12``, no ``true`` for an ``int`` or a ``float``, but an
     integer is accepted (and converted) for a ``float``.
 
@@ -143,13 +146,14 @@ class JSONSerializer(Generic[T]):
         '{"userId":"id 2","cart":[]}'
     """
 
-    __slots__ = ("_cls", "_decode", "_fast", "_names", "_type")
+    __slots__ = ("_cls", "_decode", "_fast", "_keys", "_names", "_type")
 
     def __init__(self, tp: type[T]) -> None:
         """Compile the decoder of ``tp``.
 
         Args:
-            tp: The session type: a dataclass, ``dict`` or ``dict[str, X]``.
+            tp: The session type: a dataclass, a ``TypedDict``, ``dict`` or
+                ``dict[str, X]``.
 
         Raises:
             ConfigurationError: ``tp`` is none of these, one of its annotations is not
@@ -160,18 +164,23 @@ class JSONSerializer(Generic[T]):
         # The field names when a value's __dict__ is exactly its fields (then it is
         # written straight from __dict__).
         self._names: Optional[tuple[str, ...]] = None
-        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-            self._cls: type = tp
-            self._decode: _Decoder = _compile_dataclass(tp, {})
+        # A TypedDict's declared keys: only those are written, as for a dataclass.
+        self._keys: Optional[frozenset[str]] = None
+        self._cls: type = dict
+        if is_typed_dict(tp):
+            self._decode: _Decoder = _compile_typed_dict(tp, {})
+            self._keys = frozenset(_resolve_hints(tp))
+        elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            self._cls = tp
+            self._decode = _compile_dataclass(tp, {})
             plain = _plain_init(tp)
             if plain is not None:
                 self._names = tuple(name for name, _, _ in plain)
         elif tp is dict or typing.get_origin(tp) is dict:
-            self._cls = dict
             self._decode = _compile(tp, "session type", {})
         else:
             raise ConfigurationError(
-                f"a session type must be a dataclass or dict, not {_type_name(tp)}"
+                f"a session type must be a dataclass or dict (or a TypedDict), not {_type_name(tp)}"
             )
         # The typed reader in Rust, for the types it decodes exactly as `_decode` does.
         spec = _fast_spec(tp, set())
@@ -215,7 +224,11 @@ class JSONSerializer(Generic[T]):
                 )
         if not isinstance(value, self._cls):
             raise TypeError(f"{self!r} cannot serialize a {type(value).__qualname__} value")
-        return orjson.dumps(value, default=_encode_default, option=orjson.OPT_PASSTHROUGH_DATACLASS)
+        obj: Any = value
+        keys = self._keys
+        if keys is not None and not keys.issuperset(obj):
+            obj = {k: v for k, v in obj.items() if k in keys}
+        return orjson.dumps(obj, default=_encode_default, option=orjson.OPT_PASSTHROUGH_DATACLASS)
 
     def deserialize(self, text: str) -> T:
         """Parse ``text`` and build a value of the session type from it.
@@ -488,20 +501,22 @@ def _compile(tp: Any, where: str, memo: _Memo) -> _Decoder:
             )
         return _compile_dict(_compile(args[1], where, memo))
     if origin is None and isinstance(tp, type):
+        if is_typed_dict(tp):
+            return _compile_typed_dict(tp, memo)
         if issubclass(tp, enum.Enum):
             return _compile_enum(tp, where)
         if dataclasses.is_dataclass(tp):
             return _compile_dataclass(tp, memo)
     raise ConfigurationError(
         f"{where}: unsupported type {_type_name(tp)}; a session field may be a "
-        "dataclass, list, tuple, dict[str, ...], Optional, Union, Literal, int, float, "
+        "dataclass, TypedDict, list, tuple, dict[str, ...], Optional, Union, Literal, int, float, "
         "str, bool, None, datetime, UUID, Enum or Any"
     )
 
 
-def _resolve_hints(cls: type) -> dict[str, Any]:
+def _resolve_hints(cls: type, *, extras: bool = False) -> dict[str, Any]:
     try:
-        return typing.get_type_hints(cls)
+        return typing.get_type_hints(cls, include_extras=extras)
     except Exception as exc:  # NameError mostly; any error in a string annotation
         raise ConfigurationError(
             f"cannot resolve the annotations of {cls.__qualname__} "
@@ -512,31 +527,32 @@ def _resolve_hints(cls: type) -> dict[str, Any]:
         ) from exc
 
 
-def _compile_dataclass(cls: type, memo: _Memo) -> _Decoder:
+def _compiled(cls: type, memo: _Memo) -> Optional[_Decoder]:
+    """The decoder of a class compiled already, or being compiled (a recursive type: a
+    forward resolved once it is); ``None`` for a new one, whose cell is then reserved."""
     seen = memo.get(cls)
-    if seen is not None:
-        if seen[0] is not None:
-            return typing.cast("_Decoder", seen[0])
+    if seen is None:
+        memo[cls] = [None]
+        return None
+    if seen[0] is not None:
+        return typing.cast("_Decoder", seen[0])
 
-        def forward(value: Any) -> Any:  # a recursive type: resolved once compiled
-            return seen[0](value)
+    def forward(value: Any) -> Any:
+        return seen[0](value)
 
-        return forward
-    cell: list[Any] = [None]
-    memo[cls] = cell
-    hints = _resolve_hints(cls)
-    plan: list[tuple[str, str, type | None, _Decoder, bool]] = []
-    for f in dataclasses.fields(cls):
-        if not f.init:
-            continue
-        conv = _compile(hints.get(f.name, f.type), f"{cls.__qualname__}.{f.name}", memo)
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        plan.append((f.name, "." + f.name, _EXACT.get(conv), conv, required))
-    fields = tuple(plan)
-    expected = f"object ({cls.__qualname__})"
+    return forward
+
+
+# per field: name, path segment, exact type (or None), decoder, required
+_Field = tuple[str, str, Optional[type], _Decoder, bool]
+_Plan = tuple[_Field, ...]
+
+
+def _collector(fields: _Plan, expected: str) -> Callable[[Any], dict[str, Any]]:
+    """Checks a JSON object against ``fields``: the checked and converted values present
+    in it, by name."""
 
     def collect(value: Any) -> dict[str, Any]:
-        """The checked and converted field values present in ``value``."""
         if type(value) is not dict:
             raise _mismatch(expected, value)
         kwargs = {}
@@ -557,6 +573,76 @@ def _compile_dataclass(cls: type, memo: _Memo) -> _Decoder:
             kwargs[name] = item
         return kwargs
 
+    return collect
+
+
+def is_typed_dict(tp: object) -> bool:
+    """Whether ``tp`` is a ``TypedDict`` class (of ``typing`` or ``typing_extensions``)."""
+    if typing.is_typeddict(tp):
+        return True
+    extensions = sys.modules.get("typing_extensions")  # only if something imported it
+    return extensions is not None and bool(extensions.is_typeddict(tp))
+
+
+def _qualifier_forms(name: str) -> tuple[Any, ...]:
+    return tuple(
+        getattr(module, name)
+        for module in (typing, sys.modules.get("typing_extensions"))
+        if module is not None and hasattr(module, name)
+    )
+
+
+def _required_keys(cls: type) -> frozenset[str]:
+    """The keys a TypedDict requires. ``__required_keys__`` misses ``Required`` and
+    ``NotRequired`` in postponed annotations (``from __future__ import annotations``),
+    so the evaluated annotations decide where they say."""
+    required = set(getattr(cls, "__required_keys__", ()))
+    yes, no = _qualifier_forms("Required"), _qualifier_forms("NotRequired")
+    wrappers = (typing.Annotated, *_qualifier_forms("ReadOnly"))
+    for name, hint in _resolve_hints(cls, extras=True).items():
+        while True:
+            origin = typing.get_origin(hint)
+            if origin in yes:
+                required.add(name)
+            elif origin in no:
+                required.discard(name)
+            elif origin in wrappers:
+                hint = typing.get_args(hint)[0]
+                continue
+            break
+    return frozenset(required)
+
+
+def _compile_typed_dict(cls: type, memo: _Memo) -> _Decoder:
+    """A TypedDict: its keys checked like a dataclass's fields; the value is the dict of
+    the declared keys present (a key it does not require may be absent)."""
+    done = _compiled(cls, memo)
+    if done is not None:
+        return done
+    required = _required_keys(cls)
+    plan: list[_Field] = []
+    for name, hint in _resolve_hints(cls).items():
+        conv = _compile(hint, f"{cls.__qualname__}[{name!r}]", memo)
+        plan.append((name, _key_segment(name), _EXACT.get(conv), conv, name in required))
+    decode = _collector(tuple(plan), f"object ({cls.__qualname__})")
+    memo[cls][0] = decode
+    return decode
+
+
+def _compile_dataclass(cls: type, memo: _Memo) -> _Decoder:
+    done = _compiled(cls, memo)
+    if done is not None:
+        return done
+    cell = memo[cls]
+    hints = _resolve_hints(cls)
+    plan: list[_Field] = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        conv = _compile(hints.get(f.name, f.type), f"{cls.__qualname__}.{f.name}", memo)
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        plan.append((f.name, "." + f.name, _EXACT.get(conv), conv, required))
+    collect = _collector(tuple(plan), f"object ({cls.__qualname__})")
     plain = _plain_init(cls)
     if plain is not None:
         decode = _fill_dict(cls, collect, plain)
