@@ -5,8 +5,6 @@ Register session types on a :class:`Sessions`, wrap the app in
 handler ``get_sessions(request).get(T)`` / ``.set(value)`` / ``.clear(T)``.
 """
 
-from __future__ import annotations
-
 from ferrosession._core import __version__
 from ferrosession.asgi import SessionMiddleware
 from ferrosession.config import Sessions

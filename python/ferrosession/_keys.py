@@ -1,7 +1,5 @@
 """Argument checks shared by the configuration code."""
 
-from __future__ import annotations
-
 from datetime import timedelta
 from typing import Optional, Union
 

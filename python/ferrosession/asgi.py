@@ -1,7 +1,5 @@
 """ASGI middleware."""
 
-from __future__ import annotations
-
 from typing import Any, Awaitable, Callable, MutableMapping, Optional, Union
 
 from ferrosession.config import Provider, Sessions

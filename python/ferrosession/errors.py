@@ -1,7 +1,5 @@
 """The exceptions of ferrosession. Every one subclasses :class:`SessionError`."""
 
-from __future__ import annotations
-
 __all__ = [
     "ConfigurationError",
     "SessionError",

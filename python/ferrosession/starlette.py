@@ -30,8 +30,6 @@ Beyond Starlette, both opt-in:
   of writing the data. Pass ``lazy=False`` if you do that.
 """
 
-from __future__ import annotations
-
 import json
 import math
 from typing import (
@@ -115,7 +113,7 @@ class Session(dict[str, Any]):
         self.mark_modified()
         dict.update(self, *args, **kwargs)
 
-    def __ior__(self, other: Any, /) -> Session:  # type: ignore[override,misc]
+    def __ior__(self, other: Any, /) -> "Session":  # type: ignore[override,misc]
         self.mark_modified()
         return super().__ior__(other)
 

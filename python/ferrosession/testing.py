@@ -45,8 +45,6 @@ fresh random ones and removes what it stored. The expiry checks (``expiry=True``
 one wait of about ``expiry_ttl`` + 1 s per set of methods.
 """
 
-from __future__ import annotations
-
 import asyncio
 import base64
 import inspect

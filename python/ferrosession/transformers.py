@@ -6,8 +6,6 @@ registered transformers in order, reads in reverse. The built-in ones run in Rus
 chain holds only built-in transformers the whole chain runs in one Rust call.
 """
 
-from __future__ import annotations
-
 from datetime import timedelta
 from typing import Optional, Protocol, Union, runtime_checkable
 

@@ -1,7 +1,5 @@
 """WSGI middleware."""
 
-from __future__ import annotations
-
 from typing import Any, Callable, Iterable, Optional
 
 from ferrosession.config import Provider, Sessions

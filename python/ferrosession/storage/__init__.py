@@ -23,8 +23,6 @@ each method, and the async ``a`` forms, when it registers the session):
 :func:`ferrosession.testing.check_storage` checks all of it.
 """
 
-from __future__ import annotations
-
 from typing import Any, Awaitable, Optional, Protocol, Union, runtime_checkable
 
 from ferrosession.storage.directory import DirectoryStorage

@@ -1,7 +1,5 @@
 """Sessions in a folder: one file per session, with an in-memory cache (Rust core)."""
 
-from __future__ import annotations
-
 import math
 import os
 from datetime import timedelta

@@ -1,7 +1,5 @@
 """In-process storage."""
 
-from __future__ import annotations
-
 import itertools
 import threading
 import time
