@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import re
 import time
@@ -11,8 +10,9 @@ from typing import Any, Callable, Literal, Optional, Sequence, Union
 
 from ferrosession import _core
 from ferrosession._keys import seconds
+from ferrosession.adapters import serializer_for
 from ferrosession.errors import ConfigurationError, SessionNotRegistered
-from ferrosession.serializers import JSONSerializer
+from ferrosession.serializers import JSONSerializer, is_typed_dict
 from ferrosession.transformers import BuiltinTransformer
 
 __all__ = ["Sessions"]
@@ -556,12 +556,7 @@ class Sessions:
             if not callable(identity):
                 raise ConfigurationError("identity must be a callable returning a new id")
         if serializer is None:
-            if not (tp is dict or dataclasses.is_dataclass(tp)):
-                raise ConfigurationError(
-                    f"{tp.__name__} is neither a dataclass nor dict: make it a dataclass or "
-                    f"pass serializer= (an object with serialize and deserialize)"
-                )
-            serializer = JSONSerializer(tp)
+            serializer = serializer_for(tp)
         elif not (
             callable(getattr(serializer, "serialize", None))
             and callable(getattr(serializer, "deserialize", None))
@@ -651,8 +646,20 @@ class Sessions:
         if provider is not None:
             return provider
         for p in self._providers:
-            if isinstance(value, p.type):
+            # a TypedDict refuses isinstance: its values are plain dicts (below)
+            if not is_typed_dict(p.type) and isinstance(value, p.type):
                 return p
+        if isinstance(value, dict):
+            typed = [p for p in self._providers if is_typed_dict(p.type)]
+            if len(typed) == 1:
+                return typed[0]
+            if typed:
+                raise ConfigurationError(
+                    "set() of a dict cannot tell apart the TypedDict sessions "
+                    + ", ".join(f"{p.type.__name__} ({p.name!r})" for p in typed)
+                    + ": a TypedDict value is a plain dict; register one TypedDict and make "
+                    "the others dataclasses"
+                )
         raise SessionNotRegistered(
             f"no session is registered for type {type(value).__name__}: register it with "
             f"Sessions.cookie() or Sessions.header()"
