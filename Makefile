@@ -72,10 +72,12 @@ fuzz: ## Fuzz the Rust cookie codec with cargo-fuzz (FUZZ_SECONDS per target, de
 	done
 
 .PHONY: lint
-lint: develop ## ruff, mypy --strict, cargo fmt --check, clippy -D warnings
+lint: develop ## ruff, mypy --strict (the package and every README example), cargo fmt --check, clippy -D warnings
 	$(VENV)/bin/ruff format --check python tests benches
 	$(VENV)/bin/ruff check python tests benches
 	$(VENV)/bin/mypy
+	$(PY) tests/readme_examples.py target/readme-examples >/dev/null
+	$(VENV)/bin/mypy --strict target/readme-examples
 	cargo fmt --check
 	cargo fmt --manifest-path fuzz/Cargo.toml --check
 	cargo clippy --all-targets --features python --quiet -- -D warnings

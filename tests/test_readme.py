@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import re
 import sys
 import types
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+from readme_examples import BLOCKS, module_name
 
 
 def run_block(index: int) -> dict[str, Any]:
     """Runs a block as a real module (dataclasses look their module up in sys.modules)."""
-    name = f"readme_block_{index}"
+    name = module_name(index)
     module = types.ModuleType(name)
     sys.modules[name] = module
     try:
