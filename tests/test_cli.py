@@ -68,8 +68,11 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 2 and "COMMAND" in err
     code, _, err = inproc(capsys, "nope")
     assert code == 2 and "invalid choice" in err
-    code, _, err = inproc(capsys, "inspect", "VALUE")  # no --key
-    assert code == 2 and "--key" in err
+    signed = fs.MessageAuthentication(KEY).transform_write("v")
+    code, _, err = inproc(capsys, "inspect", "S=" + quote(signed, safe=""))  # no --key
+    assert code == 2 and "a key is needed" in err and "--key" in err
+    code, _, err = inproc(capsys, "inspect", "--key", "00", "--key-file", "k", "VALUE")
+    assert code == 2 and "not allowed with" in err
     code, _, err = inproc(capsys, "keygen", "--bytes", "many")
     assert code == 2 and "invalid int" in err
     code, out, _ = inproc(capsys, "--version")

@@ -3,9 +3,11 @@
 Subcommands:
 
 - ``keygen``: a new random key from the OS CSPRNG, as hex and base64url.
-- ``inspect``: decode a cookie value for debugging; print its payload, or say why it is
-  rejected (bad encoding, wrong key or tampered, expired, from the future, wrong session
-  name, ...).
+- ``inspect``: decode a cookie value for debugging: say which format it is (one of our
+  transformers, the lifetimes inside it, Starlette's or Flask's cookie, an unsigned
+  value, a server-side session id) and where the key came from; print its payload, or
+  say why it is rejected (bad encoding, wrong key or tampered, expired, from the future,
+  wrong session name, ...).
 
 Exit codes: 0 ok, 1 the value is rejected, 2 usage error. Every subcommand is one entry
 of :data:`COMMANDS`; add another by appending a :class:`Command`.
@@ -105,12 +107,32 @@ def _keygen(args: argparse.Namespace) -> int:
 
 # -- inspect ------------------------------------------------------------------------------
 
-TRANSFORMERS = ("auto", "mac", "encrypt", "ktor-encrypt")
+TRANSFORMERS = (
+    "auto",
+    "mac",
+    "encrypt",
+    "ktor-encrypt",
+    "starlette",
+    "flask",
+    "none",
+    "session-id",
+)
 ENCODINGS = ("uri", "base64", "raw", "dquotes")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
 _B64 = re.compile(r"[A-Za-z0-9_\-+/]+={0,2}")
 _MAC_TAG_LENGTHS = {64: "sha256", 96: "sha384", 128: "sha512"}
+#: What ``new_session_id`` mints: 32 bytes as lowercase hex.
+_SESSION_ID = re.compile(r"[0-9a-f]{64}")
+_KTOR = re.compile(r"[0-9a-fA-F]{32}/[0-9a-fA-F]*:[0-9a-fA-F]*")
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
+# itsdangerous: PAYLOAD.TIMESTAMP.SIGNATURE, the signature an unpadded base64url HMAC-SHA1
+# (27 characters). Starlette's payload is standard base64 with padding, Flask's is
+# base64url, with a leading '.' when zlib-compressed.
+_STARLETTE = re.compile(r"[A-Za-z0-9+/]+={0,2}\.[A-Za-z0-9_-]{1,11}\.[A-Za-z0-9_-]{27}")
+_FLASK = re.compile(r"\.?[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{1,11}\.[A-Za-z0-9_-]{27}")
+_CLOCKS = re.compile(r"~1:([^:]*):(\d{1,12}):(\d{1,12}):(\d{0,12}):(.*)", re.S)
+_KEY_OPTIONS = "--key KEY, --key env:VAR or --key-file PATH"
 
 
 class _InspectCore(Protocol):
@@ -159,10 +181,34 @@ class Verdict:
     message: str = ""
     reissue: bool = False
     details: dict[str, Any] = field(default_factory=dict)
+    #: Accepted without a payload to print (a server-side session id).
+    accepted: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.payload is not None
+        return self.payload is not None or self.accepted
+
+
+@dataclass(frozen=True)
+class KeyText:
+    """A key as the user gave it (after ``env:`` / ``--key-file`` are read) and where it
+    came from. Its bytes depend on the format: hex or base64 for ferrosession's own
+    transformers, the secret string itself for Starlette's and Flask's cookies."""
+
+    text: str
+    option: str  # the option, for messages: --key, --old-key #1
+    source: str  # where the text came from, for the report
+
+    def key(self) -> bytes:
+        """The key bytes of a ferrosession transformer (hex or base64)."""
+        return _decode_key(self.text, self.option)
+
+    def secret(self) -> bytes:
+        """The bytes of a Starlette ``secret_key`` / Flask ``SECRET_KEY``: the string
+        itself, UTF-8 (a ``hex:`` / ``base64:`` prefix gives bytes instead)."""
+        if self.text.startswith(("hex:", "base64:", "b64:")):
+            return _decode_key(self.text, self.option)
+        return self.text.encode("utf-8")
 
 
 def _inspect_args(p: argparse.ArgumentParser) -> None:
@@ -172,26 +218,33 @@ def _inspect_args(p: argparse.ArgumentParser) -> None:
         help="the cookie value, NAME=VALUE, or a whole Cookie / Set-Cookie header; "
         "'-' reads it from standard input",
     )
-    p.add_argument(
+    given = p.add_mutually_exclusive_group()
+    given.add_argument(
         "--key",
-        required=True,
         metavar="KEY",
-        help="the current key, as hex or base64url (force one with a hex: or base64: "
-        "prefix; env:VAR reads it from an environment variable). For ktor-encrypt: the "
-        "AES key",
+        help="the current key: as hex or base64url for ferrosession's transformers (force "
+        "one with a hex: or base64: prefix), the secret_key / SECRET_KEY string for "
+        "Starlette's and Flask's cookies; env:VAR reads it from an environment variable. "
+        "For ktor-encrypt: the AES key. Not needed for unsigned values and session ids",
+    )
+    given.add_argument(
+        "--key-file",
+        metavar="PATH",
+        help="read the current key from this file (one line, as --key takes it)",
     )
     p.add_argument(
         "--old-key",
         action="append",
         default=[],
         metavar="KEY",
-        help="a retired key that still opens values (repeatable)",
+        help="a retired key that still opens values (repeatable; env:VAR works too)",
     )
     p.add_argument(
         "--transformer",
         choices=TRANSFORMERS,
         default="auto",
-        help="the session's transformer (default: guessed from the value's shape)",
+        help="the value's format: a transformer of ours, Starlette's or Flask's cookie, "
+        "none (unsigned) or a server-side session id (default: recognised by its shape)",
     )
     p.add_argument("--sign-key", metavar="KEY", help="ktor-encrypt: the HMAC-SHA256 key")
     p.add_argument(
@@ -207,14 +260,28 @@ def _inspect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--name",
         metavar="SESSION_NAME",
-        help="the session's registered name (Encrypt binds it into each value); default: "
-        "the cookie's name when COOKIE is NAME=VALUE",
+        help="the session's registered name (Encrypt binds it into each value; a "
+        "server-side id's storage key is derived from it); default: the cookie's name "
+        "when COOKIE is NAME=VALUE",
     )
     p.add_argument(
         "--max-age",
         type=int,
         metavar="SECONDS",
-        help="the transformer's max_age: check the value's issue time",
+        help="the transformer's max_age (Starlette's max_age, Flask's "
+        "PERMANENT_SESSION_LIFETIME): check the value's issue time",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=int,
+        metavar="SECONDS",
+        help="the registration's idle_timeout: check a value's last use",
+    )
+    p.add_argument(
+        "--absolute-timeout",
+        type=int,
+        metavar="SECONDS",
+        help="the registration's absolute_timeout: check when a value's session began",
     )
     p.add_argument(
         "--encoding",
@@ -231,15 +298,18 @@ def _inspect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
-def parse_key(text: str, what: str) -> bytes:
-    """Key bytes from hex, base64url or base64 (``hex:`` / ``base64:`` prefixes force
-    one; ``env:VAR`` reads the text from an environment variable)."""
+def _env_key(text: str, what: str) -> tuple[str, Optional[str]]:
+    """``(key text, environment variable or None)``: ``env:VAR`` reads the variable."""
+    if not text.strip().startswith("env:"):
+        return text, None
+    var = text.strip()[4:]
+    if var not in os.environ:
+        raise UsageError(f"{what}: the environment variable {var!r} is not set")
+    return os.environ[var], var
+
+
+def _decode_key(text: str, what: str) -> bytes:
     raw = text.strip()
-    if raw.startswith("env:"):
-        var = raw[4:]
-        if var not in os.environ:
-            raise UsageError(f"{what}: the environment variable {var!r} is not set")
-        raw = os.environ[var].strip()
     try:
         if raw.startswith("hex:"):
             return bytes.fromhex(raw[4:])
@@ -254,6 +324,43 @@ def parse_key(text: str, what: str) -> bytes:
     raise UsageError(
         f"{what} is neither hex nor base64: give the key that `ferrosession keygen` "
         f"printed (hex or base64url), or prefix it with hex: or base64:"
+    )
+
+
+def parse_key(text: str, what: str) -> bytes:
+    """Key bytes from hex, base64url or base64 (``hex:`` / ``base64:`` prefixes force
+    one; ``env:VAR`` reads the text from an environment variable)."""
+    return _decode_key(_env_key(text, what)[0], what)
+
+
+def _key_texts(args: argparse.Namespace) -> list[KeyText]:
+    """The keys given, the current one first; empty when none was."""
+    keys: list[KeyText] = []
+    if args.key is not None:
+        text, var = _env_key(args.key, "--key")
+        source = "--key" if var is None else f"the environment variable {var} (--key env:{var})"
+        keys.append(KeyText(text, "--key", source))
+    elif args.key_file is not None:
+        try:
+            text = Path(args.key_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--key-file: cannot read {args.key_file}: {exc}") from None
+        # an editor's final newline is not part of the key
+        text = text[:-1] if text.endswith("\n") else text
+        text = text[:-1] if text.endswith("\r") else text
+        keys.append(KeyText(text, "--key", f"the file {args.key_file} (--key-file)"))
+    for i, old in enumerate(args.old_key, 1):
+        if not keys:
+            raise UsageError(f"--old-key needs the current key too ({_KEY_OPTIONS})")
+        text, var = _env_key(old, "--old-key")
+        source = f"--old-key #{i}" + ("" if var is None else f" (the environment variable {var})")
+        keys.append(KeyText(text, f"--old-key #{i}", source))
+    return keys
+
+
+def _needs_key(what: str, give: str = "it") -> UsageError:
+    return UsageError(
+        f"this is {what}: a key is needed to verify it: pass {give} with {_KEY_OPTIONS}"
     )
 
 
@@ -273,6 +380,8 @@ def split_cookie(arg: str, name: Optional[str], encoding: str) -> tuple[Optional
         text = text[prefix.end() :]
         if prefix.group(1):  # Set-Cookie: the first pair; the rest are attributes
             text = text.split(";", 1)[0]
+    elif _STARLETTE.fullmatch(text):
+        return None, text  # its base64 padding is no NAME=VALUE
     pairs: list[tuple[str, str]] = []
     for part in text.split(";"):
         part = part.strip(" \t")
@@ -302,15 +411,55 @@ def split_cookie(arg: str, name: Optional[str], encoding: str) -> tuple[Optional
     raise UsageError(f"no cookie named {name!r} in COOKIE (it has: {names})")
 
 
+def _mac_tag_shape(value: str) -> bool:
+    """Whether ``value`` ends with a MessageAuthentication tag (``/`` + lowercase hex of
+    an HMAC-SHA256/384/512)."""
+    _, slash, tag = value.rpartition("/")
+    return (
+        bool(slash) and len(tag) in _MAC_TAG_LENGTHS and re.fullmatch(r"[0-9a-f]+", tag) is not None
+    )
+
+
+def _encrypt_shape(value: str) -> bool:
+    """Whether ``value`` is a well-formed Encrypt envelope (it may still not open)."""
+    return (
+        _B64URL.fullmatch(value) is not None
+        and _inspect_core().encrypt_envelope(value)[0] is not None
+    )
+
+
 def guess_transformer(value: str) -> Optional[str]:
     """The transformer a value's shape suggests."""
-    if re.fullmatch(r"[0-9a-fA-F]{32}/[0-9a-fA-F]*:[0-9a-fA-F]*", value):
+    if _KTOR.fullmatch(value):
         return "ktor-encrypt"
-    if re.fullmatch(r"[A-Za-z0-9_-]+", value):
+    if _B64URL.fullmatch(value):
         return "encrypt"
     if "/" in value:
         return "mac"
     return None
+
+
+def recognise(raw: str, decoded: str, keyed: bool, sign_key: bool) -> Optional[str]:
+    """The format of a value: ``session-id``, ``ktor-encrypt``, ``itsdangerous``
+    (Starlette's or Flask's cookie), ``mac``, ``encrypt``, ``none`` (unsigned, only
+    without a key), or ``None``: given a key, the value has no signed format's shape."""
+    if _SESSION_ID.fullmatch(decoded):
+        return "session-id"
+    if sign_key:
+        return "ktor-encrypt"
+    # itsdangerous values are read as sent: their standard base64 may hold '+', which
+    # the uri encoding would read as a space
+    if _STARLETTE.fullmatch(raw) or _FLASK.fullmatch(raw):
+        return "itsdangerous"
+    if keyed:
+        return guess_transformer(decoded)
+    if _KTOR.fullmatch(decoded):
+        return "ktor-encrypt"
+    if _mac_tag_shape(decoded):
+        return "mac"
+    if _encrypt_shape(decoded):
+        return "encrypt"
+    return "none"
 
 
 def _when(ts: int, now: int) -> str:
@@ -324,18 +473,25 @@ def _when(ts: int, now: int) -> str:
 
 
 def _timing(
-    v: Verdict, issued: int, now: int, max_age: Optional[int], *, checked: bool
+    v: Verdict,
+    issued: int,
+    now: int,
+    max_age: Optional[int],
+    *,
+    checked: bool,
+    skew: int = CLOCK_SKEW,
 ) -> Optional[Verdict]:
     """Adds the issue time to ``v``; when ``checked``, returns a rejection for a value
-    from the future or too old (the codec's rules: 60 s of skew, never a longer life)."""
+    from the future or too old (the codec's rules: 60 s of skew, never a longer life;
+    itsdangerous tolerates none)."""
     v.details["issued_at"] = issued
     v.details["issued"] = _when(issued, now)
     if not checked or max_age is None:
         return None
-    if issued > now + CLOCK_SKEW:
+    if issued > now + skew:
         v.reason = "from_the_future"
         v.message = (
-            f"issued {issued - now} s in the future, beyond the {CLOCK_SKEW} s of "
+            f"issued {issued - now} s in the future, beyond the {skew} s of "
             f"tolerated clock skew (issued {_when(issued, now)})"
         )
         return v
@@ -530,14 +686,194 @@ def _inspect_ktor(value: str, keys: list[bytes], args: argparse.Namespace) -> Ve
     return v
 
 
+def _starlette_codec(secrets: list[bytes]) -> Callable[[bytes, Optional[int], int], Any]:
+    """``read(value, max_age, now)`` through the drop-in's own Rust codec."""
+
+    def read(value: bytes, max_age: Optional[int], now: int) -> Any:
+        # the cookie's name and Set-Cookie text play no part in reading one value
+        codec = _core.StarletteCodec(
+            secrets,
+            max_age,
+            b"session",
+            b"",
+            b"",
+            b"",
+            fast_loads=json.loads,
+            fast_error=ValueError,
+            loads=json.loads,
+            dumps=json.dumps,
+        )
+        return codec.load_value(value, now)
+
+    return read
+
+
+def _flask_codec(secrets: list[bytes]) -> Callable[[bytes, Optional[int], int], Any]:
+    codec = _core.FlaskCodec(secrets)
+    return lambda value, max_age, now: codec.load(value, max_age, now)
+
+
+_ITSDANGEROUS = {
+    "starlette": (
+        "Starlette's SessionMiddleware cookie (itsdangerous TimestampSigner; also "
+        "ferrosession.starlette)",
+        "secret_key",
+        _starlette_codec,
+    ),
+    "flask": (
+        "Flask's session cookie (itsdangerous URLSafeTimedSerializer, salt cookie-session; "
+        "also ferrosession.flask)",
+        "SECRET_KEY",
+        _flask_codec,
+    ),
+}
+
+
+def _itsdangerous_time(value: str) -> Optional[int]:
+    ts = value.rsplit(".", 2)[-2]
+    try:
+        return int.from_bytes(base64.urlsafe_b64decode(ts + "=" * (-len(ts) % 4)), "big")
+    except (ValueError, binascii.Error):
+        return None
+
+
+def _inspect_itsdangerous(
+    value: str, keys: list[KeyText], args: argparse.Namespace, now: int, kinds: Sequence[str]
+) -> Verdict:
+    """Starlette's or Flask's cookie (``kinds``: the ones its shape allows), verified by
+    the Rust codec the drop-ins use, under the secret strings given."""
+    if not keys:
+        which = " or ".join(_ITSDANGEROUS[k][1] for k in kinds)
+        raise _needs_key(
+            " or ".join(_ITSDANGEROUS[k][0].split(" (")[0] for k in kinds)
+            + " (signed by itsdangerous)",
+            f"the app's {which} string",
+        )
+    secrets = [k.secret() for k in keys]
+    raw = value.encode("ascii")
+    issued = _itsdangerous_time(value)
+    for kind in kinds:
+        what, _, make = _ITSDANGEROUS[kind]
+        opened = make(secrets)(raw, None, now)
+        if opened is None:
+            continue
+        v = Verdict(kind)
+        v.details["format"] = what
+        index = next(i for i, s in enumerate(secrets) if make([s])(raw, None, now) is not None)
+        v.details["key"] = keys[index].option
+        if kind == "flask" and value.startswith("."):
+            v.details["compressed"] = "zlib"
+        if issued is not None:
+            _timing(v, issued, now, args.max_age, checked=False)
+        if args.max_age is not None:
+            opened = make(secrets)(raw, args.max_age, now)
+            if opened is None:
+                # itsdangerous takes no clock skew: an age below zero is expired too
+                timed = (
+                    None
+                    if issued is None
+                    else _timing(v, issued, now, args.max_age, checked=True, skew=0)
+                )
+                if timed is None:
+                    v.reason, v.message = "rejected", "rejected by the codec"
+                return v
+        v.payload = opened[0].decode("utf-8", "replace")
+        v.reissue = bool(opened[1])
+        return v
+    v = Verdict(kinds[0] if len(kinds) == 1 else "starlette-or-flask")
+    v.reason = "wrong_key_or_tampered"
+    v.message = (
+        "the signature does not verify as "
+        + " or as ".join(_ITSDANGEROUS[k][0].split(" (")[0] for k in kinds)
+        + " under --key"
+        + (" or any --old-key" if len(keys) > 1 else "")
+        + ": another secret, or the value was changed"
+    )
+    return v
+
+
+def _inspect_session_id(value: str, name: Optional[str]) -> Verdict:
+    v = Verdict("session-id", accepted=True)
+    v.message = "a server-side session id: its data is in the storage"
+    v.details["format"] = v.message
+    v.details["id"] = value
+    if name is None:
+        v.details["storage_key"] = "pass --name SESSION_NAME (or NAME=VALUE) to derive it"
+    else:
+        try:
+            v.details["storage_key"] = _core.Codec(name).storage_key(value)
+        except ValueError as exc:
+            raise UsageError(f"--name {name!r} cannot be a session name: {exc}") from None
+        v.details["storage_key_note"] = (
+            f"what the storage of session {name!r} keys it by (the id itself if it was "
+            f"registered with hash_ids=False)"
+        )
+    return v
+
+
+def _open_clocks(v: Verdict, name: Optional[str], args: argparse.Namespace, now: int) -> Verdict:
+    """Unwraps the lifetimes envelope (``~1:NAME:CREATED:LAST_SEEN:DEADLINE:PAYLOAD``) of
+    an opened value; the verdict on it is the codec's (``Codec.open_clocks``)."""
+    assert v.payload is not None
+    if not v.payload.startswith("~1:"):
+        return v
+    m = _CLOCKS.fullmatch(v.payload)
+    if m is None:
+        v.payload, v.reason = None, "malformed"
+        v.message = (
+            "the value opens, but its lifetimes (~1:NAME:CREATED:LAST_SEEN:DEADLINE:) are malformed"
+        )
+        return v
+    bound, created, last_seen, deadline = m.group(1), int(m.group(2)), int(m.group(3)), m.group(4)
+    v.details["lifetimes_of"] = bound
+    v.details["created"] = _when(created, now)
+    v.details["last_seen"] = _when(last_seen, now)
+    v.details["deadline"] = _when(int(deadline), now) if deadline else "none"
+    if name is not None and name != bound:
+        v.payload, v.reason = None, "wrong_session_name"
+        v.message = (
+            f"wrong session name: issued for {bound!r}, not {name!r} (its lifetimes name it)"
+        )
+        return v
+    try:
+        codec = _core.Codec(
+            bound, clocks=True, idle=args.idle_timeout, absolute=args.absolute_timeout
+        )
+    except ValueError:
+        v.payload, v.reason = None, "malformed"
+        v.message = f"its lifetimes name {bound!r}, which no session can be named"
+        return v
+    opened = codec.open_clocks(v.payload, now)
+    if opened is not None:
+        v.payload = opened[0]
+        if args.idle_timeout is None and args.absolute_timeout is None:
+            v.details["note"] = "pass --idle-timeout / --absolute-timeout to check those"
+        return v
+    v.payload = None
+    if max(created, last_seen) > now + CLOCK_SKEW:
+        v.reason = "from_the_future"
+        v.message = f"its clocks are beyond the {CLOCK_SKEW} s of tolerated skew in the future"
+    elif deadline and now > int(deadline):
+        v.reason = "expired"
+        v.message = f"ended: its deadline passed {now - int(deadline)} s ago"
+    elif args.idle_timeout is not None and now - min(last_seen, now) > args.idle_timeout:
+        v.reason = "expired"
+        v.message = f"ended: unused for longer than --idle-timeout {args.idle_timeout} s"
+    else:
+        v.reason = "expired"
+        v.message = f"ended: began longer than --absolute-timeout {args.absolute_timeout} s ago"
+    return v
+
+
 def _inspect(args: argparse.Namespace) -> int:
     arg: str = args.cookie
     if arg == "-":
         arg = sys.stdin.read().strip()
-    keys = [parse_key(args.key, "--key")]
-    keys += [parse_key(k, "--old-key") for k in args.old_key]
-    if args.max_age is not None and args.max_age <= 0:
-        raise UsageError("--max-age must be a positive number of seconds")
+    keys = _key_texts(args)
+    for option in ("max_age", "idle_timeout", "absolute_timeout"):
+        if getattr(args, option) is not None and getattr(args, option) <= 0:
+            flag = "--" + option.replace("_", "-")
+            raise UsageError(f"{flag} must be a positive number of seconds")
     now: int = int(time.time()) if args.now is None else args.now
     if now < 0:
         raise UsageError("--now must not be negative")
@@ -545,32 +881,76 @@ def _inspect(args: argparse.Namespace) -> int:
     name: Optional[str] = args.name if args.name is not None else cookie_name
     decoded = _core.Codec("inspect", header=True, encoding=args.encoding).decode(raw)
     kind: Optional[str] = args.transformer
-    if decoded is None:
+    if kind == "auto":
+        kind = recognise(raw, decoded or "", bool(keys), args.sign_key is not None)
+        if decoded is None and kind != "itsdangerous":
+            kind = "auto"  # a bad encoding, said below
+    if kind not in ("starlette", "flask", "itsdangerous") and decoded is None:
         v = Verdict(kind or "auto", reason="bad_encoding")
         v.message = f"not valid {args.encoding} encoding" + (
             " (a malformed %-escape, or bytes that are not UTF-8)" if args.encoding == "uri" else ""
         )
-        return _report(v, args)
-    if kind == "auto":
-        kind = "ktor-encrypt" if args.sign_key is not None else guess_transformer(decoded)
-        if kind is None:
-            v = Verdict("auto", reason="malformed")
-            v.message = "not shaped like a MAC, Encrypt or KtorEncrypt value: pass --transformer"
-            return _report(v, args)
+        return _report(v, args, keys)
+    text = decoded or ""
+    if kind is None:
+        v = Verdict("auto", reason="malformed")
+        v.message = (
+            "not shaped like a MessageAuthentication, Encrypt, KtorEncrypt, Starlette or "
+            "Flask value (if its registration is unsigned, inspect it without a key), "
+            "nor a server-side session id: pass --transformer"
+        )
+        return _report(v, args, keys)
+    if kind == "session-id":
+        v = _inspect_session_id(text, name)
+    elif kind == "none":
+        v = Verdict("none", payload=text)
+        v.details["format"] = "unsigned (no transformer): anyone can read and change it"
+    elif kind in ("starlette", "flask", "itsdangerous"):
+        if kind == "itsdangerous":
+            kinds: list[str] = []
+            if _STARLETTE.fullmatch(raw):
+                kinds.append("starlette")
+            if _FLASK.fullmatch(raw):
+                kinds.append("flask")
+        else:
+            kinds = [kind]
+        v = _inspect_itsdangerous(raw, keys, args, now, kinds)
+    else:
+        described = {
+            "mac": "a MessageAuthentication value (VALUE/HEX_TAG)",
+            "encrypt": "an Encrypt value",
+            "ktor-encrypt": "a KtorEncrypt value",
+        }[kind]
+        if not keys:
+            if kind == "mac" and _SESSION_ID.fullmatch(text.rpartition("/")[0]):
+                described = "a server-side session id signed by MessageAuthentication"
+            raise _needs_key(described)
         if kind == "ktor-encrypt" and args.sign_key is None:
             raise UsageError("this looks like a KtorEncrypt value: pass --sign-key")
-    if kind == "mac":
-        v = _inspect_mac(decoded, keys, args, now)
-    elif kind == "encrypt":
-        v = _inspect_encrypt(decoded, keys, args, now, name, cookie_name)
-    else:
-        v = _inspect_ktor(decoded, keys, args)
+        key_bytes = [k.key() for k in keys]
+        if kind == "mac":
+            v = _inspect_mac(text, key_bytes, args, now)
+        elif kind == "encrypt":
+            v = _inspect_encrypt(text, key_bytes, args, now, name, cookie_name)
+        else:
+            v = _inspect_ktor(text, key_bytes, args)
+        if v.payload is not None:
+            v = _open_clocks(v, name, args, now)
+        if v.payload is not None and _SESSION_ID.fullmatch(v.payload):
+            v.details.update(
+                _inspect_session_id(v.payload, name).details,
+                format=f"a server-side session id, signed by {kind}: its data is in the storage",
+            )
     if args.transformer == "auto":
-        v.details["transformer"] = f"{kind} (guessed; --transformer to choose)"
-    return _report(v, args)
+        v.details["transformer"] = f"{v.transformer} (recognised; --transformer to choose)"
+    return _report(v, args, keys)
 
 
-def _report(v: Verdict, args: argparse.Namespace) -> int:
+def _report(v: Verdict, args: argparse.Namespace, keys: Sequence[KeyText]) -> int:
+    if v.transformer in ("none", "session-id"):
+        v.details["key_source"] = "none needed" + (" (--key was not used)" if keys else "")
+    elif keys:
+        v.details["key_source"] = keys[0].source
     if args.json:
         _out(
             json.dumps(
@@ -588,8 +968,8 @@ def _report(v: Verdict, args: argparse.Namespace) -> int:
             )
         )
     elif v.ok:
-        assert v.payload is not None
-        _out(v.payload)
+        if v.payload is not None:
+            _out(v.payload)
         facts = [f"{k}: {val}" for k, val in v.details.items()]
         if v.reissue:
             facts.append("would be re-issued under the current key / format")
@@ -702,10 +1082,13 @@ COMMANDS: dict[str, Command] = {
     "inspect": Command(
         "inspect",
         "decode a cookie value and say why it is rejected",
-        "Decode a session cookie value for debugging: print its payload (stdout) and what "
-        "was checked (stderr), or say why it is rejected. Exit 0 when it opens, 1 when it "
-        "is rejected, 2 on a usage error. Keys on a command line end up in the shell's "
-        "history: prefer --key env:VAR.",
+        "Decode a session cookie value for debugging: ferrosession's own (MessageAuthentication, "
+        "Encrypt, KtorEncrypt, unsigned, a server-side session id), Starlette's "
+        "SessionMiddleware's or Flask's. Print its payload (stdout) and what was checked "
+        "(stderr): the format recognised and where the key came from; or say why it is "
+        "rejected. Exit 0 when it opens, 1 when it is rejected, 2 on a usage error (a "
+        "signed value without a key, too). Keys on a command line end up in the shell's "
+        "history: prefer --key env:VAR or --key-file.",
         _inspect_args,
         _inspect,
     ),
