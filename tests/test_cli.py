@@ -393,6 +393,263 @@ def test_inspect_ktor_encrypt_as_a_subprocess() -> None:
     assert "aes_bits: 192" in r.stderr
 
 
+# -- inspect: what the value is, and where the key came from ------------------------------
+
+STARLETTE_SECRET = "starlette: not hex, not base64!"
+FLASK_SECRET = "flask secret ü"
+
+
+def starlette_cookie(middleware: Any, data: dict[str, Any], **options: Any) -> str:
+    """The ``Set-Cookie`` line a Starlette app with ``middleware`` (Starlette's own
+    ``SessionMiddleware`` or our drop-in) sends after storing ``data``."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    def store(request: Request) -> PlainTextResponse:
+        request.session.update(data)
+        return PlainTextResponse("stored")
+
+    app = Starlette(
+        routes=[Route("/", store)],
+        middleware=[Middleware(middleware, secret_key=STARLETTE_SECRET, **options)],
+    )
+    line: str = TestClient(app).get("/").headers["set-cookie"]
+    return line
+
+
+def flask_cookie(data: dict[str, Any], *, drop_in: bool = False) -> str:
+    """The ``Set-Cookie`` line of a Flask app (its own session, or our drop-in)."""
+    import flask
+
+    app = flask.Flask("inspect_test")
+    app.secret_key = FLASK_SECRET
+    if drop_in:
+        from ferrosession.flask import SessionInterface
+
+        app.session_interface = SessionInterface()
+
+    @app.route("/")
+    def store() -> str:
+        flask.session.update(data)
+        return "stored"
+
+    line: str = app.test_client().get("/").headers["Set-Cookie"]
+    return line
+
+
+def first_pair(set_cookie: str) -> str:
+    return set_cookie.split(";", 1)[0]
+
+
+def sessions_cookie(**registration: Any) -> tuple[fs.Sessions, str]:
+    """A ferrosession registration ``S`` and the ``Set-Cookie`` line of a response that
+    set ``{"items": ["a b", "ü"]}`` in it."""
+    sessions = fs.Sessions()
+    sessions.cookie(dict, "S", **registration)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        fs.get_sessions(scope).set({"items": ["a b", "ü"]})
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    (line,) = call(fs.SessionMiddleware(app, sessions)).set_cookies
+    return sessions, line
+
+
+@pytest.mark.parametrize("drop_in", [False, True], ids=["starlette", "ferrosession.starlette"])
+def test_inspect_a_starlette_session_cookie(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, drop_in: bool
+) -> None:
+    from starlette.middleware import sessions
+
+    import ferrosession.starlette
+
+    middleware: Any = (
+        ferrosession.starlette.SessionMiddleware if drop_in else sessions.SessionMiddleware
+    )
+    data = {"user": "?>", "n": 1}  # its standard base64 holds '+' (a space to the uri decoding)
+    line = starlette_cookie(middleware, data)
+    pair = first_pair(line)
+    assert "+" in pair and "=." in pair
+    code, j = inspect_json(capsys, "--key", STARLETTE_SECRET, "Set-Cookie: " + line)
+    assert (code, j["ok"], j["transformer"]) == (0, True, "starlette"), j
+    assert json.loads(j["payload"]) == data
+    assert "Starlette's SessionMiddleware" in j["details"]["format"]
+    assert j["details"]["key_source"] == "--key"
+    # The bare value (its '=' padding is no NAME=VALUE), and the key from the environment.
+    monkeypatch.setenv("FS_TEST_STARLETTE_SECRET", STARLETTE_SECRET)
+    bare = pair.split("=", 1)[1]
+    code, j = inspect_json(capsys, "--key", "env:FS_TEST_STARLETTE_SECRET", bare)
+    assert (code, json.loads(j["payload"])) == (0, data)
+    assert j["details"]["key_source"] == (
+        "the environment variable FS_TEST_STARLETTE_SECRET (--key env:FS_TEST_STARLETTE_SECRET)"
+    )
+    # A retired secret still opens it, and says so.
+    code, j = inspect_json(capsys, "--key", "new secret", "--old-key", STARLETTE_SECRET, pair)
+    assert (code, j["details"]["key"]) == (0, "--old-key #1")
+    # Another secret; one character changed; no key at all.
+    code, j = inspect_json(capsys, "--key", "another secret", pair)
+    assert (code, j["ok"], j["reason"]) == (1, False, "wrong_key_or_tampered")
+    assert "does not verify" in j["message"]
+    tampered = pair[:12] + ("A" if pair[12] != "A" else "B") + pair[13:]
+    code, j = inspect_json(capsys, "--key", STARLETTE_SECRET, tampered)
+    assert (code, j["reason"]) == (1, "wrong_key_or_tampered")
+    code, out, err = inproc(capsys, "inspect", pair)
+    assert code == 2 and out == ""
+    assert "a key is needed" in err and "secret_key" in err
+    # Starlette's max_age on the signed timestamp.
+    issued = inspect_json(capsys, "--key", STARLETTE_SECRET, pair)[1]["details"]["issued_at"]
+    base = ["--key", STARLETTE_SECRET, "--max-age", "60"]
+    code, j = inspect_json(capsys, *base, "--now", str(issued + 60), pair)
+    assert (code, json.loads(j["payload"])) == (0, data)
+    code, j = inspect_json(capsys, *base, "--now", str(issued + 61), pair)
+    assert (code, j["reason"]) == (1, "expired")
+    code, j = inspect_json(capsys, *base, "--now", str(issued - 1), pair)
+    assert (code, j["reason"]) == (1, "from_the_future")
+
+
+@pytest.mark.parametrize("drop_in", [False, True], ids=["flask", "ferrosession.flask"])
+def test_inspect_a_flask_session_cookie(capsys: pytest.CaptureFixture[str], drop_in: bool) -> None:
+    small = {"user": "jöhn", "pair": [1, 2]}
+    line = flask_cookie(small, drop_in=drop_in)
+    code, j = inspect_json(capsys, "--key", FLASK_SECRET, "Set-Cookie: " + line)
+    assert (code, j["transformer"]) == (0, "flask"), j
+    assert json.loads(j["payload"]) == small
+    assert "Flask's session cookie" in j["details"]["format"]
+    assert "compressed" not in j["details"]
+    # A long session is zlib-compressed (a leading '.').
+    big = {"text": "abc " * 200}
+    pair = first_pair(flask_cookie(big, drop_in=drop_in))
+    assert pair.startswith("session=.")
+    code, j = inspect_json(capsys, "--key", FLASK_SECRET, pair)
+    assert (code, json.loads(j["payload"]), j["details"]["compressed"]) == (0, big, "zlib")
+    # Flask's secret under Starlette's scheme, another secret, a changed value, no key.
+    code, j = inspect_json(capsys, "--transformer", "starlette", "--key", FLASK_SECRET, pair)
+    assert (code, j["reason"]) == (1, "wrong_key_or_tampered")
+    code, j = inspect_json(capsys, "--key", "another secret", pair)
+    assert (code, j["reason"]) == (1, "wrong_key_or_tampered")
+    i = len("session=.") + 5
+    tampered = pair[:i] + ("A" if pair[i] != "A" else "B") + pair[i + 1 :]
+    code, j = inspect_json(capsys, "--key", FLASK_SECRET, tampered)
+    assert (code, j["reason"]) == (1, "wrong_key_or_tampered")
+    code, _, err = inproc(capsys, "inspect", pair)
+    assert code == 2 and "a key is needed" in err and "SECRET_KEY" in err
+
+
+def test_inspect_a_flask_cookie_as_a_subprocess_with_a_key_file(tmp_path: Path) -> None:
+    line = flask_cookie({"cart": ["a", "b"]})
+    key_file = tmp_path / "secret"
+    key_file.write_text(FLASK_SECRET + "\n", encoding="utf-8")  # an editor's final newline
+    r = run("inspect", "--key-file", str(key_file), first_pair(line))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"cart": ["a", "b"]}
+    assert "ok (flask)" in r.stderr
+    assert f"key_source: the file {key_file} (--key-file)" in r.stderr
+    r = run("inspect", "--key-file", str(tmp_path / "missing"), first_pair(line))
+    assert r.returncode == 2 and "cannot read" in r.stderr
+
+
+def test_inspect_a_server_side_session_id(capsys: pytest.CaptureFixture[str]) -> None:
+    storage = fs.MemoryStorage()
+    sessions, line = sessions_cookie(storage=storage)
+    pair = first_pair(line)
+    session_id = pair.split("=", 1)[1]
+    assert re.fullmatch(r"[0-9a-f]{64}", session_id)
+    code, j = inspect_json(capsys, pair)
+    assert (code, j["ok"], j["transformer"], j["payload"]) == (0, True, "session-id", None)
+    assert j["details"]["format"] == "a server-side session id: its data is in the storage"
+    assert j["details"]["id"] == session_id
+    assert j["details"]["key_source"] == "none needed"
+    # Its storage key finds the session in the real storage.
+    key = j["details"]["storage_key"]
+    assert key == sessions.storage_key("S", session_id)
+    assert storage.read(key) is not None
+    # Without its name, no storage key; a key given is not used.
+    code, j = inspect_json(capsys, "--key", KEY.hex(), session_id)
+    assert code == 0 and "--name" in j["details"]["storage_key"]
+    assert j["details"]["key_source"] == "none needed (--key was not used)"
+    code, j = inspect_json(capsys, "--name", "OTHER", session_id)
+    assert j["details"]["storage_key"] != key
+    assert storage.read(j["details"]["storage_key"]) is None
+    # As text: nothing on stdout (no payload travels), what it is on stderr.
+    code, out, err = inproc(capsys, "inspect", pair)
+    assert (code, out) == (0, "")
+    assert "a server-side session id: its data is in the storage" in err
+    assert f"storage_key: {key}" in err and "unknown" not in err
+
+
+def test_inspect_a_signed_server_side_session_id(capsys: pytest.CaptureFixture[str]) -> None:
+    storage = fs.MemoryStorage()
+    sessions, line = sessions_cookie(storage=storage, transformers=[fs.MessageAuthentication(KEY)])
+    code, j = inspect_json(capsys, "--key", KEY.hex(), "Set-Cookie: " + line)
+    assert (code, j["transformer"]) == (0, "mac"), j
+    session_id = j["payload"]
+    assert "server-side session id" in j["details"]["format"]
+    assert j["details"]["storage_key"] == sessions.storage_key("S", session_id)
+    assert storage.read(j["details"]["storage_key"]) is not None
+    code, _, err = inproc(capsys, "inspect", first_pair(line))
+    assert code == 2 and "a key is needed" in err and "server-side session id" in err
+
+
+def test_inspect_an_unsigned_registration(capsys: pytest.CaptureFixture[str]) -> None:
+    _, line = sessions_cookie(unsigned=True)
+    code, j = inspect_json(capsys, first_pair(line))
+    assert (code, j["transformer"]) == (0, "none"), j
+    assert json.loads(j["payload"]) == {"items": ["a b", "ü"]}
+    assert "unsigned" in j["details"]["format"] and "change it" in j["details"]["format"]
+    assert j["details"]["key_source"] == "none needed"
+    # Given a key, the user expects a signed value: it has no signed format's shape.
+    code, j = inspect_json(capsys, "--key", KEY.hex(), first_pair(line))
+    assert (code, j["reason"]) == (1, "malformed")
+    assert "without a key" in j["message"]
+    code, j = inspect_json(capsys, "--transformer", "none", "--key", KEY.hex(), first_pair(line))
+    assert (code, json.loads(j["payload"])) == (0, {"items": ["a b", "ü"]})
+
+
+def test_inspect_the_lifetimes_inside_a_signed_value(capsys: pytest.CaptureFixture[str]) -> None:
+    _, line = sessions_cookie(transformers=[fs.MessageAuthentication(KEY)], idle_timeout=300)
+    pair = first_pair(line)
+    code, j = inspect_json(capsys, "--key", KEY.hex(), pair)
+    assert (code, j["transformer"]) == (0, "mac"), j
+    assert json.loads(j["payload"]) == {"items": ["a b", "ü"]}  # the envelope removed
+    assert j["details"]["lifetimes_of"] == "S"
+    created = j["details"]["created_at"]
+    assert j["details"]["last_seen_at"] == created and "deadline_at" not in j["details"]
+    base = ["--key", KEY.hex(), "--idle-timeout", "300"]
+    code, j = inspect_json(capsys, *base, "--now", str(created + 300), pair)
+    assert code == 0
+    code, j = inspect_json(capsys, *base, "--now", str(created + 301), pair)
+    assert (code, j["reason"]) == (1, "expired")
+    assert "--idle-timeout 300" in j["message"]
+    code, j = inspect_json(capsys, "--key", KEY.hex(), "--now", str(created - 61), pair)
+    assert (code, j["reason"]) == (1, "from_the_future")
+    # A MAC does not bind the name; the lifetimes do.
+    code, j = inspect_json(capsys, "--key", KEY.hex(), "--name", "T", pair.split("=", 1)[1])
+    assert (code, j["reason"]) == (1, "wrong_session_name")
+    assert "issued for 'S', not 'T'" in j["message"]
+    # A changed byte anywhere, the clocks included, breaks the tag.
+    tampered = pair.replace(str(created), str(created + 1000), 1)
+    code, j = inspect_json(capsys, "--key", KEY.hex(), tampered)
+    assert (code, j["reason"]) == (1, "wrong_key_or_tampered")
+
+
+def test_inspect_an_encrypted_value_with_lifetimes(capsys: pytest.CaptureFixture[str]) -> None:
+    _, line = sessions_cookie(transformers=[fs.Encrypt(KEY)], absolute_timeout=3600)
+    code, j = inspect_json(capsys, "--key", KEY.hex(), "Set-Cookie: " + line)
+    assert (code, j["transformer"]) == (0, "encrypt"), j
+    assert json.loads(j["payload"]) == {"items": ["a b", "ü"]}
+    created = j["details"]["created_at"]
+    base = ["--key", KEY.hex(), "--absolute-timeout", "3600", "Set-Cookie: " + line]
+    code, j = inspect_json(capsys, "--now", str(created + 3601), *base)
+    assert (code, j["reason"]) == (1, "expired") and "--absolute-timeout" in j["message"]
+    code, _, err = inproc(capsys, "inspect", first_pair(line))
+    assert code == 2 and "this is an Encrypt value: a key is needed" in err
+
+
 def test_gc_removes_expired_sessions(tmp_path: Path) -> None:
     import ferrosession as fs
 

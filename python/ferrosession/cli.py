@@ -826,9 +826,10 @@ def _open_clocks(v: Verdict, name: Optional[str], args: argparse.Namespace, now:
         return v
     bound, created, last_seen, deadline = m.group(1), int(m.group(2)), int(m.group(3)), m.group(4)
     v.details["lifetimes_of"] = bound
-    v.details["created"] = _when(created, now)
-    v.details["last_seen"] = _when(last_seen, now)
-    v.details["deadline"] = _when(int(deadline), now) if deadline else "none"
+    v.details.update(created_at=created, created=_when(created, now))
+    v.details.update(last_seen_at=last_seen, last_seen=_when(last_seen, now))
+    if deadline:
+        v.details.update(deadline_at=int(deadline), deadline=_when(int(deadline), now))
     if name is not None and name != bound:
         v.payload, v.reason = None, "wrong_session_name"
         v.message = (
@@ -859,9 +860,11 @@ def _open_clocks(v: Verdict, name: Optional[str], args: argparse.Namespace, now:
     elif args.idle_timeout is not None and now - min(last_seen, now) > args.idle_timeout:
         v.reason = "expired"
         v.message = f"ended: unused for longer than --idle-timeout {args.idle_timeout} s"
-    else:
+    elif args.absolute_timeout is not None and now - min(created, now) > args.absolute_timeout:
         v.reason = "expired"
         v.message = f"ended: began longer than --absolute-timeout {args.absolute_timeout} s ago"
+    else:
+        v.reason, v.message = "rejected", "its lifetimes are rejected by the codec"
     return v
 
 
@@ -984,6 +987,10 @@ def _report(v: Verdict, args: argparse.Namespace, keys: Sequence[KeyText]) -> in
 # -- gc -----------------------------------------------------------------------------------
 
 
+# The file every DirectoryStorage makes in its folder (src/storage/directory.rs).
+_LAYOUT_FILE = ".ferrosession-layout"
+
+
 def _gc_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="PATH", help="the folder of a DirectoryStorage")
 
@@ -996,6 +1003,14 @@ def _gc(args: argparse.Namespace) -> int:
     if not path.is_dir():  # never create a folder by mistake
         raise UsageError(f"{path} is not a folder")
     try:
+        # Opening a storage makes its layout (change table, layout file): only in a
+        # folder that already is one, so a mistyped path is left as it was.
+        if not _core.DirectoryStorage.holds_layout(path):
+            raise UsageError(
+                f"{path} is not a DirectoryStorage folder (it holds no "
+                f"{_LAYOUT_FILE}, change table, owners/ or session folders); nothing "
+                "was changed. Give the path the app passes to DirectoryStorage"
+            )
         removed = DirectoryStorage(path, cached=False).gc()
     except StorageError as exc:
         _err(f"ferrosession gc: {exc}")
