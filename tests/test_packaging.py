@@ -286,6 +286,59 @@ def test_public_api_works_from_a_fresh_venv(fresh_venv: Path, tmp_path: Path) ->
     assert report["file"].startswith(str(fresh_venv.parent.parent))
 
 
+def readme_install_section() -> str:
+    text = (REPO / "README.md").read_text()
+    section = re.search(r"^## Install\n(.*?)^## ", text, re.M | re.S)
+    assert section is not None, "README has no ## Install section"
+    return section[1]
+
+
+def test_readme_install_says_what_works_today() -> None:
+    """Until a release is published, the README must not present ``pip install
+    ferrosession`` as the way in: it says so, and that line comes after the label."""
+    section = readme_install_section()
+    assert "not on PyPI yet" in section
+    label = section.index("Once ferrosession is released (not yet)")
+    assert section.index("pip install ferrosession ") > label
+    assert section.index("pip install .") < label
+
+
+def test_readme_install_from_a_clone_works(tmp_path: Path) -> None:
+    """The README's ``pip install .``, run in a clone (the last commit, as a user gets it)
+    with a fresh venv: pip builds through the PEP 517 backend in its own isolated build
+    environment. The one change from the README: a dev-profile build (the backend's
+    default is the slow release one), through maturin's ``MATURIN_PEP517_ARGS``."""
+    (command,) = [
+        line.split("#")[0].split()
+        for line in readme_install_section().splitlines()
+        if line.startswith("pip install .")
+    ]
+    assert command == ["pip", "install", "."], command
+    clone = tmp_path / "clone"
+    run(["git", "clone", "--quiet", REPO, clone], timeout=120)
+    venv = tmp_path / "venv"
+    run([sys.executable, "-m", "venv", "--without-pip", venv], timeout=60)
+    python = venv / "bin" / "python"
+    env = {
+        **clean_env(),
+        "CARGO_TARGET_DIR": str(target_dir() / "clone-check"),
+        "MATURIN_PEP517_ARGS": "--profile dev",
+    }
+    run(
+        [
+            sys.executable, "-m", "pip", "--python", python, *command[1:], "--quiet",
+            "--disable-pip-version-check", "--no-input",
+        ],
+        cwd=clone, env=env, timeout=900,
+    )  # fmt: skip
+    script = tmp_path / "api_check.py"
+    script.write_text(API_CHECK)
+    proc = run([python, "-I", script, clone, VERSION], cwd=tmp_path, env=clean_env(), timeout=60)
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["profile"] == "debug"  # the build above, not some other install
+    assert report["file"].startswith(str(venv))
+
+
 def test_demo_and_command_run_from_a_fresh_venv(fresh_venv: Path, tmp_path: Path) -> None:
     env = clean_env()
     # The demo's page through its ASGI app (httpx, for TestClient, is not in the extra).
