@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import subprocess
 import sys
 import textwrap
+import types
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, TypedDict
 from urllib.parse import quote_plus, unquote_plus
 
@@ -156,11 +159,11 @@ class Driver:
 class Harness:
     """One session type registered one way (client- or server-side) in one framework."""
 
-    def __init__(self, framework: str, side: str, *types: type) -> None:
+    def __init__(self, framework: str, side: str, *session_types: type) -> None:
         self.side = side
         self.storage = fs.MemoryStorage() if side == "server" else None
         self.sessions = fs.Sessions()
-        for i, tp in enumerate(types):
+        for i, tp in enumerate(session_types):
             name = NAME if i == 0 else f"{NAME}{i}"
             if self.storage is None:
                 self.sessions.cookie(tp, name, transformers=[fs.MessageAuthentication(KEY)])
@@ -203,8 +206,8 @@ def mode(request: pytest.FixtureRequest) -> tuple[str, str]:
     return request.param  # type: ignore[no-any-return]
 
 
-def harness(mode: tuple[str, str], *types: type) -> Harness:
-    return Harness(mode[0], mode[1], *types)
+def harness(mode: tuple[str, str], *session_types: type) -> Harness:
+    return Harness(mode[0], mode[1], *session_types)
 
 
 # --- TypedDict --------------------------------------------------------------------------
@@ -494,3 +497,25 @@ def test_dataclass_registration_keeps_the_default_json_serializer() -> None:
     sessions = fs.Sessions()
     sessions.cookie(Visits, NAME, transformers=[fs.MessageAuthentication(KEY)])
     assert type(sessions.lookup(Visits).serializer) is fs.JSONSerializer
+
+
+def test_readme_session_types_example() -> None:
+    # the block test_readme runs; run here as a module too, and driven
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = next(
+        b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "class Prefs(" in b
+    )
+    module = types.ModuleType("readme_session_types")
+    sys.modules[module.__name__] = module
+    try:
+        exec(compile(block, "README.md (Session types)", "exec"), module.__dict__)
+    finally:
+        del sys.modules[module.__name__]
+    app = module.app
+    with TestClient(app) as client:
+        assert client.get("/").json() == {"visits": 1, "basket": ["tea"]}
+        assert client.get("/?add=cake").json() == {"visits": 2, "basket": ["tea", "cake"]}
+        assert client.cookies["PREFS"].startswith("%7B%22theme%22%3A%22dark%22%7D")
+        assert len(client.cookies["PROFILE"]) == 64  # server-side: only the id travels
+        client.cookies.delete("PROFILE")
+        assert client.get("/").json() == {"visits": 1, "basket": ["tea", "cake", "tea"]}
