@@ -650,6 +650,45 @@ def test_inspect_an_encrypted_value_with_lifetimes(capsys: pytest.CaptureFixture
     assert code == 2 and "this is an Encrypt value: a key is needed" in err
 
 
+def test_the_readme_inspect_lines_run(tmp_path: Path) -> None:
+    """Each ``ferrosession inspect`` line of the README's "Command line" section, its
+    ``NAME=…`` filled with a real cookie of that kind, exits 0."""
+    import shlex
+
+    from starlette.middleware.sessions import SessionMiddleware
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Command line", 1)[1].split("\n## ", 1)[0]
+    lines = [
+        ln.split("#", 1)[0] for ln in section.splitlines() if ln.startswith("ferrosession inspect")
+    ]
+    assert len(lines) == 3
+    (tmp_path / "secret.txt").write_text(STARLETTE_SECRET + "\n", encoding="utf-8")
+    _, signed = sessions_cookie(transformers=[fs.MessageAuthentication(KEY)])
+    _, server_side = sessions_cookie(storage=fs.MemoryStorage())
+    values = {
+        "SESSION": first_pair(signed).split("=", 1)[1],
+        "session": first_pair(starlette_cookie(SessionMiddleware, {"user": "ann"})).split("=", 1)[
+            1
+        ],
+        "SESSION_ID": first_pair(server_side).split("=", 1)[1],
+    }
+    for line in lines:
+        args = shlex.split(line)[1:]
+        cookie_name = args[-1].split("=", 1)[0]
+        args[-1] = f"{cookie_name}={values[cookie_name]}"
+        done = subprocess.run(
+            [sys.executable, "-m", "ferrosession.cli", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "KEY": KEY.hex(), "PYTHONIOENCODING": "utf-8"},
+        )
+        assert done.returncode == 0, (line, done.stderr)
+        assert "key_source: " in done.stderr
+
+
 def test_gc_removes_expired_sessions(tmp_path: Path) -> None:
     import ferrosession as fs
 

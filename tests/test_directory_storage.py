@@ -55,6 +55,8 @@ SPAWN = multiprocessing.get_context("spawn")
 
 # The change table in the storage root (shared memory: Linux, local filesystems).
 TABLE = ".ferrosession-changes"
+# The file that marks the folder as a DirectoryStorage's (made when it is opened).
+LAYOUT = ".ferrosession-layout"
 # What ``shared=True`` revalidates by here (pytest's temp folders are local).
 SHARED_MODE = "table" if sys.platform.startswith("linux") else "stat"
 
@@ -252,7 +254,7 @@ def test_odd_ids_touch_no_file(root: Path) -> None:
         st2.read(odd)
         st2.invalidate(odd)
         st2.touch(odd, 1)
-    assert [p for p in fresh.iterdir() if p.name != TABLE] == [], "no folder created"
+    assert [p for p in fresh.iterdir() if p.name not in (TABLE, LAYOUT)] == [], "no folder"
 
 
 def test_edge_ids_are_valid(root: Path) -> None:
@@ -963,16 +965,18 @@ def test_index_and_sessions_live_apart(root: Path) -> None:
         st.index_add(f"o{i % 7}", f"s{i}", 10)
     tops = {p.name for p in root.iterdir()}
     assert "owners" in tops
-    shards = tops - {"owners", TABLE}
+    shards = tops - {"owners", TABLE, LAYOUT}
     assert all(len(n) == 2 and all(c in "0123456789abcdef" for c in n) for n in shards)
-    st.index_add("longlived", "s1", 10_000)
+    st.write("kept", "v", 10_000)
+    st.index_add("longlived", "kept", 10_000)
+    st.index_add("longlived", "s1", 10_000)  # outlives its entry
     st._set_clock_offset(60)
     assert st.gc() == 300, "gc counts sessions, not index records"
-    assert [p for p in entry_files(root) if "owners" not in p.parts] == []
+    assert [p for p in entry_files(root) if "owners" not in p.parts] == [entry_path(root, "kept")]
     assert st.index_list("o1") == []
-    assert st.index_list("longlived") == ["s1"]
+    assert st.index_list("longlived") == ["kept"]
     markers = [p for p in (root / "owners").rglob("*") if p.is_file()]
-    assert len(markers) == 1, "expired markers are deleted"
+    assert len(markers) == 1, "expired markers, and markers of gone entries, are deleted"
     # owner folders emptied now go once idle for ten minutes
     st._set_clock_offset(60 + 601)
     assert st.gc() == 0
@@ -988,6 +992,7 @@ def test_cli_gc_with_an_index(root: Path, capsys: pytest.CaptureFixture[str]) ->
 
     st = DirectoryStorage(root)
     st.write("abc", "v", 3600)
+    st.write("other", "v", 3600)
     st.index_add("owner", "abc", 3600)
     st.index_add("owner", "other", 3600)
     # expiry is the files' mtime: move these two into the past

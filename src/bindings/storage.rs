@@ -24,6 +24,7 @@ use pyo3::types::{PyBool, PyString};
 
 use crate::error::CoreError;
 use crate::storage::clock::NANOS_PER_SEC;
+use crate::storage::directory::holds_layout;
 use crate::storage::{DirectoryStorage as Core, OffsetClock};
 
 /// A folder of session files with an in-memory cache (see `storage::directory`).
@@ -176,6 +177,14 @@ impl DirectoryStorage {
     /// many entries it deleted.
     fn gc(&self, py: Python<'_>) -> PyResult<usize> {
         Ok(py.detach(|| self.inner.gc())?)
+    }
+
+    /// Whether the folder `path` holds a DirectoryStorage layout (its layout file, or
+    /// the change table, `owners/` or shard folders of an older version); touches
+    /// nothing. `ferrosession gc` asks before it opens a folder.
+    #[staticmethod]
+    fn holds_layout(py: Python<'_>, path: PathBuf) -> PyResult<bool> {
+        Ok(py.detach(|| holds_layout(&path))?)
     }
 
     /// The folder, absolute.

@@ -18,6 +18,14 @@
 //! stay apart) and whose mtime is the marker's expiry. `owners` is not two hex digits,
 //! so it can never be a shard folder.
 //!
+//! `ROOT/.ferrosession-layout` says what the folder is: every `DirectoryStorage::new`
+//! makes it if missing (an empty-but-for-one-line file, 0600; best effort, so a
+//! read-only folder still opens). `holds_layout` (what `ferrosession gc` asks before it
+//! opens a folder, so that it never makes a layout in a folder that is not one) accepts
+//! a folder holding that file, or, for folders made before it existed, the change
+//! table, `owners` or a two-level shard folder: so a folder a storage opened but never
+//! wrote to is accepted on every system, with or without a change table.
+//!
 //! `ROOT/.ferrosession-changes` is the change table (see "Cache and concurrency"):
 //! its name starts with a dot, so it is never a shard folder, an entry, a temp file
 //! or `owners`, and `gc` (which walks the two-hex-digit folders) leaves it alone; in
@@ -148,8 +156,13 @@
 //! deletes expired entries by moving each aside atomically, checking the moved file,
 //! and linking it back if a writer had replaced it meanwhile (never over a newer
 //! write), so it can run while other processes use the folder. It sweeps the owner
-//! index the same way (expired markers), and removes owner folders that have been
-//! empty for `STALE_TEMP`.
+//! index the same way: expired markers, and markers whose entry is gone (absent or
+//! expired: removed by this sweep, an invalidation or by hand), so a marker goes with
+//! its entry; and it removes owner folders that have been empty for `STALE_TEMP`. A
+//! marker outlives its entry only between a session's `create` and its `index_add`
+//! (the middleware writes the entry first), so before removing one for a missing entry
+//! gc takes the entry's stripe (ordering it after this process's writes) and checks
+//! the entry again after the marker is moved aside.
 
 mod change_table;
 
@@ -190,6 +203,12 @@ const MAX_FILE_BYTES: u64 = 64 << 20;
 const STRIPES: usize = 64;
 
 const TEMP_PREFIX: &str = ".tmp-";
+
+/// The file that marks a folder as a `DirectoryStorage` (see "Layout").
+pub const LAYOUT_FILE: &str = ".ferrosession-layout";
+
+/// What `LAYOUT_FILE` holds (for a person who finds the folder).
+const LAYOUT_TEXT: &[u8] = b"ferrosession DirectoryStorage folder (layout 1)\n";
 
 /// The folder of the owner index, beside the shard folders (which are two hex digits,
 /// so never this name).
@@ -526,6 +545,7 @@ impl DirectoryStorage {
             .map_err(|e| storage_error("cannot use session folder", path, &e))?;
         os::create_private_dirs(&root)
             .map_err(|e| storage_error("cannot create session folder", &root, &e))?;
+        ensure_layout_file(&root);
         let cache = (cached && cache_max_entries > 0)
             .then(|| Mutex::new(TtlCache::new(duration_nanos(cache_ttl), cache_max_entries)));
         let table = change_table::open(&root);
@@ -1383,10 +1403,16 @@ impl DirectoryStorage {
                 false
             } else if name.starts_with(TEMP_PREFIX) {
                 os::ctime(&meta) < stale_before && remove_quietly(&path, note)
-            } else if marker_key(name).is_some() && os::mtime(&meta) <= now {
-                let expired =
-                    |grave: &Path| fs::symlink_metadata(grave).is_ok_and(|m| os::mtime(&m) <= now);
-                match take_if(&path, dir, expired) {
+            } else if let Some(key) = marker_key(name) {
+                let taken = if os::mtime(&meta) <= now {
+                    let expired = |grave: &Path| {
+                        fs::symlink_metadata(grave).is_ok_and(|m| os::mtime(&m) <= now)
+                    };
+                    take_if(&path, dir, expired)
+                } else {
+                    self.drop_orphan_marker(&path, dir, &key, now)
+                };
+                match taken {
                     Ok(Taken::Removed | Taken::Absent) => true,
                     Ok(Taken::Kept) => false,
                     Err(e) => {
@@ -1410,6 +1436,33 @@ impl DirectoryStorage {
         }
     }
 
+    /// Removes the live marker of `key` at `marker` when the entry of `key` is gone
+    /// (absent, or expired by its mtime), under the entry's stripe lock; the entry is
+    /// checked before the marker is moved aside and again after, so a marker whose
+    /// entry came back meanwhile is put back. `Kept` (touching nothing) while the
+    /// entry is there or cannot be looked at.
+    fn drop_orphan_marker(
+        &self,
+        marker: &Path,
+        dir: &Path,
+        key: &str,
+        now: UnixNanos,
+    ) -> Result<Taken> {
+        let entry = self.locate(key);
+        let _lock = self.stripes[entry.stripe]
+            .lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let entry_gone = || match fs::symlink_metadata(&entry.path) {
+            Ok(m) => !(m.is_file() && os::mtime(&m) > now),
+            Err(e) => is_absent(&e),
+        };
+        if !entry_gone() {
+            return Ok(Taken::Kept);
+        }
+        take_if(marker, dir, |_| entry_gone())
+    }
+
     /// Removes an entry found expired, unless a writer replaced it meanwhile: move it
     /// aside (atomic), check the moved file, and put a live one back (never over a
     /// newer write).
@@ -1426,6 +1479,59 @@ impl DirectoryStorage {
             |grave: &Path| fs::symlink_metadata(grave).is_ok_and(|m| os::mtime(&m) <= now);
         Ok(matches!(take_if(path, leaf, expired)?, Taken::Removed))
     }
+}
+
+/// Makes `LAYOUT_FILE` in `root` if it is missing. Best effort: a folder the process
+/// may read but not write still opens (`holds_layout` also knows older signs).
+fn ensure_layout_file(root: &Path) {
+    let path = root.join(LAYOUT_FILE);
+    if fs::symlink_metadata(&path).is_ok() {
+        return;
+    }
+    if let Ok(mut file) = os::create_new_private(&path) {
+        if file.write_all(LAYOUT_TEXT).is_err() {
+            drop(file);
+            let _ = fs::remove_file(&path);
+        }
+    }
+}
+
+/// Whether the folder `root` holds a `DirectoryStorage` layout: `LAYOUT_FILE`, or
+/// (made by a version before that file) the change table, the `owners` folder, or a
+/// shard folder holding a shard folder. `false` for a folder that is missing or holds
+/// none of these; a `CoreError::Storage` when it cannot be listed. Touches nothing.
+pub fn holds_layout(root: &Path) -> Result<bool> {
+    let list_error = |e: &io::Error| storage_error("cannot list session folder", root, e);
+    let entries = match fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(e) if is_absent(&e) => return Ok(false),
+        Err(e) => return Err(list_error(&e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| list_error(&e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        // DirEntry::file_type does not follow symlinks
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let found = match name {
+            LAYOUT_FILE | CHANGE_TABLE_FILE => kind.is_file(),
+            OWNERS_DIR => kind.is_dir(),
+            _ if is_shard_name(name) && kind.is_dir() => fs::read_dir(entry.path())
+                .map_err(|e| list_error(&e))?
+                .flatten()
+                .any(|inner| {
+                    inner.file_type().is_ok_and(|t| t.is_dir())
+                        && inner.file_name().to_str().is_some_and(is_shard_name)
+                }),
+            _ => false,
+        };
+        if found {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// `CoreError::Config` for a session key (or owner) outside `[A-Za-z0-9_-]{1,128}`.
@@ -1981,12 +2087,13 @@ mod tests {
     );
 
     /// Every path under `root` with its kind, size and mtime, but the change table
-    /// (whose mtime the kernel updates when its mapped pages are written).
+    /// (whose mtime the kernel updates when its mapped pages are written) and the
+    /// layout file (both made when the folder is opened).
     fn tree(root: &Path) -> BTreeMap<PathBuf, (bool, u64, UnixNanos)> {
         fn walk(p: &Path, out: &mut BTreeMap<PathBuf, (bool, u64, UnixNanos)>) {
             for e in fs::read_dir(p).unwrap() {
                 let e = e.unwrap();
-                if e.file_name() == CHANGE_TABLE_FILE {
+                if e.file_name() == CHANGE_TABLE_FILE || e.file_name() == LAYOUT_FILE {
                     continue;
                 }
                 let m = e.metadata().unwrap();
@@ -2535,11 +2642,16 @@ mod tests {
                         st.table_status()
                     );
                 }
-                let names: Vec<_> = fs::read_dir(s.root())
+                let mut names: Vec<_> = fs::read_dir(s.root())
                     .unwrap()
                     .map(|e| e.unwrap().file_name())
                     .collect();
-                assert_eq!(names, [CHANGE_TABLE_FILE], "one table, no temp file left");
+                names.sort();
+                assert_eq!(
+                    names,
+                    [CHANGE_TABLE_FILE, LAYOUT_FILE],
+                    "one table, no temp file left"
+                );
                 // they all count in the same table
                 storages[0].write("abc", "v1", 3600).unwrap();
                 for st in &storages[1..] {
@@ -3398,7 +3510,8 @@ mod tests {
     fn gc_sweeps_the_index_but_counts_sessions() {
         let s = Setup::new();
         let st = s.open(false, false);
-        st.write("sess", "v", 10).unwrap();
+        st.write("short", "v", 10).unwrap();
+        st.write("long", "v", 1000).unwrap();
         st.index_add("user1", "short", 10).unwrap();
         st.index_add("user1", "long", 1000).unwrap();
         st.index_add("user2", "short", 10).unwrap();
@@ -3418,7 +3531,7 @@ mod tests {
         assert!(!user2.exists(), "an idle empty owner folder goes");
         assert_eq!(st.index_list("user1").unwrap(), ["long"]);
         s.advance(1000);
-        assert_eq!(st.gc().unwrap(), 0);
+        assert_eq!(st.gc().unwrap(), 1);
         // emptied now in real time, but the test clock runs far ahead of the folder's
         // mtime, so it is idle at once
         assert!(!user1.exists());
@@ -3438,6 +3551,117 @@ mod tests {
         // an add after gc removed the folder makes it again
         st.index_add("user9", "k", 10).unwrap();
         assert_eq!(st.index_list("user9").unwrap(), ["k"]);
+    }
+
+    #[test]
+    fn gc_removes_the_markers_of_entries_that_are_gone() {
+        let s = Setup::new();
+        let st = s.open(true, true);
+        st.write("kept", "v", 1000).unwrap();
+        st.write("ended", "v", 1000).unwrap();
+        st.write("expired", "v", 10).unwrap();
+        // markers outliving their entries: an invalidated session, one whose entry
+        // expired before its marker, one whose entry was deleted by hand
+        st.index_add("ann", "kept", 1000).unwrap();
+        st.index_add("ann", "ended", 1000).unwrap();
+        st.index_add("ann", "expired", 1000).unwrap();
+        st.index_add("ann", "never", 1000).unwrap();
+        st.index_add("bob", "kept", 1000).unwrap();
+        assert!(st.invalidate("ended").unwrap());
+        s.advance(20);
+        assert_eq!(st.gc().unwrap(), 1);
+        assert_eq!(st.index_list("ann").unwrap(), ["kept"]);
+        assert_eq!(
+            st.index_list("bob").unwrap(),
+            ["kept"],
+            "another owner's live marker"
+        );
+        let ann = st.owner_path("ann").unwrap();
+        assert_eq!(fs::read_dir(&ann).unwrap().count(), 1);
+        assert!(temp_files(&s.root()).is_empty());
+        fs::remove_file(st.entry_path("kept").unwrap()).unwrap();
+        assert_eq!(st.gc().unwrap(), 0);
+        assert!(st.index_list("ann").unwrap().is_empty());
+        assert!(st.index_list("bob").unwrap().is_empty());
+        // an entry that is back by the second look keeps its marker
+        st.index_add("cy", "late", 1000).unwrap();
+        let marker = st.owner_path("cy").unwrap().join(base32_encode(b"late"));
+        let dir = marker.parent().unwrap().to_owned();
+        let now = s.clock.now();
+        let kept = take_if(&marker, &dir, |_| {
+            st.write("late", "v", 1000).unwrap();
+            fs::symlink_metadata(st.entry_path("late").unwrap()).is_ok_and(|m| os::mtime(&m) <= now)
+        })
+        .unwrap();
+        assert_eq!(kept, Taken::Kept);
+        assert_eq!(st.gc().unwrap(), 0);
+        assert_eq!(st.index_list("cy").unwrap(), ["late"]);
+        // a marker whose entry cannot be looked at stays (and is no error)
+        #[cfg(unix)]
+        if !running_as_root() {
+            use std::os::unix::fs::PermissionsExt;
+            let entry = st.entry_path("late").unwrap();
+            let leaf = entry.parent().unwrap().to_owned();
+            fs::remove_file(&entry).unwrap();
+            fs::set_permissions(&leaf, fs::Permissions::from_mode(0o000)).unwrap();
+            let swept = st.gc();
+            fs::set_permissions(&leaf, fs::Permissions::from_mode(0o700)).unwrap();
+            assert!(swept.is_err(), "the unlistable leaf is reported");
+            assert_eq!(st.index_list("cy").unwrap(), ["late"]);
+        }
+    }
+
+    #[cfg(unix)]
+    fn running_as_root() -> bool {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+    }
+
+    #[test]
+    fn the_layout_file_marks_a_storage_folder() {
+        let s = Setup::new();
+        let root = s.root();
+        assert!(!holds_layout(&root).unwrap(), "missing");
+        fs::create_dir_all(root.join("ab")).unwrap();
+        fs::write(root.join("notes.txt"), b"x").unwrap();
+        fs::write(root.join("ab").join("cd"), b"a file, not a leaf").unwrap();
+        fs::write(root.join(".ferrosession-changes.0123456789abcdef.tmp"), b"").unwrap();
+        assert!(!holds_layout(&root).unwrap(), "unrelated files");
+        let st = s.open(false, false);
+        let layout = root.join(LAYOUT_FILE);
+        assert_eq!(fs::read(&layout).unwrap(), LAYOUT_TEXT);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&layout).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(holds_layout(&root).unwrap());
+        // opened again: the file is left as it is
+        fs::write(&layout, b"edited").unwrap();
+        drop(st);
+        let again = s.open(false, false);
+        assert_eq!(fs::read(&layout).unwrap(), b"edited");
+        assert_eq!(again.gc().unwrap(), 0);
+        // the older signs, each on its own
+        for sign in ["table", "owners", "shards"] {
+            let other = s.dir.join(sign);
+            fs::create_dir_all(&other).unwrap();
+            match sign {
+                "table" => fs::write(other.join(CHANGE_TABLE_FILE), b"").unwrap(),
+                "owners" => fs::create_dir(other.join(OWNERS_DIR)).unwrap(),
+                _ => fs::create_dir_all(other.join("0f").join("a1")).unwrap(),
+            }
+            assert!(holds_layout(&other).unwrap(), "{sign}");
+        }
+        // a folder of the same names but of other kinds is not one
+        let odd = s.dir.join("odd");
+        fs::create_dir_all(odd.join(LAYOUT_FILE)).unwrap();
+        fs::create_dir_all(odd.join(CHANGE_TABLE_FILE)).unwrap();
+        fs::write(odd.join(OWNERS_DIR), b"").unwrap();
+        fs::create_dir_all(odd.join("0F").join("a1")).unwrap();
+        assert!(!holds_layout(&odd).unwrap());
+        assert!(holds_layout(&s.dir.join("notes.txt").join("x")).is_ok_and(|h| !h));
     }
 
     #[test]

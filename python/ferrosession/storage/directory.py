@@ -47,8 +47,9 @@ class DirectoryStorage:
     cannot be unmounted meanwhile.
 
     Args:
-        path: the folder; created (mode 0700) if missing. Relative paths are resolved
-            once, here.
+        path: the folder; created (mode 0700) if missing, with a
+            ``.ferrosession-layout`` file that marks it as a storage's (``ferrosession
+            gc`` refuses folders that are not). Relative paths are resolved once, here.
         cached: keep values in memory: a hit within ``cache_ttl`` reads no file.
         cache_ttl: how long a cached value is trusted, in seconds or as a
             ``timedelta``.
@@ -266,8 +267,10 @@ class DirectoryStorage:
     def gc(self) -> int:
         """Deletes expired entries, and temp files left by crashed writers.
 
-        Also deletes expired owner-index records (not counted), and owner folders left
-        empty for ten minutes. Safe to run while other processes use the folder.
+        Also deletes the owner-index records (not counted) that expired or whose
+        session entry is gone (expired, invalidated, deleted by hand), so an owner's
+        records go with the sessions, and owner folders left empty for ten minutes.
+        Safe to run while other processes use the folder.
 
         Returns:
             How many expired sessions were deleted.
