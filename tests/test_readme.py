@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import types
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,12 @@ def run_block(index: int) -> dict[str, Any]:
     finally:
         del sys.modules[name]
     return module.__dict__
+
+
+@pytest.fixture(autouse=True)
+def _in_a_temp_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks use relative paths (``DirectoryStorage(".sessions")``): not in the checkout."""
+    monkeypatch.chdir(tmp_path)
 
 
 def test_readme_has_python_blocks() -> None:
@@ -90,7 +97,7 @@ def test_starlette_drop_in_block_counts_and_reads_starlettes_cookie() -> None:
 
 
 def test_flask_drop_in_block_counts() -> None:
-    index = next(i for i, b in enumerate(BLOCKS) if "ferrosession.flask" in b)
+    index = next(i for i, b in enumerate(BLOCKS) if "ferrosession.flask.SessionInterface" in b)
     app = run_block(index)["app"]
     client = app.test_client()
     assert client.get("/").text == "1"

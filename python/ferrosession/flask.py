@@ -1,4 +1,6 @@
-"""A drop-in for Flask's default session, signing and verifying in Rust.
+"""Flask: the extension for ferrosession's typed sessions (:func:`init_app`,
+:class:`FlaskSessions`, from :mod:`ferrosession.flask_ext`), and a drop-in for Flask's
+default session, signing and verifying in Rust.
 
 Set it once and every existing session cookie stays valid::
 
@@ -51,12 +53,13 @@ from werkzeug.http import dump_cookie, http_date
 from werkzeug.sansio.request import Request as _SansIORequest
 
 from ferrosession import _core
+from ferrosession.flask_ext import FlaskSessions, init_app
 
 if TYPE_CHECKING:
     from flask import Flask
     from flask.wrappers import Request, Response
 
-__all__ = ["SessionInterface"]
+__all__ = ["FlaskSessions", "SessionInterface", "init_app"]
 
 _DEFAULT_TAGS = tuple(type(tag) for tag in TaggedJSONSerializer().order)
 _SHA1: tuple[Any, ...] = (SecureCookieSessionInterface.digest_method, hashlib.sha1)

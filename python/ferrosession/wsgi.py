@@ -6,7 +6,12 @@ from ferrosession.config import Provider, Sessions
 from ferrosession.current import SCOPE_KEY, CurrentSessions
 from ferrosession.errors import ConfigurationError
 
-__all__ = ["WSGISessionMiddleware"]
+__all__ = [
+    "WSGISessionMiddleware",
+    "commit_request_sessions",
+    "open_request_sessions",
+    "prepare_sessions",
+]
 
 _new = object.__new__
 
@@ -31,6 +36,44 @@ class _WSGISessions(CurrentSessions):
         return self._cookie
 
 
+def prepare_sessions(sessions: Sessions) -> None:
+    """Checks that ``sessions`` can serve WSGI requests and freezes its registry (once,
+    at start-up: by :class:`WSGISessionMiddleware` and the Flask extension)."""
+    if not isinstance(sessions, Sessions):
+        raise ConfigurationError("sessions must be a ferrosession.Sessions")
+    for p in sessions.providers:
+        if p.async_storage and not hasattr(p.storage, "aread"):
+            raise ConfigurationError(
+                f"session {p.name!r} has an async storage, which WSGI cannot await: "
+                f"use a storage with plain methods"
+            )
+    sessions._freeze()
+
+
+def open_request_sessions(sessions: Sessions, environ: dict[str, Any]) -> CurrentSessions:
+    """The sessions of one WSGI request, put in ``environ`` for :func:`get_sessions`
+    (for framework integrations; ``sessions`` went through :func:`prepare_sessions`)."""
+    current = _WSGISessions(sessions, environ)
+    environ[SCOPE_KEY] = current
+    return current
+
+
+def commit_request_sessions(
+    current: CurrentSessions, has_cache_control: bool
+) -> list[tuple[str, str]]:
+    """Does the request's storage work and returns the headers to add to its response
+    (``Cache-Control: no-store`` with a session cookie unless ``has_cache_control``).
+    Once called, ``set``, ``clear`` and ``regenerate`` raise ``TooLateSessionSet``.
+
+    Raises:
+        StorageError: the storage failed; nothing is to be sent for the sessions.
+    """
+    if current._dirty and not current._started:
+        return current._commit_sync(has_cache_control)
+    current._started = True
+    return []
+
+
 def _header_values(config: Sessions, environ: dict[str, Any]) -> Optional[dict[str, Any]]:
     """The environ entries of the header sessions (``None`` when there are none)."""
     keys = config._wsgi_keys
@@ -47,15 +90,7 @@ class WSGISessionMiddleware:
     """
 
     def __init__(self, app: WSGIApp, sessions: Sessions) -> None:
-        if not isinstance(sessions, Sessions):
-            raise ConfigurationError("sessions must be a ferrosession.Sessions")
-        for p in sessions.providers:
-            if p.async_storage and not hasattr(p.storage, "aread"):
-                raise ConfigurationError(
-                    f"session {p.name!r} has an async storage, which WSGI cannot await: "
-                    f"use a storage with plain methods"
-                )
-        sessions._freeze()
+        prepare_sessions(sessions)
         self.app = app
         self.sessions = sessions
 
