@@ -3,7 +3,7 @@
 - a dataclass, ``TypedDict`` or ``dict``: :class:`~ferrosession.serializers.JSONSerializer`
   (strict type checks);
 - a ``pydantic.BaseModel`` (v2): :class:`PydanticSerializer`, written with
-  ``model_dump_json(by_alias=True)``, read with ``model_validate_json``;
+  ``model_dump_json(by_alias=True, round_trip=True)``, read with ``model_validate_json``;
 - a ``msgspec.Struct``: :class:`MsgspecSerializer`, written with ``msgspec.json.encode``,
   read with ``msgspec.json.decode(text, type=T)``.
 
@@ -61,9 +61,13 @@ def serializer_for(tp: type) -> Any:
 
 
 class PydanticSerializer(Generic[M]):
-    """A pydantic v2 model as JSON: written by alias (so a model with aliases reads its
-    own output back), read by ``model_validate_json`` under the model's own config
-    (strict or lax, aliases, validators)."""
+    """A pydantic v2 model as JSON, read by ``model_validate_json`` under the model's own
+    config (strict or lax, aliases, validators).
+
+    Written so that the model reads its own output back: by alias, and in pydantic's
+    round-trip form (no computed fields, which ``extra="forbid"`` would reject; a
+    ``Json[T]`` field as the JSON string it is validated from).
+    """
 
     __slots__ = ("_type", "_validate")
 
@@ -79,14 +83,14 @@ class PydanticSerializer(Generic[M]):
         return f"PydanticSerializer({self._type.__qualname__})"
 
     def serialize(self, value: M) -> str:
-        """The model's JSON, by alias.
+        """The model's JSON, by alias, in round-trip form.
 
         Raises:
             TypeError: ``value`` is not an instance of the model.
         """
         if not isinstance(value, self._type):
             raise TypeError(f"{self!r} cannot serialize a {type(value).__qualname__} value")
-        return value.model_dump_json(by_alias=True)
+        return value.model_dump_json(by_alias=True, round_trip=True)
 
     def deserialize(self, text: str) -> M:
         """The model validated from ``text``.
