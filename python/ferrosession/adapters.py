@@ -70,6 +70,8 @@ class PydanticSerializer(Generic[M]):
     """
 
     __slots__ = ("_type", "_validate")
+    # a payload it cannot read is an old or foreign value, not a bug (logged at DEBUG)
+    _builtin = True
 
     def __init__(self, tp: type[M]) -> None:
         """Args:
@@ -114,6 +116,8 @@ class MsgspecSerializer(Generic[S]):
     encoder and decoder are built once."""
 
     __slots__ = ("_decode", "_encode", "_type")
+    # a payload it cannot read is an old or foreign value, not a bug (logged at DEBUG)
+    _builtin = True
 
     def __init__(self, tp: type[S]) -> None:
         """Args:
