@@ -289,7 +289,7 @@ def test_non_latin1_bytes_in_cookie_header_are_absent() -> None:
 
 def test_raw_json_cookie_is_accepted_without_transformers() -> None:
     sessions = fs.Sessions()
-    sessions.cookie(Login, "S")
+    sessions.cookie(Login, "S", unsigned=True)
     response = call(make_app(sessions, read(Login)), headers=[("cookie", 'S={"user":"id1"}')])
     assert response.body == repr(Login(user="id1")).encode()
 
@@ -350,7 +350,7 @@ def test_session_too_large_is_raised_at_set() -> None:
 
 def test_header_too_large_above_8192() -> None:
     sessions = fs.Sessions()
-    sessions.header(Cart, "X-Cart")
+    sessions.header(Cart, "X-Cart", unsigned=True)
     with pytest.raises(fs.SessionTooLarge):
         call(make_app(sessions, set_cart(["x" * 9000])))
     assert call(make_app(sessions, set_cart(["x" * 7000]))).headers("x-cart")
@@ -435,7 +435,7 @@ def test_dict_sessions_and_custom_serializer() -> None:
 
     sessions = fs.Sessions()
     sessions.cookie(dict, "D", transformers=[fs.MessageAuthentication(KEY)])
-    sessions.cookie(Login, "L", serializer=Upper())
+    sessions.cookie(Login, "L", serializer=Upper(), unsigned=True)
 
     def handler(s: fs.CurrentSessions) -> None:
         s.set({"a": 1, "b": [1, 2]})
@@ -888,8 +888,8 @@ def test_vary_cookie_when_a_session_was_read_and_not_otherwise() -> None:
 
 def test_vary_names_the_header_of_a_header_session() -> None:
     sessions = fs.Sessions()
-    sessions.header(Login, "X-Session")
-    sessions.cookie(Cart, "CART")
+    sessions.header(Login, "X-Session", unsigned=True)
+    sessions.cookie(Cart, "CART", unsigned=True)
     got = call(make_app(sessions, lambda s: (s.get(Login), s.get(Cart))))
     assert got.headers("vary") == ["X-Session, Cookie"]
 
@@ -952,10 +952,10 @@ def test_secure_auto_follows_the_request_scheme() -> None:
 )
 def test_cookie_prefix_rules(name: str, options: dict[str, Any], ok: bool) -> None:
     if ok:
-        fs.Sessions().cookie(Cart, name, **options)
+        fs.Sessions().cookie(Cart, name, **options, unsigned=True)
     else:
         with pytest.raises(fs.ConfigurationError, match="needs secure=True"):
-            fs.Sessions().cookie(Cart, name, **options)
+            fs.Sessions().cookie(Cart, name, **options, unsigned=True)
 
 
 def test_memory_storage_expires_and_sweeps_a_bounded_span() -> None:

@@ -25,12 +25,12 @@ class B:
 
 def test_duplicate_name_and_type() -> None:
     sessions = fs.Sessions()
-    sessions.cookie(A, "S")
+    sessions.cookie(A, "S", unsigned=True)
     with pytest.raises(fs.ConfigurationError, match="named 'S' is already registered"):
-        sessions.cookie(B, "S")
+        sessions.cookie(B, "S", unsigned=True)
     with pytest.raises(fs.ConfigurationError, match="A is already registered as 'S'"):
-        sessions.header(A, "X-Other")
-    sessions.cookie(B, "T")  # a different name and type is fine
+        sessions.header(A, "X-Other", unsigned=True)
+    sessions.cookie(B, "T", unsigned=True)  # a different name and type is fine
 
 
 @pytest.mark.parametrize("name", ["", "a b", "a;b", "a=b", 'a"b', "é", "a,b", "a\tb"])
@@ -49,27 +49,27 @@ def test_reserved_header_names() -> None:
 @pytest.mark.parametrize("max_age", [-1, timedelta(seconds=-5), "60", 1.5, True])
 def test_bad_max_age(max_age: Any) -> None:
     with pytest.raises(fs.ConfigurationError, match="max_age"):
-        fs.Sessions().cookie(A, "S", max_age=max_age)
+        fs.Sessions().cookie(A, "S", max_age=max_age, unsigned=True)
 
 
 def test_same_site() -> None:
     with pytest.raises(fs.ConfigurationError, match="needs secure=True"):
-        fs.Sessions().cookie(A, "S", same_site="None")
-    fs.Sessions().cookie(A, "S", same_site="none", secure=True)
-    fs.Sessions().cookie(A, "S", same_site=None)
+        fs.Sessions().cookie(A, "S", same_site="None", unsigned=True)
+    fs.Sessions().cookie(A, "S", same_site="none", secure=True, unsigned=True)
+    fs.Sessions().cookie(A, "S", same_site=None, unsigned=True)
     with pytest.raises(fs.ConfigurationError, match="same_site must be"):
-        fs.Sessions().cookie(A, "S", same_site="sometimes")
+        fs.Sessions().cookie(A, "S", same_site="sometimes", unsigned=True)
 
 
 def test_other_cookie_options() -> None:
     with pytest.raises(fs.ConfigurationError, match="path"):
-        fs.Sessions().cookie(A, "S", path="shop")
+        fs.Sessions().cookie(A, "S", path="shop", unsigned=True)
     with pytest.raises(fs.ConfigurationError, match="encoding"):
-        fs.Sessions().cookie(A, "S", encoding="hex")
+        fs.Sessions().cookie(A, "S", encoding="hex", unsigned=True)
     with pytest.raises(fs.ConfigurationError, match="partitioned"):
-        fs.Sessions().cookie(A, "S", partitioned=True)
+        fs.Sessions().cookie(A, "S", partitioned=True, unsigned=True)
     with pytest.raises(fs.ConfigurationError, match="holds ';'"):
-        fs.Sessions().cookie(A, "S", domain="a;b")
+        fs.Sessions().cookie(A, "S", domain="a;b", unsigned=True)
 
 
 def test_keys() -> None:
@@ -95,11 +95,11 @@ def test_types_serializers_storages_transformers() -> None:
         pass
 
     with pytest.raises(fs.ConfigurationError, match="neither a dataclass nor dict"):
-        fs.Sessions().cookie(Plain, "S")
+        fs.Sessions().cookie(Plain, "S", unsigned=True)
     with pytest.raises(fs.ConfigurationError, match="must be a class"):
         fs.Sessions().cookie(A(), "S")  # type: ignore[arg-type]
     with pytest.raises(fs.ConfigurationError, match="serializer needs"):
-        fs.Sessions().cookie(A, "S", serializer=object())
+        fs.Sessions().cookie(A, "S", serializer=object(), unsigned=True)
     with pytest.raises(fs.ConfigurationError, match="not a storage"):
         fs.Sessions().cookie(A, "S", storage=object())
     with pytest.raises(fs.ConfigurationError, match="not a transformer"):
@@ -107,7 +107,7 @@ def test_types_serializers_storages_transformers() -> None:
     with pytest.raises(fs.ConfigurationError, match="list or tuple"):
         fs.Sessions().cookie(A, "S", transformers=fs.MessageAuthentication(KEY))  # type: ignore[arg-type]
     with pytest.raises(fs.ConfigurationError, match="identity is for server-side"):
-        fs.Sessions().cookie(A, "S", identity=lambda: "x")
+        fs.Sessions().cookie(A, "S", identity=lambda: "x", unsigned=True)
 
     class Mixed:
         async def read(self, session_id: str) -> None: ...
@@ -120,13 +120,13 @@ def test_types_serializers_storages_transformers() -> None:
 
 def test_registration_after_middleware_is_refused() -> None:
     sessions = fs.Sessions()
-    sessions.cookie(A, "S")
+    sessions.cookie(A, "S", unsigned=True)
 
     async def app(scope: Any, receive: Any, send: Any) -> None: ...
 
     fs.SessionMiddleware(app, sessions)
     with pytest.raises(fs.ConfigurationError, match="before creating the middleware"):
-        sessions.cookie(B, "T")
+        sessions.cookie(B, "T", unsigned=True)
 
 
 def test_error_hierarchy() -> None:

@@ -254,7 +254,7 @@ def test_session_schema_wired_to_provider() -> None:
         def deserialize(self, text: str) -> Any:
             return Item("c")
 
-    sessions.cookie(Item, "i", serializer=Custom())
+    sessions.cookie(Item, "i", serializer=Custom(), unsigned=True)
     assert sessions.providers[1].schema is None
 
 

@@ -824,8 +824,8 @@ def test_storage_read_at_most_once_and_only_with_a_cookie() -> None:
 
 def test_browser_session_cookie_and_clamped_max_age() -> None:
     sessions = fs.Sessions()
-    sessions.cookie(Counter, "C", max_age=None)
-    sessions.cookie(Login, "L", max_age=10**12, same_site=None)
+    sessions.cookie(Counter, "C", max_age=None, unsigned=True)
+    sessions.cookie(Login, "L", max_age=10**12, same_site=None, unsigned=True)
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         s = fs.get_sessions(environ)

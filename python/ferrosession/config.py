@@ -1,7 +1,5 @@
 """The registry of session types: :class:`Sessions`."""
 
-from __future__ import annotations
-
 import inspect
 import re
 import time
@@ -40,6 +38,8 @@ class Provider:
         "codec_secure",
         "cookie_clock",
         "cookie_max_age",
+        "deadline_codec",
+        "deadline_prefix",
         "fast_decode",
         "fast_get",
         "fast_set",
@@ -65,6 +65,7 @@ class Provider:
         "type",
         "vary",
         "vary_asgi",
+        "warned",
         "wsgi_key",
     )
 
@@ -96,6 +97,14 @@ class Provider:
         self.cookie_clock = False
         # server-side with clocks: the codec that frames and checks the stored record
         self.record_codec: Optional[_core.Codec] = None
+        # without clocks: the codec that frames and checks a per-value deadline
+        # (set(value, max_age=...)) in front of the payload, and the prefix that tells
+        # such a value from a plain one; None where a deadline cannot be trusted (an
+        # unauthenticated client-side value)
+        self.deadline_codec: Optional[_core.Codec] = None
+        self.deadline_prefix = f"~1:{name}:"
+        # the causes of failure already logged at WARNING (see current._warn_once)
+        self.warned: set[tuple[str, str]] = set()
         self.principal: Optional[Callable[[Any], Any]] = None
         # what the storage offers beyond read / write / invalidate (see storage/__init__)
         self.can_create = _offers(storage, "create")
@@ -172,8 +181,6 @@ def _check_lifetimes(
 ) -> tuple[Optional[int], Optional[int], Optional[int]]:
     """idle_timeout, absolute_timeout and refresh, checked: (idle, absolute, refresh)
     in seconds, refresh ``None`` for "on_change"."""
-    from ferrosession.transformers import Encrypt, KtorEncrypt, MessageAuthentication
-
     idle_opt, absolute_opt, refresh_opt = lifetimes
     idle = seconds(idle_opt, "idle_timeout")
     absolute = seconds(absolute_opt, "absolute_timeout")
@@ -184,8 +191,7 @@ def _check_lifetimes(
         if refresh_opt is not None:
             raise ConfigurationError("refresh goes with idle_timeout")
         return None, None, None
-    signed = any(isinstance(t, (MessageAuthentication, Encrypt, KtorEncrypt)) for t in chain)
-    if storage is None and not signed:
+    if storage is None and not _signed(chain):
         raise ConfigurationError(
             "idle_timeout / absolute_timeout on a client-side session need its clocks to be "
             "signed or encrypted: add MessageAuthentication(key) or Encrypt(key) to "
@@ -204,6 +210,44 @@ def _check_lifetimes(
                 f"refresh ({refresh} s) must be shorter than idle_timeout ({idle} s)"
             )
     return idle, absolute, refresh
+
+
+def _signed(chain: tuple[Any, ...]) -> bool:
+    """Whether a built-in transformer of the chain authenticates the value, so that the
+    lifetimes it carries can be trusted."""
+    from ferrosession.transformers import Encrypt, KtorEncrypt, MessageAuthentication
+
+    return any(isinstance(t, (MessageAuthentication, Encrypt, KtorEncrypt)) for t in chain)
+
+
+def _authenticates(chain: tuple[Any, ...]) -> bool:
+    """Whether a chain proves a value was issued by the server: a keyed transformer, or
+    a custom one (whose author answers for it). ``Digest`` is unkeyed: anyone can
+    recompute it."""
+    from ferrosession.transformers import Digest
+
+    return any(not isinstance(t, Digest) for t in chain)
+
+
+def _check_authenticated(name: str, chain: tuple[Any, ...], storage: Any, unsigned: bool) -> None:
+    """A client-side value that nothing authenticates can be forged by the client:
+    refused unless the registration says ``unsigned=True``."""
+    if not isinstance(unsigned, bool):
+        raise ConfigurationError(f"unsigned must be True or False, not {unsigned!r}")
+    if storage is not None:
+        if unsigned:
+            raise ConfigurationError(
+                "unsigned=True is for client-side sessions: a server-side session's cookie "
+                "carries only an id"
+            )
+        return
+    if not unsigned and not _authenticates(chain):
+        raise ConfigurationError(
+            f"session {name!r} is client-side and nothing authenticates its value, so a "
+            f"client could forge it: add transformers=[MessageAuthentication(key)] or "
+            f"[Encrypt(key)], give it a storage (server-side), or pass unsigned=True for a "
+            f"value the client may change freely"
+        )
 
 
 def _check_prefix(name: str, secure: object, path: str, domain: Optional[str]) -> None:
@@ -327,6 +371,7 @@ class Sessions:
         absolute_timeout: Union[int, timedelta, None] = None,
         refresh: Union[int, timedelta, Literal["on_change"], None] = None,
         principal: Optional[Callable[[Any], Any]] = None,
+        unsigned: bool = False,
     ) -> None:
         """Registers a session that travels in a cookie.
 
@@ -338,8 +383,10 @@ class Sessions:
                 storage keeps it server-side and the cookie carries only an id.
             transformers: applied in order on write, in reverse on read.
             serializer: an object with ``serialize`` and ``deserialize``; JSON by default.
-            max_age: seconds or a timedelta; ``None`` for a browser-session cookie. Also
-                the server-side entry's lifetime (604800 s when ``None``).
+            max_age: seconds or a timedelta; ``None`` for a browser-session cookie (no
+                Max-Age, timeouts or not). Server-side also the entry's lifetime (604800
+                s when ``None``), unless the session has its own end (timeouts, a
+                per-value ``set(value, max_age=...)``), which the entry then follows.
             path: the cookie's Path.
             domain: the cookie's Domain.
             secure: add ``Secure``; ``"auto"`` adds it when the request arrived over
@@ -369,6 +416,10 @@ class Sessions:
                 a per-owner index, for :meth:`CurrentSessions.sessions_of`,
                 :meth:`CurrentSessions.invalidate_one` and
                 :meth:`CurrentSessions.invalidate_all`.
+            unsigned: client-side only: accept a value that nothing authenticates (no
+                ``MessageAuthentication`` or ``Encrypt``), for values a client may
+                change freely (and Ktor's plain cookies). Without it such a
+                registration is a ``ConfigurationError``: a client could forge it.
         """
         _check_name(name, "cookie")
         if not isinstance(path, str) or not path.startswith("/"):
@@ -410,6 +461,7 @@ class Sessions:
             hash_ids=hash_ids,
             lifetimes=(idle_timeout, absolute_timeout, refresh),
             principal=principal,
+            unsigned=unsigned,
             cookie_options={
                 "path": path,
                 "domain": domain,
@@ -438,6 +490,7 @@ class Sessions:
         absolute_timeout: Union[int, timedelta, None] = None,
         refresh: Union[int, timedelta, Literal["on_change"], None] = None,
         principal: Optional[Callable[[Any], Any]] = None,
+        unsigned: bool = False,
     ) -> None:
         """Registers a session that travels in a request / response header of the same
         name (for API clients; browser sessions belong in cookies).
@@ -468,6 +521,10 @@ class Sessions:
                 a per-owner index, for :meth:`CurrentSessions.sessions_of`,
                 :meth:`CurrentSessions.invalidate_one` and
                 :meth:`CurrentSessions.invalidate_all`.
+            unsigned: client-side only: accept a value that nothing authenticates (no
+                ``MessageAuthentication`` or ``Encrypt``), for values a client may
+                change freely (and Ktor's plain cookies). Without it such a
+                registration is a ``ConfigurationError``: a client could forge it.
         """
         _check_name(name, "header")
         if name.lower() in ("cookie", "set-cookie", "content-length", "content-type", "host"):
@@ -486,6 +543,7 @@ class Sessions:
             hash_ids=hash_ids,
             lifetimes=(idle_timeout, absolute_timeout, refresh),
             principal=principal,
+            unsigned=unsigned,
             cookie_options={},
         )
 
@@ -505,6 +563,7 @@ class Sessions:
         hash_ids: bool,
         lifetimes: tuple[Any, Any, Any],
         principal: Optional[Callable[[Any], Any]],
+        unsigned: bool,
         cookie_options: dict[str, Any],
     ) -> None:
         if self._frozen:
@@ -528,6 +587,7 @@ class Sessions:
         age = seconds(max_age, "max_age")
         chain = _check_transformers(transformers)
         storage = _check_storage(storage)
+        _check_authenticated(name, chain, storage, unsigned)
         idle, absolute, refresh_every = _check_lifetimes(lifetimes, chain, storage)
         if storage is not None and age == 0:
             raise ConfigurationError(
@@ -605,6 +665,8 @@ class Sessions:
         provider.clocks = clocks
         provider.cookie_clock = clocks and storage is None and not self._system_clock
         provider.record_codec = record_codec
+        if not clocks and (storage is not None or _signed(chain)):
+            provider.deadline_codec = _core.Codec(name, header=True, clocks=True)
         provider.principal = principal
         provider.reads_ttl = (
             idle is not None

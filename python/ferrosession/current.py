@@ -6,8 +6,6 @@ reference to the request headers. The first ``get``/``set``/``clear``/``regenera
 (and, server-side, one storage read). Writes happen when the response starts.
 """
 
-from __future__ import annotations
-
 import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple, Optional, TypeVar, Union, overload
@@ -105,7 +103,35 @@ class _State:
 def _storage_error(provider: Provider, op: str, exc: BaseException) -> StorageError:
     """A StorageError for a storage that failed with another exception (raised ``from``
     it; a storage's own StorageError is re-raised as it is)."""
+    _warn_once(provider, f"storage {op}", exc)
     return StorageError(f"session {provider.name!r}: storage {op} failed: {exc!r}")
+
+
+def _warn_once(p: Provider, what: str, exc: BaseException) -> None:
+    """Logs a failure of the app's own code (a serializer, a storage) at WARNING, once
+    per registration and cause: a bug there logs every user out, and that must show
+    without flooding the log with one line per request."""
+    cause = (what, type(exc).__qualname__)
+    if cause in p.warned:
+        log.debug("session %r: %s failed again: %r", p.name, what, exc)
+        return
+    p.warned.add(cause)  # a race may log twice: harmless
+    log.warning(
+        "session %r: %s raised %r; the session counts as absent (logged once per cause)",
+        p.name,
+        what,
+        exc,
+    )
+
+
+def _rejected(p: Provider, exc: BaseException) -> None:
+    """A payload that came in verified but does not read as its type. From a built-in
+    serializer that is an old or foreign value (DEBUG); a custom serializer raising may
+    be a bug in it (WARNING, once per cause)."""
+    if getattr(p.serializer, "_builtin", False):
+        log.debug("session %r: stored value does not deserialize: %r", p.name, exc)
+    else:
+        _warn_once(p, "serializer.deserialize", exc)
 
 
 class CurrentSessions:
@@ -172,16 +198,33 @@ class CurrentSessions:
     def _accept(self, st: _State, text: Optional[str]) -> None:
         if text is None:
             return
-        if st.provider.clocks and not st.provider.rust_chain and st.provider.storage is None:
+        p = st.provider
+        if p.clocks and not p.rust_chain and p.storage is None:
             text = self._open_clocks(st, text)
             if text is None:
                 return
+        elif p.deadline_codec is not None and text.startswith(p.deadline_prefix):
+            text = self._open_deadline(st, text)
+            if text is None:
+                return
         try:
-            st.value = st.provider.serializer.deserialize(text)
+            st.value = p.serializer.deserialize(text)
         except Exception as exc:  # a payload that no longer fits its type: absent
-            log.debug("session %r: stored value does not deserialize: %r", st.provider.name, exc)
+            _rejected(p, exc)
             return
         st.payload = text
+
+    def _open_deadline(self, st: _State, text: str) -> Optional[str]:
+        """A value set with a per-value ``max_age`` on a registration without timeouts
+        carries its deadline in front: the payload, or ``None`` once it has passed."""
+        p = st.provider
+        assert p.deadline_codec is not None
+        alive = p.deadline_codec.open_clocks(text, int(self._config._clock()))
+        if alive is None:
+            log.debug("session %r: value past its deadline", p.name)
+            return None
+        payload, st.created, _, st.deadline, _ = alive
+        return payload
 
     def _open_clocks(self, st: _State, text: str) -> Optional[str]:
         """For a chain that runs partly in Python: the codec checks the lifetimes carried
@@ -383,9 +426,7 @@ class CurrentSessions:
             try:
                 value = fast(text)
             except Exception as exc:  # a default_factory raised: absent, as in _accept
-                log.debug(
-                    "session %r: stored value does not deserialize: %r", st.provider.name, exc
-                )
+                _rejected(st.provider, exc)
                 return None
             if value is not None:
                 st.value = value
@@ -399,9 +440,11 @@ class CurrentSessions:
 
         Args:
             value: the new value (its type picks the registration).
-            max_age: a lifetime for this value ("remember me"), enforced by the server;
-                it fixes a deadline that neither renewal nor a later ``set`` extends.
-                Needs ``idle_timeout`` or ``absolute_timeout`` on the registration.
+            max_age: a lifetime for this value ("remember me"), enforced by the server:
+                it fixes a deadline that neither renewal nor a later ``set`` extends, and
+                the cookie's Max-Age and the storage entry follow it. Client-side it
+                travels inside the signed or encrypted value (an unauthenticated
+                registration refuses it).
 
         Raises:
             TypeError: ``value`` is ``None`` (use :meth:`clear`).
@@ -416,11 +459,20 @@ class CurrentSessions:
             provider = self._config.lookup_value(value)
         if self._started:
             self._too_late("set")
-        if provider.fast_set and max_age is None:
+        states = self._states
+        st = states.get(provider)
+        if (
+            provider.fast_set
+            and max_age is None
+            # no per-value deadline to carry on: none came in, or what came in has none
+            and (
+                (st.deadline is None if st.loaded else self._raw(provider) is None)
+                if st is not None
+                else provider.deadline_codec is None or self._raw(provider) is None
+            )
+        ):
             # The common case in one go (what _state and _set do for it): serialize,
             # then one Rust call signs (or seals) and renders the Set-Cookie line.
-            states = self._states
-            st = states.get(provider)
             if st is None:
                 st = states[provider] = _new(_State)
                 st.provider = provider
@@ -454,15 +506,23 @@ class CurrentSessions:
             else:
                 self._dirty = True
             return
-        # A client-side value replaces the incoming one without reading it (unless it
-        # must be compared, or its clocks carry on); a server-side one needs the id.
-        load = provider.storage is not None or provider.send_only_if_modified or provider.clocks
+        # A client-side value replaces the incoming one without reading it unless it
+        # must be compared, or its clocks or deadline carry on; a server-side one needs
+        # the id.
+        load = (
+            provider.storage is not None
+            or provider.send_only_if_modified
+            or provider.clocks
+            or provider.deadline_codec is not None
+        )
         st = self._state(provider, load)
         if max_age is not None:
-            if not provider.clocks:
+            if not provider.clocks and provider.deadline_codec is None:
                 raise ConfigurationError(
-                    f"set(value, max_age=...) needs idle_timeout or absolute_timeout on the "
-                    f"registration of {provider.name!r} (the deadline travels with them)"
+                    f"set(value, max_age=...) on {provider.name!r}: nothing authenticates "
+                    f"this client-side value, so a client could change its deadline: add "
+                    f"MessageAuthentication(key) or Encrypt(key) to transformers, or give "
+                    f"it a storage"
                 )
             age = seconds(max_age, "max_age")
             assert age is not None
@@ -481,16 +541,15 @@ class CurrentSessions:
                 f"the serializer of {p.name!r} returned {type(payload).__name__}, not str"
             )
         if p.storage is None:
-            out = self._write_clocked(st, payload) if p.clocks else self._write(p, payload)
+            out = self._write_clocked(st, payload) if p.clocks else self._write_plain(st, payload)
         else:
             if st.sid is None:
                 st.sid = _mint(p)
             if p.record_codec is None:
-                st.record, st.ttl = payload, p.storage_ttl
-                out = self._write(p, st.sid)
+                st.record, cookie_age, st.ttl = self._plain_record(st, payload)
             else:
                 st.record, cookie_age, st.ttl = self._record(st, payload)
-                out = self._write(p, st.sid, cookie_age)
+            out = self._write(p, st.sid, cookie_age)
             if p.principal is not None:
                 st.owner_new = _owner(p, value)
         st.action = _SET
@@ -703,18 +762,49 @@ class CurrentSessions:
     def _write(self, p: Provider, payload: str, max_age: Any = _DEFAULT) -> str:
         return _write(p, payload, self._https and p.secure_auto, max_age)
 
+    def _write_plain(self, st: _State, payload: str) -> str:
+        """A client-side value without timeouts: as it is, or, set with a per-value
+        ``max_age``, with its deadline in front and a cookie that lives until then."""
+        p = st.provider
+        deadline = st.new_deadline
+        if deadline is None:
+            return self._write(p, payload)
+        assert p.deadline_codec is not None  # set() refuses a deadline otherwise
+        now = int(self._config._clock())
+        created = st.created if st.created is not None else now
+        framed = p.deadline_codec.wrap_clocks(payload, created, deadline, now)
+        return self._write(p, framed, max(0, deadline - now))
+
+    def _plain_record(self, st: _State, payload: str) -> tuple[str, Any, int]:
+        """Server-side, without timeouts: the stored record, the cookie's Max-Age and
+        the storage TTL. A per-value deadline goes in front of the payload, and the
+        entry and the cookie both live until then; else the registration's max_age
+        rules both."""
+        p = st.provider
+        deadline = st.new_deadline
+        if deadline is None:
+            return payload, _DEFAULT, p.storage_ttl
+        assert p.deadline_codec is not None
+        now = int(self._config._clock())
+        created = st.created if st.created is not None else now
+        left = max(0, deadline - now)
+        record = p.deadline_codec.wrap_clocks(payload, created, deadline, now)
+        return record, left, max(1, left) + _SLACK
+
     def _write_clocked(self, st: _State, payload: str) -> str:
-        """The value with its clocks in front; the cookie lives no longer than they allow."""
+        """The value with its clocks in front. The cookie lives as long as they allow:
+        until the per-value deadline when there is one, else the registration's max_age
+        (none: a browser-session cookie, timeouts or not)."""
         p = st.provider
         now = int(self._config._clock())
         created = st.created if st.created is not None else now
         deadline = st.new_deadline
-        ends = [t for t in (p.cookie_max_age, p.idle) if t is not None]
-        if p.absolute is not None:
-            ends.append(max(0, created + p.absolute - now))
-        if deadline is not None:
-            ends.append(max(0, deadline - now))
-        max_age = min(ends) if ends else None
+        max_age = p.cookie_max_age if deadline is None else max(0, deadline - now)
+        if max_age is not None:
+            if p.idle is not None:
+                max_age = min(max_age, p.idle)
+            if p.absolute is not None:
+                max_age = min(max_age, max(0, created + p.absolute - now))
         if p.rust_chain:
             codec = p.codec_secure if self._https and p.secure_auto else p.codec
             return codec.write_clocked(payload, created, deadline, max_age, now)
@@ -722,10 +812,14 @@ class CurrentSessions:
 
     def _record(self, st: _State, payload: str) -> tuple[str, Optional[int], int]:
         """Server-side, with clocks: the stored record (the payload with its clocks in
-        front, ``last_seen`` = now), the cookie's Max-Age and the storage TTL. The
-        cookie lives as long as the absolute lifetime and the per-value deadline allow
-        (idleness is the server's to judge: a touch renews the entry, not the cookie);
-        the entry no longer than the idle timeout either."""
+        front, ``last_seen`` = now), the cookie's Max-Age and the storage TTL.
+
+        The entry lives until the session's own end (the idle timeout, renewed by a
+        touch; the absolute one; the per-value deadline), else for the registration's
+        max_age. The cookie lives until the per-value deadline when there is one, else
+        for the registration's max_age (none: a browser-session cookie), never past
+        the absolute end (idleness is the server's to judge: a touch renews the entry,
+        not the cookie)."""
         p = st.provider
         assert p.record_codec is not None
         now = int(self._config._clock())
@@ -737,13 +831,11 @@ class CurrentSessions:
         if deadline is not None:
             caps.append(max(0, deadline - now))
         cap = min(caps) if caps else None
-        cookie_age = p.cookie_max_age
-        if cap is not None:
-            cookie_age = cap if cookie_age is None else min(cookie_age, cap)
-        ttl = p.storage_ttl
-        for limit in (p.idle, cap):
-            if limit is not None:
-                ttl = min(ttl, limit)
+        cookie_age = p.cookie_max_age if deadline is None else cap
+        if cookie_age is not None and cap is not None:
+            cookie_age = min(cookie_age, cap)
+        own = [t for t in (p.idle, cap) if t is not None]
+        ttl = min(own) if own else p.storage_ttl
         record = p.record_codec.wrap_clocks(payload, created, deadline, now)
         # one second over: the record's clocks decide the last second, not the storage
         return record, cookie_age, max(1, ttl) + _SLACK
@@ -775,11 +867,11 @@ class CurrentSessions:
             elif (st.reissue or st.renew) and st.payload is not None:
                 # Verified by a retired key (issue it under the current one), or an active
                 # session whose last_seen is due for renewal.
+                st.new_deadline = st.deadline
                 if p.clocks:
-                    st.new_deadline = st.deadline
                     out = self._write_clocked(st, st.payload)
                 else:
-                    out = self._write(p, st.payload)
+                    out = self._write_plain(st, st.payload)
                 headers.append((p.response_name, p.response_key, out, not p.header, None))
         if vary:
             value = vary[0] if len(vary) == 1 else ", ".join(vary)
@@ -831,7 +923,9 @@ class CurrentSessions:
             guard = _Guard()
             key = p.key(st.sid)
             cookie_age: Any = _DEFAULT
-            if p.record_codec is not None:
+            if p.record_codec is None and st.deadline is not None:
+                cookie_age = max(0, st.deadline - int(self._config._clock()))
+            elif p.record_codec is not None:
                 st.new_deadline = st.deadline
                 record, cookie_age, ttl = self._record(st, st.payload)
                 if st.renew:

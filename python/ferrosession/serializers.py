@@ -147,6 +147,8 @@ class JSONSerializer(Generic[T]):
     """
 
     __slots__ = ("_cls", "_decode", "_fast", "_keys", "_names", "_type")
+    # a payload it cannot read is an old or foreign value, not a bug (logged at DEBUG)
+    _builtin = True
 
     def __init__(self, tp: type[T]) -> None:
         """Compile the decoder of ``tp``.
