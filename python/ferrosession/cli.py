@@ -1111,7 +1111,9 @@ COMMANDS: dict[str, Command] = {
         "gc",
         "delete expired sessions from a DirectoryStorage folder",
         "Delete the expired session files (and stale temporary files) of a DirectoryStorage "
-        "folder; safe while the app runs. Prints how many sessions it removed.",
+        "folder, with the owner-index records of sessions that are gone; safe while the app "
+        "runs. Prints how many sessions it removed. Refuses (exit 2, changing nothing) a "
+        "folder that is not a DirectoryStorage's.",
         _gc_args,
         _gc,
     ),
