@@ -102,9 +102,10 @@ class Loop:
     """One event loop for many requests, as under uvicorn, and what the test opened: both
     closed at the end of the test, passed or failed, like asyncio.run closes its loop.
 
-    A client left open is closed whenever the garbage collector gets to it, which can be
-    in the middle of a later test: the warnings it raises then (``-W error``) or the
-    close it starts on a loop that is already gone fail that other test."""
+    A client left to the garbage collector is closed whenever it runs, which can be in the
+    middle of a later test: its ResourceWarnings, or the close asyncio starts for it on a
+    loop that is then closed before the close ends ("coroutine 'disconnect' was never
+    awaited"), fail that other test under ``-W error``."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
