@@ -610,7 +610,9 @@ def cookie_exchange(apps: Callable[[str], Any], wsgi: bool = False, name: str = 
             reply = wsgi_call(apps(case), cookie_environ(f"/{case}", cookie))
         else:
             reply = await asgi_call(apps(case), cookie_scope(cookie))
-        return reply, [cookie_pair(line, name) for line in reply.set_cookies]
+        # a cookie the server expires (a tampered one came in) is no session token
+        sent = [line for line in reply.set_cookies if not line.startswith(f"{name}=;")]
+        return reply, [cookie_pair(line, name) for line in sent]
 
     return exchange
 
