@@ -1038,6 +1038,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 BENCHES = (
     "asgi_overhead",
+    "configurations",
     "storage_overhead",
     "primitives",
     "compat_overhead",
