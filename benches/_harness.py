@@ -37,7 +37,7 @@ import time
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Optional, Sequence, Union
+from typing import Any, Awaitable, Callable, Coroutine, Optional, Sequence, Union
 
 BatchFn = Callable[[int], Union[int, Awaitable[int]]]
 Handler = Callable[[Any], None]
@@ -617,6 +617,11 @@ def cookie_exchange(apps: Callable[[str], Any], wsgi: bool = False, name: str = 
     return exchange
 
 
+def one_app(app: Any) -> Callable[[str], Any]:
+    """The same app for every case (a Flask app has a route per case)."""
+    return lambda case: app
+
+
 async def check_cases(
     label: str,
     exchange: Exchange,
@@ -758,7 +763,7 @@ async def _run(v: Variant, n: int) -> int:
     result = v.batch(n)
     if inspect.isawaitable(result):
         result = await result
-    return int(result)  # type: ignore[arg-type]
+    return int(result)
 
 
 async def measure(
@@ -1192,7 +1197,7 @@ def parse_args(
 def run_and_report(
     name: str,
     args: argparse.Namespace,
-    run: Callable[[argparse.Namespace, Progress], Awaitable[dict[str, Any]]],
+    run: Callable[[argparse.Namespace, Progress], Coroutine[Any, Any, dict[str, Any]]],
     table: Callable[[dict[str, Any]], str],
     met: Callable[[dict[str, Any]], bool],
 ) -> int:

@@ -28,7 +28,7 @@ PAIRS = {"asgi": ("starlette", "ferrosession"), "wsgi": ("flask", "ferrosession"
 
 
 def asgi_apps(lib: str) -> dict[str, Any]:
-    middleware = None
+    middleware: Any = None
     if lib == "ferrosession":
         from ferrosession.starlette import SessionMiddleware as middleware
     return {case: h.starlette_asgi(case, middleware) for case in h.CASES}
@@ -65,7 +65,7 @@ async def run(args: argparse.Namespace, progress: h.Progress) -> dict[str, Any]:
         bare_empty = h.flask_without_cookie("bench_compat_bare_empty", None)
         for lib in PAIRS["wsgi"]:
             app = flask_app(lib)
-            exchange = h.cookie_exchange(lambda case, app=app: app, wsgi=True)
+            exchange = h.cookie_exchange(h.one_app(app), wsgi=True)
             cookie = cookies[f"wsgi/{lib}"] = await h.check_cases(f"wsgi/{lib}", exchange)
             for case in args.cases:
                 environ = h.cookie_environ(f"/{case}", None if case == "new" else cookie)

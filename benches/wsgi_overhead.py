@@ -45,7 +45,7 @@ def flask_fs() -> Any:
 
     handlers = h.fs_handlers(request_of=lambda environ: flask.request)
     app = h.flask_app("bench_wsgi_fs", handlers, secret=None)
-    app.wsgi_app = fs.WSGISessionMiddleware(app.wsgi_app, h.fs_signed())  # type: ignore[method-assign]
+    app.wsgi_app = fs.WSGISessionMiddleware(app.wsgi_app, h.fs_signed())
     return app
 
 
@@ -57,7 +57,7 @@ async def run(args: argparse.Namespace, progress: h.Progress) -> dict[str, Any]:
     raw_bare = h.raw_wsgi_app(None)
     families = {"flask/flask": fl_default, "flask/ferrosession": fl_fs}
     cookies = {
-        label: await h.check_cases(label, h.cookie_exchange(lambda c, app=app: app, wsgi=True))
+        label: await h.check_cases(label, h.cookie_exchange(h.one_app(app), wsgi=True))
         for label, app in families.items()
     }
     cookies["raw/ferrosession"] = await h.check_cases(
