@@ -53,6 +53,7 @@ browser: ## Install Debian's Chromium for the browser test when it is missing
 
 .PHONY: test
 test: develop services browser ## Build everything and run the Rust and Python tests
+	$(MAKE) --no-print-directory docs
 	cargo test --lib --quiet
 	cargo test --lib --quiet -- --ignored a_million_nonces_are_distinct
 	CARGO_TARGET_DIR=$(abspath target/fuzz-replay) cargo test --manifest-path fuzz/Cargo.toml --lib --quiet
@@ -72,7 +73,7 @@ fuzz: ## Fuzz the Rust cookie codec with cargo-fuzz (FUZZ_SECONDS per target, de
 	done
 
 .PHONY: lint
-lint: develop ## ruff, mypy --strict (the package and every README example), cargo fmt --check, clippy -D warnings
+lint: develop ## ruff, mypy --strict (the package and every README example), cargo fmt --check, clippy -D warnings, actionlint
 	$(VENV)/bin/ruff format --check python tests benches
 	$(VENV)/bin/ruff check python tests benches
 	$(VENV)/bin/mypy
@@ -83,6 +84,7 @@ lint: develop ## ruff, mypy --strict (the package and every README example), car
 	cargo clippy --all-targets --features python --quiet -- -D warnings
 	CARGO_TARGET_DIR=$(abspath target/fuzz-replay) cargo clippy --manifest-path fuzz/Cargo.toml --all-targets --quiet -- -D warnings
 	cargo clippy --all-targets --quiet -- -D warnings
+	$(VENV)/bin/actionlint .github/workflows/*.yml
 
 .PHONY: fmt
 fmt: venv ## Format Python and Rust sources
@@ -121,10 +123,20 @@ bench: bench-build services bench-tools ## Benchmarks against the Python peers (
 upstream: develop ## Starlette's and Flask's own session tests against the drop-ins, beside the originals
 	$(PY) tests/upstream/run_upstream.py --baseline
 
+# The wheel PyPI gets from Linux x86_64: abi3, linked by zig (the ziglang package, found
+# on PATH through the venv) for glibc 2.17, so RHEL 8, Debian 11 and Ubuntu 20.04 install it.
+# Other platforms need Rust targets this machine lacks: .github/workflows/release.yml.
+WHEEL_DIR ?= dist
+
 .PHONY: wheel
-wheel: $(DEPS_STAMP) ## Build an abi3 wheel and an sdist into dist/
-	$(MATURIN) build --release --out dist
-	$(MATURIN) sdist --out dist
+wheel: $(DEPS_STAMP) ## Build the abi3 manylinux2014 (manylinux_2_17) wheel and the sdist into dist/
+	rm -f $(WHEEL_DIR)/ferrosession-*
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(MATURIN) build --release --quiet --zig --compatibility manylinux2014 --out $(WHEEL_DIR)
+	$(MATURIN) sdist --out $(WHEEL_DIR)
+
+.PHONY: docs
+docs: $(DEPS_STAMP) ## Build the documentation site into target/site (mkdocs --strict)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir $(abspath target/site)
 
 .PHONY: demo
 demo: develop ## Serve the demo app on http://127.0.0.1:8000 (sessions in ./.sessions)
