@@ -24,8 +24,8 @@ from types import ModuleType
 from typing import (
     Any,
     AsyncGenerator,
-    Awaitable,
     Callable,
+    Coroutine,
     Generic,
     Optional,
     TypeVar,
@@ -290,6 +290,9 @@ class PostgresStorage:
                         open=False,
                         check=_check,
                         timeout=self._timeout,
+                        # a short chain of reconnection attempts: past it, the next request starts a
+                        # new one at once, instead of waiting out an ever longer backoff
+                        reconnect_timeout=self._timeout,
                         name="ferrosession",
                     )
                     made.open(wait=False)
@@ -455,37 +458,39 @@ class PostgresStorage:
             pool.close()
 
     # -- asyncio ----------------------------------------------------------------------
-    aread: _AsyncMethod[Callable[[str], Awaitable[Optional[str]]]] = _AsyncMethod(
+    aread: _AsyncMethod[Callable[[str], Coroutine[Any, Any, Optional[str]]]] = _AsyncMethod(
         "_aread", "Async :meth:`read`."
     )
-    awrite: _AsyncMethod[Callable[[str, str, int], Awaitable[None]]] = _AsyncMethod(
+    awrite: _AsyncMethod[Callable[[str, str, int], Coroutine[Any, Any, None]]] = _AsyncMethod(
         "_awrite", "Async :meth:`write`."
     )
-    ainvalidate: _AsyncMethod[Callable[[str], Awaitable[bool]]] = _AsyncMethod(
+    ainvalidate: _AsyncMethod[Callable[[str], Coroutine[Any, Any, bool]]] = _AsyncMethod(
         "_ainvalidate", "Async :meth:`invalidate`."
     )
-    acreate: _AsyncMethod[Callable[[str, str, int], Awaitable[bool]]] = _AsyncMethod(
+    acreate: _AsyncMethod[Callable[[str, str, int], Coroutine[Any, Any, bool]]] = _AsyncMethod(
         "_acreate", "Async :meth:`create`."
     )
-    aupdate: _AsyncMethod[Callable[[str, str, int], Awaitable[bool]]] = _AsyncMethod(
+    aupdate: _AsyncMethod[Callable[[str, str, int], Coroutine[Any, Any, bool]]] = _AsyncMethod(
         "_aupdate", "Async :meth:`update`."
     )
-    atouch: _AsyncMethod[Callable[[str, int], Awaitable[bool]]] = _AsyncMethod(
+    atouch: _AsyncMethod[Callable[[str, int], Coroutine[Any, Any, bool]]] = _AsyncMethod(
         "_atouch", "Async :meth:`touch`."
     )
-    aread_ttl: _AsyncMethod[Callable[[str], Awaitable[Optional[tuple[str, float]]]]] = _AsyncMethod(
-        "_aread_ttl", "Async :meth:`read_ttl`."
+    aread_ttl: _AsyncMethod[Callable[[str], Coroutine[Any, Any, Optional[tuple[str, float]]]]] = (
+        _AsyncMethod("_aread_ttl", "Async :meth:`read_ttl`.")
     )
-    aindex_add: _AsyncMethod[Callable[[str, str, int], Awaitable[None]]] = _AsyncMethod(
+    aindex_add: _AsyncMethod[Callable[[str, str, int], Coroutine[Any, Any, None]]] = _AsyncMethod(
         "_aindex_add", "Async :meth:`index_add`."
     )
-    aindex_remove: _AsyncMethod[Callable[[str, str], Awaitable[None]]] = _AsyncMethod(
+    aindex_remove: _AsyncMethod[Callable[[str, str], Coroutine[Any, Any, None]]] = _AsyncMethod(
         "_aindex_remove", "Async :meth:`index_remove`."
     )
-    aindex_list: _AsyncMethod[Callable[[str], Awaitable[list[str]]]] = _AsyncMethod(
+    aindex_list: _AsyncMethod[Callable[[str], Coroutine[Any, Any, list[str]]]] = _AsyncMethod(
         "_aindex_list", "Async :meth:`index_list`."
     )
-    agc: _AsyncMethod[Callable[[], Awaitable[int]]] = _AsyncMethod("_agc", "Async :meth:`gc`.")
+    agc: _AsyncMethod[Callable[[], Coroutine[Any, Any, int]]] = _AsyncMethod(
+        "_agc", "Async :meth:`gc`."
+    )
 
     async def _apool(self) -> Any:
         fixed = self._async_pool
@@ -510,6 +515,9 @@ class PostgresStorage:
             open=False,
             check=_acheck,
             timeout=self._timeout,
+            # a short chain of reconnection attempts: past it, the next request starts a
+            # new one at once, instead of waiting out an ever longer backoff
+            reconnect_timeout=self._timeout,
             name="ferrosession-async",
         )
         keeper = _close_with_loop(weakref.ref(self), loop, pool)
