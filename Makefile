@@ -40,10 +40,13 @@ $(VENV)/.build-stamp: $(DEPS_STAMP) $(SOURCES)
 develop: $(VENV)/.build-stamp ## Build the extension (debug) into .venv
 
 .PHONY: services
-services: ## Install what the tests need from Debian when it is missing (redis-server)
+services: ## Install what the tests need from Debian when it is missing (redis-server, postgresql)
 	@command -v redis-server >/dev/null || { \
 	  echo "installing redis-server (Debian package)"; \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	@test -x /usr/lib/postgresql/15/bin/initdb || { \
+	  echo "installing postgresql (Debian package; tests start their own cluster)"; \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
 .PHONY: browser
 browser: ## Install Debian's Chromium for the browser test when it is missing

@@ -98,7 +98,7 @@ def test_wheel_is_abi3_for_cpython_310_and_up(dist: Dist) -> None:
     assert re.search(r"^Requires-Dist: orjson>=3\.9$", metadata, re.M), metadata
     # Only what users install; the tools to work on ferrosession are dependency groups.
     extras = set(re.findall(r"^Provides-Extra: (\S+)$", metadata, re.M))
-    assert extras == {"redis", "demo"}, extras
+    assert extras == {"redis", "postgres", "demo"}, extras
     assert re.search(r"^License-Expression: MIT$", metadata, re.M), metadata
     assert re.search(r"^License-File: LICENSE$", metadata, re.M), metadata
     assert "Typing :: Typed" in metadata
