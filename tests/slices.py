@@ -14,7 +14,7 @@ TESTS = Path(__file__).resolve().parent
 
 #: Import and round trip through ASGI and WSGI, the codec fast paths, and the
 #: many-threads stress test: what a fresh interpreter must pass with the wheel alone
-#: (plus pytest, Flask, Starlette and httpx).
+#: (plus pytest, Flask, and Starlette's test client).
 ROUNDTRIP = [
     "test_config.py",
     "test_asgi.py",
@@ -25,13 +25,15 @@ ROUNDTRIP = [
 ]
 
 #: What the round-trip slice needs from the package index besides the wheel.
-ROUNDTRIP_REQUIREMENTS = ["pytest>=8", "flask>=3", "starlette>=0.37", "httpx>=0.27"]
+ROUNDTRIP_REQUIREMENTS = ["pytest>=8", "flask>=3", "starlette>=0.37", "httpx>=0.27", "httpx2"]
 
 #: Tests that need more than the wheel and the ``test`` group: a redis-server, a
 #: PostgreSQL server, Chromium, gunicorn (fork: not on Windows), or the source tree and
 #: a Rust toolchain (they build the wheel themselves).
 NEEDS_SERVICES = [
     "test_redis_storage.py",
+    "test_valkey.py",
+    "test_postgres_storage.py",
     "test_lifecycle_races.py",
     "test_lifetimes_agree.py",
     "test_server_lifecycle.py",

@@ -188,7 +188,7 @@ def test_the_service_list_names_every_test_that_needs_a_service() -> None:
     that starts Redis, PostgreSQL, Chromium or gunicorn, or builds with maturin, must be
     in it, else macOS and Windows fail on a missing program."""
     markers = re.compile(
-        r"redis_servers|postgres_server|playwright|gunicorn|MATURIN|maturin|RedisServer"
+        r"redis_servers|postgres_server|playwright|[\"']gunicorn|MATURIN|RedisServer"
     )
     needing = {p.name for p in TESTS.glob("test_*.py") if markers.search(p.read_text())}
     needing -= {"test_wheels.py"}
