@@ -992,13 +992,22 @@ _LAYOUT_FILE = ".ferrosession-layout"
 
 
 def _gc_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", metavar="PATH", help="the folder of a DirectoryStorage")
+    from ferrosession import _cli_gc_sql
+
+    p.add_argument("path", metavar="PATH", nargs="?", help="the folder of a DirectoryStorage")
+    _cli_gc_sql.add_arguments(p)
 
 
 def _gc(args: argparse.Namespace) -> int:
+    from ferrosession import _cli_gc_sql
     from ferrosession.errors import StorageError
     from ferrosession.storage.directory import DirectoryStorage
 
+    sql = _cli_gc_sql.run(args, _out, _err)
+    if sql is not None:
+        return sql
+    if args.path is None:
+        raise UsageError("give the folder of a DirectoryStorage, --postgres DSN or --sqlite FILE")
     path = Path(args.path)
     if not path.is_dir():  # never create a folder by mistake
         raise UsageError(f"{path} is not a folder")
@@ -1038,6 +1047,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 BENCHES = (
     "asgi_overhead",
+    "configurations",
     "storage_overhead",
     "primitives",
     "compat_overhead",
@@ -1109,9 +1119,12 @@ COMMANDS: dict[str, Command] = {
     ),
     "gc": Command(
         "gc",
-        "delete expired sessions from a DirectoryStorage folder",
+        "delete expired sessions from a DirectoryStorage folder or an SQL storage",
         "Delete the expired session files (and stale temporary files) of a DirectoryStorage "
-        "folder; safe while the app runs. Prints how many sessions it removed.",
+        "folder, with the owner-index records of sessions that are gone; safe while the app "
+        "runs. Prints how many sessions it removed. Refuses (exit 2, changing nothing) a "
+        "folder that is not a DirectoryStorage's. With --postgres DSN or --sqlite FILE (and "
+        "--table when the app names one), the same for a PostgresStorage or SQLiteStorage.",
         _gc_args,
         _gc,
     ),
