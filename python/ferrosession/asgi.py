@@ -1,12 +1,11 @@
 """ASGI middleware."""
 
-from typing import Any, Awaitable, Callable, MutableMapping, Optional, Union
+from typing import Any, Awaitable, Callable, MutableMapping, Optional, Sequence
 
-from ferrosession import _core
 from ferrosession.config import Sessions
-from ferrosession.current import SCOPE_KEY, CurrentSessions, sent
+from ferrosession.current import SCOPE_KEY, CurrentSessions
 from ferrosession.errors import ConfigurationError
-from ferrosession.state import Header, State
+from ferrosession.state import Header
 from ferrosession.transport import Transport
 
 __all__ = ["SessionMiddleware"]
@@ -62,16 +61,6 @@ class _ASGISessions(CurrentSessions):
             return values.get(transport.header_key) if values else None
         return cookie
 
-    def _read_wire(
-        self,
-        transport: Transport,
-        st: State,
-        now: Optional[int],
-        schema: Optional[_core.Schema],
-    ) -> None:
-        # Rust walks the ASGI header list itself
-        transport.codec.read_asgi(st, self._headers, now, schema)
-
     def _scan(self) -> tuple[Optional[str], Optional[dict[bytes, str]]]:
         """One pass over the raw header list (no copy of it)."""
         wanted = self._config._header_keys
@@ -90,11 +79,29 @@ class _ASGISessions(CurrentSessions):
         return cookie, values
 
 
-def _add_planned(message: Message, planned: list[Header]) -> None:
-    """Adds the planned headers whose storage work held to a response start."""
-    extra, cookie_sent = sent(planned)
-    if extra:
-        _add_headers(message, [(k, _latin1(v)) for _, k, v in extra], cookie_sent)
+def _add_planned(message: Message, planned: Sequence[Header]) -> None:
+    """Adds the planned headers whose storage work held to a response start (its header
+    list is copied first when it is not a list); with a session cookie, ``Cache-Control:
+    no-store`` too unless the app set its own: a response that sets a session cookie
+    must not be cached."""
+    add = []
+    cookie_sent = False
+    for _, key, value, cookie, guard in planned:
+        if guard is None or guard.ok:
+            add.append((key, value if type(value) is bytes else value.encode("latin-1")))
+            cookie_sent = cookie_sent or cookie
+    if not add:
+        return
+    headers = message.get("headers")
+    if not isinstance(headers, list):
+        headers = message["headers"] = list(headers or ())
+    if cookie_sent:
+        for k, _ in headers:
+            if len(k) == 13 and k.lower() == b"cache-control":
+                break
+        else:
+            headers.append((b"cache-control", b"no-store"))
+    headers.extend(add)
 
 
 class SessionMiddleware:
@@ -146,33 +153,14 @@ class SessionMiddleware:
             current._next = _after_the_app
 
 
-def _add_headers(message: Message, add: list[tuple[bytes, bytes]], cookie_sent: bool) -> None:
-    """Appends session headers to a start message (its header list is copied first when
-    it is not a list); with a session cookie, ``Cache-Control: no-store`` too unless the
-    app set its own: a response that sets a session cookie must not be cached."""
-    headers = message.get("headers")
-    if not isinstance(headers, list):
-        headers = message["headers"] = list(headers or ())
-    if cookie_sent:
-        for k, _ in headers:
-            if len(k) == 13 and k.lower() == b"cache-control":
-                break
-        else:
-            headers.append((b"cache-control", b"no-store"))
-    headers.extend(add)
-
-
-def _latin1(value: Union[str, bytes]) -> bytes:
-    """A header value as ASGI sends it (set's ASGI fast path renders bytes already)."""
-    return value if type(value) is bytes else value.encode("latin-1")  # type: ignore[union-attr]
-
-
 def _after_the_app(message: Message) -> Awaitable[None]:
     """The ``send`` a request's sessions hold once the app has returned."""
     raise RuntimeError(f"a {message.get('type')!r} message was sent after the app returned")
 
 
-async def _then(work: Awaitable[None], planned: list[Header], send: Send, message: Message) -> None:
+async def _then(
+    work: Awaitable[None], planned: Sequence[Header], send: Send, message: Message
+) -> None:
     """Runs the storage work, then sends the message with the headers whose work held."""
     await work
     _add_planned(message, planned)

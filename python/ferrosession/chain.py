@@ -49,7 +49,7 @@ class Chain:
         ``reissue``; fused, also the clocks the codec checks and the value ``schema``
         reads)."""
         if self.fused:
-            current._read_wire(transport, st, now, schema)
+            transport.read(current, st, now, schema)
             return
         raw = current._raw(transport)
         if raw is None:
@@ -79,7 +79,8 @@ class Chain:
                     return
         if value is not None:
             st.payload = value
-            st.reissue = reissue
+            if reissue:
+                st.reissue = st.todo = True
 
     def write(self, codec: _core.Codec, text: str, max_age: Optional[int]) -> str:
         """The rendered header value carrying ``text``."""

@@ -10,9 +10,8 @@ gets (headers, and storage work to run first).
 """
 
 from datetime import datetime, timedelta, timezone
-from typing import Any, NamedTuple, Optional, TypeVar, Union, overload
+from typing import Any, NamedTuple, Optional, Sequence, TypeVar, Union, overload
 
-from ferrosession import _core
 from ferrosession._keys import seconds
 from ferrosession.config import Sessions
 from ferrosession.errors import (
@@ -52,6 +51,8 @@ class CurrentSessions:
     __slots__ = ("_config", "_https", "_started", "_states")
     # the response headers are ASGI byte pairs (the ASGI subclass)
     _asgi = False
+    # the ASGI request's header list (None: a WSGI request, see _raw)
+    _headers: Any = None
 
     def __init__(self, config: Sessions, https: bool = False) -> None:
         self._config = config
@@ -64,19 +65,6 @@ class CurrentSessions:
         """The text that came in for a transport: the ``Cookie`` header (cookies) or
         the header's value, ``None`` when absent."""
         raise NotImplementedError
-
-    def _read_wire(
-        self,
-        transport: Transport,
-        st: State,
-        now: Optional[int],
-        schema: Optional[_core.Schema],
-    ) -> None:
-        """A fused chain's read: the codec finds, verifies and decodes the value into
-        ``st`` in one call (see ``Codec.read_text``)."""
-        raw = self._raw(transport)
-        if raw is not None:
-            transport.codec.read_text(st, raw, now, schema)
 
     def _now(self) -> int:
         return int(self._config._clock())
@@ -131,10 +119,10 @@ class CurrentSessions:
         if st is None:
             st = self._states[reg] = _new(State)  # State(reg), without the call of __init__
             st.reg = reg
-        if not st.loaded:
-            self._load(st)
-        elif not st.varies:
-            st.varies = True  # set() only looked for a deadline; now the handler reads
+        if not st.loaded:  # what _load does (here without its call: the hottest path)
+            st.loaded = True
+            reg.home.load(self, st)
+        st.varies = True  # read: the response depends on it
         return st.new if st.action == SET else st.value
 
     def set(self, value: object, *, max_age: Union[int, timedelta, None] = None) -> None:
@@ -183,9 +171,9 @@ class CurrentSessions:
             st.new_deadline = deadline if current is None else min(current, deadline)
         elif st.action != SET:
             st.new_deadline = st.deadline
-        self._set(st, value, force=False)
+        self._set(st, value, False)
 
-    def _set(self, st: State, value: object, *, force: bool) -> None:
+    def _set(self, st: State, value: object, force: bool) -> None:
         st.reg.home.issue(self, st, value)
         st.action = SET
         st.new = value
@@ -217,7 +205,7 @@ class CurrentSessions:
         _retire_id(st)
         if st.action != SET:
             st.new_deadline = st.deadline
-        self._set(st, value, force=True)
+        self._set(st, value, True)
 
     def session_id(self, key: Union[type[Any], str]) -> Optional[str]:
         """The server-side id of the session, or ``None`` when there is none.
@@ -244,6 +232,7 @@ class CurrentSessions:
         self._check_not_started("invalidate")
         st = self._state(reg, load=False)
         st.delete_ids = (*st.delete_ids, session_id)
+        st.todo = True
 
     def sessions_of(self, key: Union[type[Any], str], who: Union[str, int]) -> list[SessionInfo]:
         """The live sessions of an owner (as the registration's ``principal`` names
@@ -298,6 +287,7 @@ class CurrentSessions:
         self._check_not_started("invalidate")
         st = self._state(reg, load=False)
         st.purges = (*st.purges, (owner, bool(keep_current), None))
+        st.todo = True
 
     def invalidate_one(
         self, key: Union[type[Any], str], who: Union[str, int], id_hash: str
@@ -328,6 +318,7 @@ class CurrentSessions:
             self.clear(key)
             return
         st.purges = (*st.purges, (owner, False, id_hash))
+        st.todo = True
 
     def _indexed(
         self, key: Union[type[Any], str], who: object
@@ -390,20 +381,24 @@ class CurrentSessions:
         )
 
     # -- commit -----------------------------------------------------------------------
-    def _plan(self) -> tuple[list[Header], list[Op]]:
+    def _plan(self) -> tuple[Sequence[Header], list[Op]]:
         """What the response gets: the headers to add and the storage operations to run
         first (see :func:`sent` for the headers that then go out)."""
+        states = self._states
+        if len(states) == 1:
+            for reg, st in states.items():
+                if not (st.action or st.todo):  # only read: Vary at most
+                    return (reg.transport.vary_headers if st.varies else []), []
         headers: list[Header] = []
         ops: list[Op] = []
-        vary: list[str] = []
-        for reg, st in self._states.items():
-            if st.varies and reg.transport.vary not in vary:  # read: it depends on it
+        vary: list[str] = []  # what the response depends on: the transports read
+        for reg, st in states.items():
+            if st.varies and reg.transport.vary not in vary:
                 vary.append(reg.transport.vary)
-            if not st.quiet():
+            if st.action or st.todo:
                 reg.home.plan(self, st, headers, ops)
         if vary:
-            value = vary[0] if len(vary) == 1 else ", ".join(vary)
-            headers.append(("Vary", b"vary", value, False, None))
+            headers.append(("Vary", b"vary", ", ".join(vary).encode("latin-1"), False, None))
         return headers, ops
 
     def _commit_sync(self, has_cache_control: bool) -> list[tuple[str, str]]:
@@ -417,7 +412,11 @@ class CurrentSessions:
             if done is False and guard is not None:
                 guard.ok = False
         went, cookie_sent = sent(headers)
-        out = [(name, value) for name, _, value in went]
+        # values as ASGI has them (bytes) or as WSGI wants them (str)
+        out = [
+            (name, value.decode("latin-1") if type(value) is bytes else value)
+            for name, _, value in went
+        ]
         if cookie_sent and not has_cache_control:
             out.append(("Cache-Control", "no-store"))
         return out
@@ -432,7 +431,7 @@ class CurrentSessions:
                 guard.ok = False
 
 
-def sent(headers: list[Header]) -> tuple[list[tuple[str, bytes, Any]], bool]:
+def sent(headers: Sequence[Header]) -> tuple[list[tuple[str, bytes, Any]], bool]:
     """The planned headers whose storage work held, as ``(name, ASGI name, value)``,
     and whether a session cookie is among them (then the response must not be cached:
     the middleware adds ``Cache-Control: no-store`` unless the app set its own)."""
@@ -451,6 +450,7 @@ def _retire_id(st: State) -> None:
     if st.sid is not None:
         if st.sid == st.stored_sid:  # an id minted in this request was never stored
             st.delete_ids = (*st.delete_ids, st.sid)
+            st.todo = True
         st.sid = None
 
 

@@ -150,7 +150,10 @@ class ClientHome(_Home):
 
     def load(self, current: "CurrentSessions", st: State) -> None:
         now = current._now() if self.reads_clock else None
-        self.chain.read(current, self.transport, st, now, self.schema)
+        if self.chain.fused:  # one Rust call finds, verifies and reads it
+            self.transport.read(current, st, now, self.schema)
+        else:
+            self.chain.read(current, self.transport, st, now, self.schema)
         text = st.payload
         if text is None or st.value is not None:
             return
@@ -165,13 +168,14 @@ class ClientHome(_Home):
             st.created = clocks.created
             st.deadline = clocks.deadline
             if clocks.renew:
-                st.renew = True
+                st.renew = st.todo = True
         self.accept(current, st, text)
 
     def issue(self, current: "CurrentSessions", st: State, value: object) -> None:
         """``st.out``: the rendered line that carries ``value``."""
         if self.fused_write and st.new_deadline is None:
-            codec = self.transport.codec_for(current._https)
+            transport = self.transport
+            codec = transport.codec_secure if current._https else transport.codec
             max_age = self.lifetime.max_age
             asgi = current._asgi
             out = codec.write_value(self.schema, value, max_age, asgi)  # type: ignore[arg-type]
@@ -210,7 +214,7 @@ class ClientHome(_Home):
         name, key = transport.response_name, transport.response_key
         action = st.action
         if action == SET:
-            if not st.unchanged():
+            if not (st.reg.send_only_if_modified and st.unchanged()):
                 headers.append((name, key, st.out, cookie, None))
         elif action == CLEAR:
             clear = transport.clearing(current._https)
@@ -354,7 +358,7 @@ class ServerHome(_Home):
         """Takes what the storage gave for the incoming id: the text (or ``(text,
         remaining seconds)`` from ``read_ttl``), ``None`` when there is no entry."""
         if got is None:
-            st.unknown = True
+            st.unknown = st.todo = True
             return
         codec = self.record_codec
         if codec is None:
@@ -369,7 +373,7 @@ class ServerHome(_Home):
             else:
                 alive = codec.open_record(st, got, now, None, self.schema)
             if not alive:  # ended: the entry goes, the cookie is cleared
-                st.unknown = True
+                st.unknown = st.todo = True
                 st.delete_ids = (*st.delete_ids, sid)
                 return
             st.sid = st.stored_sid = sid

@@ -43,6 +43,11 @@ class State:
     unknown = False  # server-side: the incoming id is not in the storage
     sid: Optional[str] = None  # server-side id (incoming and known, or minted)
     action = NONE
+    # the response has work for the session besides its action: a re-issue or renewal
+    # (reissue, renew), an unknown or ended id to clear (unknown), entries to delete
+    # (delete_ids, purges). Set with them, so the plan passes over a session that was
+    # only read with one check.
+    todo = False
     new: Any = None
     # the rendered Set-Cookie / header value of `new` (str; bytes from the ASGI write)
     out: Any = None
@@ -65,18 +70,6 @@ class State:
 
     def __init__(self, reg: "Registration") -> None:
         self.reg = reg
-
-    def quiet(self) -> bool:
-        """Read (or not even that) and left as it is: nothing to store, renew,
-        re-issue or clear, so the response gets at most its Vary header."""
-        return (
-            self.action == NONE
-            and not self.reissue
-            and not self.renew
-            and not self.unknown
-            and not self.delete_ids
-            and not self.purges
-        )
 
     def unchanged(self) -> bool:
         """``send_only_if_modified``: the value set equals the incoming one (and was not

@@ -1,8 +1,12 @@
 """A registration's transport part: the cookie or the header a session travels in."""
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from ferrosession import _core
+from ferrosession.state import Header, State
+
+if TYPE_CHECKING:
+    from ferrosession.current import CurrentSessions
 
 __all__ = ["Transport"]
 
@@ -29,6 +33,7 @@ class Transport:
         "secure_auto",
         "vary",
         "vary_asgi",
+        "vary_headers",
         "wsgi_key",
     )
 
@@ -54,6 +59,26 @@ class Transport:
         self.response_key = self.header_key if header else b"set-cookie"
         self.vary = name if header else "Cookie"
         self.vary_asgi = (b"vary", self.vary.encode("latin-1"))
+        # the plan of a response that only read this session (never changed)
+        self.vary_headers: tuple[Header, ...] = (("Vary", b"vary", self.vary_asgi[1], False, None),)
+
+    def read(
+        self,
+        current: "CurrentSessions",
+        st: State,
+        now: Optional[int],
+        schema: Optional[_core.Schema],
+    ) -> None:
+        """Finds the incoming value and has the codec decode it into ``st`` (for a chain
+        the codec runs itself: verified, and with ``schema`` read into its type), in one
+        Rust call: over the ASGI header list as it is, or the WSGI environ's text."""
+        headers = current._headers
+        if headers is not None:
+            self.codec.read_asgi(st, headers, now, schema)
+            return
+        raw = current._raw(self)
+        if raw is not None:
+            self.codec.read_text(st, raw, now, schema)
 
     def codec_for(self, https: bool) -> _core.Codec:
         """The codec that renders this request's lines (``https``: the request came

@@ -3,7 +3,8 @@
 //! `reissue`, `created`, `deadline`, `renew`), or returned as a [`Clocks`].
 //!
 //! A field is only written when it differs from the state's class default (`False` /
-//! `None`), so the common read — a verified value, nothing more to do — writes two.
+//! `None`), so the common read — a verified value, nothing more to do — writes two. A
+//! re-issue or a renewal also sets `todo` (the response has work for the session).
 
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -67,6 +68,7 @@ pub(crate) fn fill(
     } = opened;
     if reissue {
         st.setattr(intern!(py, "reissue"), true)?;
+        st.setattr(intern!(py, "todo"), true)?;
     }
     let value = schema.and_then(|s| s.read(py, &text));
     let needed = value.is_none() || reissue || renew;
@@ -108,6 +110,7 @@ fn set_clocks(
     }
     if renew {
         st.setattr(intern!(py, "renew"), true)?;
+        st.setattr(intern!(py, "todo"), true)?;
     }
     Ok(())
 }
