@@ -79,29 +79,30 @@ class _ASGISessions(CurrentSessions):
         return cookie, values
 
 
+_NO_STORE = (b"cache-control", b"no-store")
+
+
 def _add_planned(message: Message, planned: Sequence[Header]) -> None:
     """Adds the planned headers whose storage work held to a response start (its header
     list is copied first when it is not a list); with a session cookie, ``Cache-Control:
-    no-store`` too unless the app set its own: a response that sets a session cookie
-    must not be cached."""
-    add = []
+    no-store`` too (before them) unless the app set its own: a response that sets a
+    session cookie must not be cached."""
+    headers = message.get("headers")
+    if headers.__class__ is not list:
+        headers = message["headers"] = list(headers or ())
+    own = len(headers)  # the app's own headers
     cookie_sent = False
     for _, key, value, cookie, guard in planned:
         if guard is None or guard.ok:
-            add.append((key, value if type(value) is bytes else value.encode("latin-1")))
-            cookie_sent = cookie_sent or cookie
-    if not add:
-        return
-    headers = message.get("headers")
-    if not isinstance(headers, list):
-        headers = message["headers"] = list(headers or ())
+            headers.append((key, value if value.__class__ is bytes else value.encode("latin-1")))
+            if cookie:
+                cookie_sent = True
     if cookie_sent:
-        for k, _ in headers:
+        for i in range(own):
+            k = headers[i][0]
             if len(k) == 13 and k.lower() == b"cache-control":
-                break
-        else:
-            headers.append((b"cache-control", b"no-store"))
-    headers.extend(add)
+                return
+        headers.insert(own, _NO_STORE)
 
 
 class SessionMiddleware:

@@ -381,24 +381,23 @@ class CurrentSessions:
         )
 
     # -- commit -----------------------------------------------------------------------
-    def _plan(self) -> tuple[Sequence[Header], list[Op]]:
+    def _plan(self) -> tuple[list[Header], list[Op]]:
         """What the response gets: the headers to add and the storage operations to run
         first (see :func:`sent` for the headers that then go out)."""
-        states = self._states
-        if len(states) == 1:
-            for reg, st in states.items():
-                if not (st.action or st.todo):  # only read: Vary at most
-                    return (reg.transport.vary_headers if st.varies else []), []
         headers: list[Header] = []
         ops: list[Op] = []
-        vary: list[str] = []  # what the response depends on: the transports read
-        for reg, st in states.items():
-            if st.varies and reg.transport.vary not in vary:
-                vary.append(reg.transport.vary)
-            if st.action or st.todo:
+        vary: Optional[Header] = None  # the transports read: what the response depends on
+        for reg, st in self._states.items():
+            if st.action or st.todo:  # a session only read needs nothing but Vary
                 reg.home.plan(self, st, headers, ops)
-        if vary:
-            headers.append(("Vary", b"vary", ", ".join(vary).encode("latin-1"), False, None))
+            if st.varies:
+                own = reg.transport.vary_header
+                if vary is None:
+                    vary = own
+                elif own[2] not in vary[2].split(b", "):
+                    vary = ("Vary", b"vary", vary[2] + b", " + own[2], False, None)
+        if vary is not None:
+            headers.append(vary)
         return headers, ops
 
     def _commit_sync(self, has_cache_control: bool) -> list[tuple[str, str]]:

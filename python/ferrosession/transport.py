@@ -33,7 +33,7 @@ class Transport:
         "secure_auto",
         "vary",
         "vary_asgi",
-        "vary_headers",
+        "vary_header",
         "wsgi_key",
     )
 
@@ -59,8 +59,8 @@ class Transport:
         self.response_key = self.header_key if header else b"set-cookie"
         self.vary = name if header else "Cookie"
         self.vary_asgi = (b"vary", self.vary.encode("latin-1"))
-        # the plan of a response that only read this session (never changed)
-        self.vary_headers: tuple[Header, ...] = (("Vary", b"vary", self.vary_asgi[1], False, None),)
+        # the planned Vary header of a response that read this session
+        self.vary_header: Header = ("Vary", b"vary", self.vary_asgi[1], False, None)
 
     def read(
         self,

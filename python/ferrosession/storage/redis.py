@@ -34,7 +34,6 @@ commands (it does not need ``EXPIRE … GT`` from Redis 7), and every command of
 touches one key, so it works on a Redis Cluster too.
 """
 
-
 import asyncio
 import functools
 import hashlib
