@@ -533,10 +533,11 @@ impl DirectoryStorage {
                             return fail(storage_error("cannot read session file", &loc.path, &e))
                         }
                     }
-                    let doomed = |grave: &Path| {
-                        fs::symlink_metadata(grave).is_ok_and(|m| m.is_file())
-                            && matches!(live_at(grave, now), Ok(None))
-                    };
+                    let doomed =
+                        |grave: &Path| {
+                            Ok(fs::symlink_metadata(grave)?.is_file()
+                                && live_at(grave, now)?.is_none())
+                        };
                     match take_if(&loc.path, dir, doomed) {
                         Ok(Taken::Removed | Taken::Absent) => {}
                         Ok(Taken::Kept) => {
@@ -571,7 +572,10 @@ impl DirectoryStorage {
     /// entry is moved aside, checked, and the new one renamed in (readers may then
     /// see no entry for a moment). `ttl_secs == 0` deletes a live entry (like
     /// `write`) and returns false. An invalid id is `CoreError::Config`, like
-    /// `write`. A false return leaves nothing cached for `id`.
+    /// `write`. A false return leaves nothing cached for `id`. False means the entry
+    /// is truly gone (missing or expired): any other failure, a folder of the layout
+    /// replaced by a file or an entry that cannot be read included, is
+    /// `CoreError::Storage`, so a broken folder never reads as a logout.
     pub fn update(&self, id: &str, value: &str, ttl_secs: u64) -> Result<bool> {
         check_id(id)?;
         if ttl_secs == 0 {
@@ -639,8 +643,16 @@ impl DirectoryStorage {
             let _ = fs::remove_file(&tmp);
             return back.map(|()| None).map_err(|e| write_error(&e));
         }
-        // unreadable or missing counts as not live: update never revives
-        let was_live = matches!(live_at(&tmp, now), Ok(Some(_)));
+        // missing counts as not live (update never revives); unreadable is an error,
+        // with the old entry swapped back: it may be a live session
+        let was_live = match live_at(&tmp, now) {
+            Ok(meta) => meta.is_some(),
+            Err(e) => {
+                let _ = rename_with(&tmp, path, Swap::Exchange);
+                let _ = fs::remove_file(&tmp);
+                return Err(storage_error("cannot read session file", path, &e));
+            }
+        };
         let _ = fs::remove_file(&tmp);
         if was_live {
             return Ok(Some(file));
@@ -651,18 +663,21 @@ impl DirectoryStorage {
         let expired = FileTimes::new().set_modified(from_unix_nanos(0));
         file.set_times(expired).map_err(|e| write_error(&e))?;
         let ours = os::validator(&file.metadata().map_err(|e| write_error(&e))?);
+        // a file it cannot stat is not known to be ours: it stays (ours is expired)
         let is_ours = |grave: &Path| {
-            fs::symlink_metadata(grave).is_ok_and(|m| {
+            Ok(fs::symlink_metadata(grave).is_ok_and(|m| {
                 let v = os::validator(&m);
                 (v.dev, v.ino) == (ours.dev, ours.ino)
-            })
+            }))
         };
         take_if(path, dir, is_ours)?;
         Ok(None)
     }
 
     /// Deletes the entry of `id`; returns true when it was live (what `read` would
-    /// have returned). False for an absent entry or an invalid id (no file touched).
+    /// have returned). False for an absent entry or an invalid id (no file touched);
+    /// `CoreError::Storage` when the folder or the entry cannot be used, also when the
+    /// entry was removed but could not be read (whether it was live is unknown).
     ///
     /// The entry is moved aside (atomically) before it is checked and deleted, so the
     /// answer is about the very file removed, and an `update` racing with it either
@@ -681,7 +696,8 @@ impl DirectoryStorage {
     }
 
     /// Makes the entry of `id` expire `ttl_secs` seconds from now without rewriting
-    /// it (sets the file's mtime). Returns false when there is no live entry.
+    /// it (sets the file's mtime). Returns false when there is no live entry;
+    /// `CoreError::Storage` when it cannot tell.
     pub fn touch(&self, id: &str, ttl_secs: u64) -> Result<bool> {
         if !is_valid_id(id) {
             return Ok(false);

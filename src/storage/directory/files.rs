@@ -114,12 +114,11 @@ pub(super) fn storage_error(what: &str, path: &Path, e: &io::Error) -> CoreError
     CoreError::Storage(format!("{what} {}: {e}", path.display()))
 }
 
-/// The open failed because the entry, or a folder on its path, does not exist.
+/// The call failed because the entry, or a folder on its path, does not exist: the
+/// only failure that means "no entry". Anything else, `NotADirectory` included (a
+/// folder of the layout replaced by a file), is a broken storage, never an absent entry.
 pub(super) fn is_absent(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-    )
+    e.kind() == io::ErrorKind::NotFound
 }
 
 pub(super) fn random_hex() -> Result<String> {
@@ -265,11 +264,12 @@ pub(super) enum Taken {
 /// Deletes the file at `path` if `doomed` says so of it, without ever deleting a file
 /// put there by a concurrent writer: the file is moved aside (atomically) to a temp
 /// name in `dir`, `doomed` looks at the moved file, and a file it spares goes back
-/// with a no-replace move (a newer write that took its place meanwhile wins).
+/// with a no-replace move (a newer write that took its place meanwhile wins). When
+/// `doomed` cannot tell (an error), the file goes back too and the error is returned.
 pub(super) fn take_if(
     path: &Path,
     dir: &Path,
-    doomed: impl FnOnce(&Path) -> bool,
+    doomed: impl FnOnce(&Path) -> io::Result<bool>,
 ) -> Result<Taken> {
     let grave = dir.join(format!("{TEMP_PREFIX}gc-{}", random_hex()?));
     match fs::rename(path, &grave) {
@@ -277,21 +277,31 @@ pub(super) fn take_if(
         Err(e) if is_absent(&e) => return Ok(Taken::Absent),
         Err(e) => return Err(storage_error("cannot delete session file", path, &e)),
     }
-    if doomed(&grave) {
+    let verdict = doomed(&grave);
+    if matches!(verdict, Ok(true)) {
         fs::remove_file(&grave)
             .map_err(|e| storage_error("cannot delete session file", &grave, &e))?;
         return Ok(Taken::Removed);
     }
-    match move_no_replace(&grave, path) {
-        Ok(()) => Ok(Taken::Kept),
+    put_back(&grave, path)?;
+    match verdict {
+        Err(e) => Err(storage_error("cannot read session file", path, &e)),
+        Ok(_) => Ok(Taken::Kept),
+    }
+}
+
+/// Moves a file taken aside to `grave` back to `path`, unless a newer write took
+/// its place meanwhile (that one wins, and the old file is dropped).
+fn put_back(grave: &Path, path: &Path) -> Result<()> {
+    match move_no_replace(grave, path) {
+        Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            let _ = fs::remove_file(&grave);
-            Ok(Taken::Kept)
+            let _ = fs::remove_file(grave);
+            Ok(())
         }
         Err(_) => {
             // no hard links on this filesystem: a plain rename back
-            fs::rename(&grave, path)
-                .map(|()| Taken::Kept)
+            fs::rename(grave, path)
                 .map_err(|e| storage_error("cannot restore session file", path, &e))
         }
     }
@@ -317,10 +327,12 @@ pub(super) fn remove_entry(path: &Path, dir: &Path, now: UnixNanos) -> Result<bo
         Err(e) if is_absent(&e) => return Ok(false),
         Err(e) => return Err(delete_error(&e)),
     }
-    // an unreadable file still goes; it was not a live entry to anyone
-    let live = matches!(live_at(&grave, now), Ok(Some(_)));
+    // an unreadable file still goes (the caller wants it gone), but whether it was
+    // live is unknown: an error, never a "was not live" that reads as a logout
+    let live = live_at(&grave, now);
     fs::remove_file(&grave).map_err(|e| storage_error("cannot delete session file", &grave, &e))?;
-    Ok(live)
+    live.map(|meta| meta.is_some())
+        .map_err(|e| storage_error("cannot read session file", path, &e))
 }
 
 /// `update` where the exchange is missing: move the entry aside, check it, and rename
@@ -351,7 +363,15 @@ pub(super) fn update_by_moving(
             };
         }
     }
-    let was_live = matches!(live_at(&grave, now), Ok(Some(_)));
+    let was_live = match live_at(&grave, now) {
+        Ok(meta) => meta.is_some(),
+        Err(e) => {
+            // unknown: the old entry goes back, the update is an error, not a false
+            let _ = fs::remove_file(tmp);
+            put_back(&grave, path)?;
+            return Err(storage_error("cannot read session file", path, &e));
+        }
+    };
     let moved = if was_live {
         fs::rename(tmp, path).map_err(|e| write_error(&e))
     } else {
@@ -519,18 +539,18 @@ mod tests {
         let dir = s.dir.join("d");
         fs::create_dir(&dir).unwrap();
         let path = dir.join("f");
-        assert_eq!(take_if(&path, &dir, |_| true).unwrap(), Taken::Absent);
+        assert_eq!(take_if(&path, &dir, |_| Ok(true)).unwrap(), Taken::Absent);
         fs::write(&path, b"old").unwrap();
-        assert_eq!(take_if(&path, &dir, |_| false).unwrap(), Taken::Kept);
+        assert_eq!(take_if(&path, &dir, |_| Ok(false)).unwrap(), Taken::Kept);
         assert_eq!(fs::read(&path).unwrap(), b"old");
         // a writer puts a new file there while the old one is aside
         let kept = take_if(&path, &dir, |_| {
             fs::write(&path, b"new").unwrap();
-            false
+            Ok(false)
         });
         assert_eq!(kept.unwrap(), Taken::Kept);
         assert_eq!(fs::read(&path).unwrap(), b"new");
-        assert_eq!(take_if(&path, &dir, |_| true).unwrap(), Taken::Removed);
+        assert_eq!(take_if(&path, &dir, |_| Ok(true)).unwrap(), Taken::Removed);
         assert!(!path.exists());
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "no grave left");
     }

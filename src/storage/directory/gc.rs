@@ -242,7 +242,7 @@ impl DirectoryStorage {
             } else if let Some(key) = marker_key(name) {
                 let taken = if os::mtime(&meta) <= now {
                     let expired = |grave: &Path| {
-                        fs::symlink_metadata(grave).is_ok_and(|m| os::mtime(&m) <= now)
+                        Ok(fs::symlink_metadata(grave).is_ok_and(|m| os::mtime(&m) <= now))
                     };
                     take_if(&path, dir, expired)
                 } else {
@@ -296,7 +296,7 @@ impl DirectoryStorage {
         if !entry_gone() {
             return Ok(Taken::Kept);
         }
-        take_if(marker, dir, |_| entry_gone())
+        take_if(marker, dir, |_| Ok(entry_gone()))
     }
 
     /// Removes an entry found expired, unless a writer replaced it meanwhile: move it
@@ -311,8 +311,9 @@ impl DirectoryStorage {
         now: UnixNanos,
     ) -> Result<bool> {
         let _change = self.change(stripe, slot);
+        // a moved file it cannot stat is not known to be expired: it goes back
         let expired =
-            |grave: &Path| fs::symlink_metadata(grave).is_ok_and(|m| os::mtime(&m) <= now);
+            |grave: &Path| Ok(fs::symlink_metadata(grave).is_ok_and(|m| os::mtime(&m) <= now));
         Ok(matches!(take_if(path, leaf, expired)?, Taken::Removed))
     }
 }
@@ -454,8 +455,9 @@ mod tests {
         st.index_add("user1", "k", 100).unwrap();
         let later = s.clock.now();
         assert_eq!(
-            take_if(&marker, &user1, |g| fs::metadata(g)
-                .is_ok_and(|m| os::mtime(&m) <= later))
+            take_if(&marker, &user1, |g| Ok(
+                fs::metadata(g).is_ok_and(|m| os::mtime(&m) <= later)
+            ))
             .unwrap(),
             Taken::Kept
         );
@@ -502,7 +504,8 @@ mod tests {
         let now = s.clock.now();
         let kept = take_if(&marker, &dir, |_| {
             st.write("late", "v", 1000).unwrap();
-            fs::symlink_metadata(st.entry_path("late").unwrap()).is_ok_and(|m| os::mtime(&m) <= now)
+            Ok(fs::symlink_metadata(st.entry_path("late").unwrap())
+                .is_ok_and(|m| os::mtime(&m) <= now))
         })
         .unwrap();
         assert_eq!(kept, Taken::Kept);

@@ -90,7 +90,9 @@ pub fn holds_layout(root: &Path) -> Result<bool> {
     let list_error = |e: &io::Error| storage_error("cannot list session folder", root, e);
     let entries = match fs::read_dir(root) {
         Ok(entries) => entries,
-        Err(e) if is_absent(&e) => return Ok(false),
+        // a file at `root` (NotADirectory) holds no layout either: a predicate, not
+        // a storage operation
+        Err(e) if is_absent(&e) || e.kind() == io::ErrorKind::NotADirectory => return Ok(false),
         Err(e) => return Err(list_error(&e)),
     };
     for entry in entries {

@@ -410,7 +410,8 @@ fn unwritable_folder_is_a_storage_error_with_the_path() {
         other => panic!("{other:?}"),
     }
     assert_eq!(tree(&s.root()), before);
-    assert_eq!(st.read("abc").unwrap(), None);
+    // a broken folder is not an absent entry (issue 19)
+    assert!(matches!(st.read("abc"), Err(CoreError::Storage(_))));
 }
 
 #[test]
@@ -708,4 +709,151 @@ fn read_ttl_gives_the_time_left(s: &Setup) {
     assert!(left <= Duration::from_secs(100) && left > Duration::from_secs(99));
     assert_eq!(u.read_ttl_without_io("a/b"), Some(None));
     assert_eq!(a.read_ttl_without_io("xyz"), None, "shared: needs a stat");
+}
+
+// --- a broken folder is a storage error, never an absent entry (issue 19) ---------
+
+in_both_modes!(a_broken_folder_is_a_storage_error_never_an_absent_entry,);
+
+/// Where a folder of the layout is replaced by a plain file: every call on the paths
+/// below it fails with ENOTDIR, for root too (unlike a read-only folder).
+#[derive(Debug, Clone, Copy)]
+enum Breakage {
+    /// the first shard folder of the entry
+    Shard,
+    /// the storage's folder itself
+    Root,
+}
+
+/// Replaces `folder` by a file, keeping its content aside; returns the way back.
+fn replace_by_file(folder: &Path) -> impl FnOnce() + '_ {
+    let aside = folder.with_extension("aside");
+    fs::rename(folder, &aside).unwrap();
+    fs::write(folder, b"not a folder any more").unwrap();
+    move || {
+        fs::remove_file(folder).unwrap();
+        fs::rename(&aside, folder).unwrap();
+    }
+}
+
+fn is_storage_error<T: fmt::Debug>(done: Result<T>, what: &str) {
+    match done {
+        Err(CoreError::Storage(m)) => assert!(m.contains("os error"), "{what}: {m}"),
+        other => panic!("{what}: {other:?} instead of a storage error"),
+    }
+}
+
+fn a_broken_folder_is_a_storage_error_never_an_absent_entry(s: &Setup) {
+    for breakage in [Breakage::Shard, Breakage::Root] {
+        for (cached, shared) in [(false, false), (true, true)] {
+            let st = s.open(cached, shared);
+            st.write("abc", "v", 100).unwrap();
+            st.index_add("ann", "abc", 100).unwrap();
+            let entry = st.entry_path("abc").unwrap();
+            let folder = match breakage {
+                Breakage::Shard => entry.parent().unwrap().parent().unwrap().to_owned(),
+                Breakage::Root => s.root(),
+            };
+            let restore = replace_by_file(&folder);
+            let what = |op: &str| format!("{op} ({breakage:?}, cached={cached})");
+            if !cached {
+                // (a cached hit checked by the table is served, as documented)
+                is_storage_error(st.read("abc"), &what("read"));
+                is_storage_error(st.read_ttl("abc"), &what("read_ttl"));
+            }
+            is_storage_error(st.update("abc", "w", 100), &what("update"));
+            is_storage_error(st.touch("abc", 100), &what("touch"));
+            is_storage_error(st.create("abc", "w", 100), &what("create"));
+            is_storage_error(st.invalidate("abc"), &what("invalidate"));
+            is_storage_error(st.write("abc", "w", 0), &what("write with ttl 0"));
+            is_storage_error(st.write("abc", "w", 100), &what("write"));
+            if let Breakage::Root = breakage {
+                is_storage_error(st.index_list("ann"), &what("index_list"));
+                is_storage_error(st.index_remove("ann", "abc"), &what("index_remove"));
+                is_storage_error(st.index_add("ann", "abc", 100), &what("index_add"));
+                is_storage_error(st.gc(), &what("gc"));
+            }
+            assert_eq!(st.cache_len(), 0, "{}", what("nothing cached"));
+            restore();
+            // nothing was lost or replaced meanwhile
+            assert_eq!(st.read("abc").unwrap().as_deref(), Some("v"));
+            assert_eq!(st.index_list("ann").unwrap(), ["abc"]);
+            assert!(temp_files(&s.root()).is_empty());
+            assert!(st.invalidate("abc").unwrap());
+            st.index_remove("ann", "abc").unwrap();
+        }
+    }
+}
+
+/// Puts a Unix socket at `path`: a file that exists but cannot be opened (ENXIO),
+/// for anyone, root included. Bound at a short path first (sun_path holds 108
+/// bytes), then moved in.
+#[cfg(unix)]
+fn unopenable_file_at(path: &Path) -> std::os::unix::net::UnixListener {
+    let short = std::env::temp_dir().join(format!("fs-{}.sock", files::random_hex().unwrap()));
+    let listener = std::os::unix::net::UnixListener::bind(&short).unwrap();
+    fs::rename(&short, path).unwrap();
+    listener
+}
+
+#[cfg(unix)]
+#[test]
+fn an_entry_that_cannot_be_read_is_an_error_never_a_logout() {
+    let s = Setup::new();
+    let st = s.open(false, false);
+    st.write("abc", "v", 100).unwrap();
+    let path = st.entry_path("abc").unwrap();
+    let dir = path.parent().unwrap().to_owned();
+    fs::remove_file(&path).unwrap();
+    let _socket = unopenable_file_at(&path);
+    let now = s.clock.now();
+    // the update without the exchange: the entry goes back, the update is an error
+    let (tmp, file) = write_temp(&dir, &record::encode("new"), now + 50 * S, false)
+        .unwrap()
+        .unwrap();
+    is_storage_error(
+        update_by_moving(&path, &dir, &tmp, file, now),
+        "update_by_moving",
+    );
+    assert!(fs::symlink_metadata(&path).is_ok(), "put back");
+    assert!(temp_files(&s.root()).is_empty());
+    // take_if: what cannot be judged goes back, and the error is returned
+    let failed = take_if(&path, &dir, |grave| File::open(grave).map(|_| true));
+    is_storage_error(failed, "take_if");
+    assert!(fs::symlink_metadata(&path).is_ok(), "put back");
+    assert!(temp_files(&s.root()).is_empty());
+    // read, touch and create cannot tell either
+    is_storage_error(st.read("abc"), "read");
+    is_storage_error(st.touch("abc", 100), "touch");
+    // ("something else is there": a socket is not a file)
+    assert!(matches!(
+        st.create("abc", "w", 100),
+        Err(CoreError::Storage(_))
+    ));
+    // invalidate removes it as asked, but cannot say it was not live
+    is_storage_error(st.invalidate("abc"), "invalidate");
+    assert!(fs::symlink_metadata(&path).is_err(), "removed");
+    assert!(temp_files(&s.root()).is_empty());
+}
+
+/// An entry file this process may not read (chmod does not stop root: skipped there).
+#[cfg(unix)]
+#[test]
+fn an_unreadable_entry_fails_the_update_and_stays() {
+    use std::os::unix::fs::PermissionsExt;
+    if running_as_root() {
+        eprintln!("root reads any file: skipped");
+        return;
+    }
+    let s = Setup::new();
+    let st = s.open(false, false);
+    st.write("abc", "v", 100).unwrap();
+    let path = st.entry_path("abc").unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o000)).unwrap();
+    is_storage_error(st.update("abc", "w", 100), "update");
+    is_storage_error(st.touch("abc", 100), "touch");
+    is_storage_error(st.create("abc", "w", 100), "create");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(st.read("abc").unwrap().as_deref(), Some("v"));
+    assert!(temp_files(&s.root()).is_empty());
 }
