@@ -18,6 +18,7 @@ import pytest
 import ferrosession as fs
 from ferrosession import _core
 from ferrosession.serializers import DeserializationError, JSONSerializer
+from ferrosession.state import State
 
 UserId = NewType("UserId", str)
 
@@ -241,11 +242,10 @@ def test_raising_factory_makes_the_session_absent() -> None:
     assert ser.deserialize('{"a":"x","b":[]}') == S("x", [])
 
 
-def test_session_schema_wired_to_provider() -> None:
+def test_session_schema_wired_to_the_home() -> None:
     sessions = fs.Sessions()
     sessions.cookie(Cart, "c", transformers=[fs.MessageAuthentication(bytes(32))])
-    p = sessions.providers[0]
-    assert isinstance(p.schema, _core.Schema)
+    assert isinstance(sessions.registrations[0].home.schema, _core.Schema)
 
     class Custom:
         def serialize(self, value: Any) -> str:
@@ -255,53 +255,59 @@ def test_session_schema_wired_to_provider() -> None:
             return Item("c")
 
     sessions.cookie(Item, "i", serializer=Custom(), unsigned=True)
-    assert sessions.providers[1].schema is None
+    assert sessions.registrations[1].home.schema is None
 
 
-def test_read_asgi_with_a_schema() -> None:
-    """What `get` takes from the fused read: the value alone when nothing more is to be
-    done; else a tuple whose payload is there only when it is needed."""
+def test_read_asgi_fills_the_state() -> None:
+    """What the fused read writes into the request's state for the session: the value,
+    and the payload only when it is needed (to issue it again, or for the serializer
+    to decide)."""
     old, new = bytes(range(32)), bytes(range(1, 33))
     item = Item("a", 2)
     text = JSONSerializer(Item).serialize(item)
 
-    def provider(key: bytes, *old_keys: bytes) -> Any:
+    def registration(key: bytes, *old_keys: bytes) -> Any:
         sessions = fs.Sessions()
         mac = fs.MessageAuthentication(key, old_keys=old_keys)
         sessions.cookie(Item, "s", transformers=[mac])
-        return sessions.providers[0]
+        return sessions.registrations[0]
 
-    p = provider(new, old)
-    line = provider(old).codec.write(text, None)
+    def read(reg: Any, headers: list[tuple[bytes, bytes]], schema: Any = True) -> State:
+        st = State(reg)
+        reg.transport.codec.read_asgi(st, headers, None, reg.home.schema if schema else None)
+        return st
+
+    def fields(st: State) -> tuple[Any, ...]:
+        return (st.present, st.payload, st.reissue, st.value)
+
+    rotated = registration(new, old)
+    current = registration(old)
+    line = current.transport.codec.write(text, None)
     cookie = line.split(";", 1)[0].encode()
     headers = [(b"host", b"x"), (b"cookie", cookie)]
     # verified by a retired key: issued again, so the payload comes too
-    assert p.codec.read_asgi(headers, None, p.schema) == (text, True, item)
-    current = provider(old)
-    assert current.codec.read_asgi(headers, None, current.schema) == item
-    assert current.codec.read_asgi([(b"host", b"x")], None, current.schema) is None
+    assert fields(read(rotated, headers)) == (True, text, True, item)
+    assert fields(read(current, headers)) == (True, None, False, item)
+    assert fields(read(current, [(b"host", b"x")])) == (False, None, False, None)
     tampered = [(b"cookie", cookie[:-3] + b"000")]
-    assert current.codec.read_asgi(tampered, None, current.schema) == (None, False, None)
+    assert fields(read(current, tampered)) == (True, None, False, None)
     # verified, but not of the type: the serializer decides, from the payload
-    odd = current.codec.write('{"sku":1}', None).split(";", 1)[0].encode()
-    assert current.codec.read_asgi([(b"cookie", odd)], None, current.schema) == (
-        '{"sku":1}',
-        False,
-        None,
-    )
-    # without a schema: as before
-    assert current.codec.read_asgi(headers) == (text, False)
+    odd = current.transport.codec.write('{"sku":1}', None).split(";", 1)[0].encode()
+    assert fields(read(current, [(b"cookie", odd)])) == (True, '{"sku":1}', False, None)
+    # without a schema: the payload
+    assert fields(read(current, headers, schema=False)) == (True, text, False, None)
 
 
 def test_write_takes_bytes_and_write_asgi_gives_bytes() -> None:
     sessions = fs.Sessions()
     sessions.cookie(Item, "s", transformers=[fs.MessageAuthentication(bytes(range(32)))])
     sessions.header(Cart, "X-S", transformers=[fs.MessageAuthentication(bytes(range(32)))])
-    for p in sessions.providers:
+    for reg in sessions.registrations:
+        codec = reg.transport.codec
         text = '{"sku":"e u","qty":1}'
-        line = p.codec.write(text, 60, 1000)
-        assert p.codec.write(text.encode(), 60, 1000) == line
-        assert p.codec.write_asgi(text, 60, 1000) == line.encode("latin-1")
-        assert p.codec.write_asgi(text.encode(), None, 1000) == p.codec.write(text).encode()
+        line = codec.write(text, 60, 1000)
+        assert codec.write(text.encode(), 60, 1000) == line
+        assert codec.write_asgi(text, 60, 1000) == line.encode("latin-1")
+        assert codec.write_asgi(text.encode(), None, 1000) == codec.write(text).encode()
     with pytest.raises(ValueError):
-        sessions.providers[0].codec.write(b"\xff", 60)
+        sessions.registrations[0].transport.codec.write(b"\xff", 60)
