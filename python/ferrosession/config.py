@@ -3,6 +3,7 @@
 import inspect
 import re
 import time
+import weakref
 from datetime import timedelta
 from typing import Any, Callable, Literal, Optional, Sequence, Union
 
@@ -25,6 +26,9 @@ _ENCODINGS = ("uri", "base64", "raw", "dquotes")
 
 
 _INDEX = ("index_add", "index_remove", "index_list")
+# every Sessions made, for integrations that look a session up by its type before any
+# request (ferrosession.fastapi names the OpenAPI security scheme after it)
+_ALL: "weakref.WeakSet[Sessions]" = weakref.WeakSet()
 
 
 def _check_name(name: object, what: str) -> str:
@@ -185,6 +189,7 @@ class Sessions:
         self._wsgi_keys: tuple[str, ...] = ()
         self._frozen = False
         self._secure_auto = False
+        _ALL.add(self)
 
     def _freeze(self) -> None:
         """Called by the middleware: the registry no longer changes."""
