@@ -20,6 +20,7 @@ use crate::error::CoreError;
 
 mod compat;
 mod crypto;
+mod django;
 mod dumps;
 mod found;
 mod inspect;
@@ -826,6 +827,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(new_session_id, m)?)?;
     m.add_function(wrap_pyfunction!(random_bytes, m)?)?;
     crypto::register(m)?;
+    django::register(m)?;
     compat::register(m)?;
     inspect::register(m)?;
     storage::register(m)?;
