@@ -10,6 +10,7 @@ __all__ = [
     "Clocks",
     "Codec",
     "DirectoryStorage",
+    "DjangoSigner",
     "FlaskCodec",
     "Schema",
     "StarletteCodec",
@@ -267,6 +268,7 @@ class FlaskCodec:
 
 def http_date(seconds: int) -> Optional[str]: ...
 
+@final
 class DjangoSigner:
     """Django's `signing` format (src/bindings/django.rs)."""
 
