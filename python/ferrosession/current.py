@@ -10,7 +10,7 @@ gets (headers, and storage work to run first).
 """
 
 from datetime import datetime, timedelta, timezone
-from typing import Any, NamedTuple, Optional, Sequence, TypeVar, Union, overload
+from typing import Any, NamedTuple, Optional, TypeVar, Union, overload
 
 from ferrosession._keys import seconds
 from ferrosession.config import Sessions
@@ -383,7 +383,8 @@ class CurrentSessions:
     # -- commit -----------------------------------------------------------------------
     def _plan(self) -> tuple[list[Header], list[Op]]:
         """What the response gets: the headers to add and the storage operations to run
-        first (see :func:`sent` for the headers that then go out)."""
+        first. A header with a guard goes out only if the storage work it goes with
+        held (see :class:`~ferrosession.state.Guard`)."""
         headers: list[Header] = []
         ops: list[Op] = []
         vary: Optional[Header] = None  # the transports read: what the response depends on
@@ -410,12 +411,14 @@ class CurrentSessions:
             done = home.run(op, args)
             if done is False and guard is not None:
                 guard.ok = False
-        went, cookie_sent = sent(headers)
-        # values as ASGI has them (bytes) or as WSGI wants them (str)
-        out = [
-            (name, value.decode("latin-1") if type(value) is bytes else value)
-            for name, _, value in went
-        ]
+        # the headers whose storage work held, with values as WSGI wants them (str)
+        out = []
+        cookie_sent = False
+        for name, _, value, cookie, guard in headers:
+            if guard is None or guard.ok:
+                out.append((name, value.decode("latin-1") if value.__class__ is bytes else value))
+                if cookie:
+                    cookie_sent = True
         if cookie_sent and not has_cache_control:
             out.append(("Cache-Control", "no-store"))
         return out
@@ -428,19 +431,6 @@ class CurrentSessions:
             done = await home.arun(op, args)
             if done is False and guard is not None:
                 guard.ok = False
-
-
-def sent(headers: Sequence[Header]) -> tuple[list[tuple[str, bytes, Any]], bool]:
-    """The planned headers whose storage work held, as ``(name, ASGI name, value)``,
-    and whether a session cookie is among them (then the response must not be cached:
-    the middleware adds ``Cache-Control: no-store`` unless the app set its own)."""
-    out = []
-    cookie_sent = False
-    for name, key, value, cookie, guard in headers:
-        if guard is None or guard.ok:
-            out.append((name, key, value))
-            cookie_sent = cookie_sent or cookie
-    return out, cookie_sent
 
 
 def _retire_id(st: State) -> None:
