@@ -275,7 +275,13 @@ class DjangoSigner:
     key_count: int
 
     def __new__(cls, secrets: list[bytes], salt: str = ...) -> DjangoSigner: ...
-    def dumps(self, json: bytes, compress: bool = True, now: Optional[int] = None) -> str: ...
+    def dumps(
+        self,
+        json: bytes,
+        compress: bool = True,
+        compress_min: int = 0,
+        now: Optional[int] = None,
+    ) -> str: ...
     def loads(
         self, signed: str, max_age: Optional[int] = None, now: Optional[int] = None
     ) -> Optional[tuple[bytes, int, bool]]: ...

@@ -31,11 +31,12 @@ impl DjangoSigner {
         self.inner.key_count()
     }
 
-    /// `signing.dumps` of the value whose JSON text is `json`.
-    #[pyo3(signature = (json, compress = true, now = None))]
-    fn dumps(&self, json: &[u8], compress: bool, now: Option<u64>) -> String {
+    /// `signing.dumps` of the value whose JSON text is `json`; with `compress`, JSON of
+    /// at least `compress_min` bytes is tried with zlib.
+    #[pyo3(signature = (json, compress = true, compress_min = 0, now = None))]
+    fn dumps(&self, json: &[u8], compress: bool, compress_min: usize, now: Option<u64>) -> String {
         self.inner
-            .dumps(json, compress, now.unwrap_or_else(unix_now))
+            .dumps(json, compress, compress_min, now.unwrap_or_else(unix_now))
     }
 
     /// `(json, timestamp, reissue)` of a value that verifies and is at most `max_age`

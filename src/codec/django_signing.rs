@@ -155,11 +155,13 @@ impl DjangoSigner {
         self.macs.len()
     }
 
-    /// `signing.dumps` of a value whose JSON text is `json`.
-    pub fn dumps(&self, json: &[u8], compress: bool, now: u64) -> String {
+    /// `signing.dumps` of a value whose JSON text is `json`. With `compress`, JSON of
+    /// at least `compress_min` bytes is tried with zlib (0 = always, as Django does):
+    /// both spellings are valid, and deflating a small payload costs more than it saves.
+    pub fn dumps(&self, json: &[u8], compress: bool, compress_min: usize, now: u64) -> String {
         let mut out = String::with_capacity(json.len() * 4 / 3 + 64);
         let mut plain = true;
-        if compress {
+        if compress && json.len() >= compress_min {
             let compressed = miniz_oxide::deflate::compress_to_vec_zlib(json, 6);
             if compressed.len() + 1 < json.len() {
                 out.push('.');
@@ -265,7 +267,7 @@ mod tests {
     #[test]
     fn reads_and_writes_djangos_cookie() {
         let s = signer(&["django-insecure-test-key"]);
-        assert_eq!(s.dumps(br#"{"a":1}"#, true, NOW), DJANGO_SMALL);
+        assert_eq!(s.dumps(br#"{"a":1}"#, true, 0, NOW), DJANGO_SMALL);
         let loaded = s.loads(DJANGO_SMALL.as_bytes(), Some(60), NOW).unwrap();
         assert_eq!(loaded.json, br#"{"a":1}"#);
         assert_eq!(loaded.timestamp, NOW);
@@ -276,21 +278,23 @@ mod tests {
     fn compresses_when_it_saves_two_bytes() {
         let s = signer(&["k"]);
         let json = format!(r#"{{"x":"{}"}}"#, "a".repeat(500));
-        let signed = s.dumps(json.as_bytes(), true, NOW);
+        let signed = s.dumps(json.as_bytes(), true, 0, NOW);
         assert!(signed.starts_with('.'));
         assert!(signed.len() < 200);
         assert_eq!(
             s.loads(signed.as_bytes(), None, NOW).unwrap().json,
             json.as_bytes()
         );
-        assert!(!s.dumps(json.as_bytes(), false, NOW).starts_with('.'));
+        assert!(!s.dumps(json.as_bytes(), false, 0, NOW).starts_with('.'));
+        assert!(!s.dumps(json.as_bytes(), true, 1024, NOW).starts_with('.'));
+        assert!(s.dumps(json.as_bytes(), true, 256, NOW).starts_with('.'));
     }
 
     #[test]
     fn fallback_keys_verify_and_report_their_index() {
         let old = signer(&["old"]);
         let both = signer(&["new", "old"]);
-        let signed = old.dumps(b"{}", true, NOW);
+        let signed = old.dumps(b"{}", true, 0, NOW);
         assert_eq!(
             both.loads(signed.as_bytes(), None, NOW).unwrap().key_index,
             1
@@ -303,7 +307,7 @@ mod tests {
     #[test]
     fn age_is_enforced_both_ways() {
         let s = signer(&["k"]);
-        let signed = s.dumps(b"{}", true, NOW);
+        let signed = s.dumps(b"{}", true, 0, NOW);
         assert!(s.loads(signed.as_bytes(), Some(10), NOW + 10).is_some());
         assert!(s.loads(signed.as_bytes(), Some(10), NOW + 11).is_none());
         assert!(s.loads(signed.as_bytes(), None, NOW - CLOCK_SKEW).is_some());

@@ -17,6 +17,9 @@ browser to keep):
   custom expiries were cut to it, ticket #19201);
 * a cookie signed more than a minute in the future is an empty session (Django takes
   it);
+* JSON under 256 bytes is not compressed, and compressed payloads come from miniz_oxide,
+  not CPython's zlib: other bytes than Django's for the same session, read by Django all
+  the same;
 * ``SESSION_SERIALIZER`` must be Django's ``JSONSerializer``: anything else (a pickle
   serializer) is ``ImproperlyConfigured`` when the engine is loaded, which Django's
   ``SessionMiddleware`` does at start-up.
@@ -52,26 +55,30 @@ _JSON_SERIALIZERS = frozenset(
     {"django.contrib.sessions.serializers.JSONSerializer", "django.core.signing.JSONSerializer"}
 )
 
-# One signer per (SECRET_KEY, SECRET_KEY_FALLBACKS): keys are derived once, where
-# Django derives them on every call; a few entries cover override_settings in tests.
-_signers: dict[tuple[bytes, ...], DjangoSigner] = {}
+# JSON shorter than this is not tried with zlib: both spellings are valid Django
+# cookies, and deflating a small session costs more than it could save.
+COMPRESS_MIN_BYTES = 256
+
+# The signer of the last (SECRET_KEY, SECRET_KEY_FALLBACKS) seen: keys are derived once
+# (Django derives them on every call) and made again when override_settings or a test
+# changes either.
+_last: tuple[object, list[object], DjangoSigner] | None = None
 
 
 def _signer() -> DjangoSigner:
-    secrets = (
-        force_bytes(settings.SECRET_KEY),
-        *(force_bytes(k) for k in settings.SECRET_KEY_FALLBACKS),
-    )
-    found = _signers.get(secrets)
-    if found is None:
-        if not secrets[0]:
-            raise ImproperlyConfigured(
-                "ferrosession.django.signed_cookies signs with SECRET_KEY; set it"
-            )
-        if len(_signers) >= 8:
-            _signers.clear()
-        found = _signers[secrets] = DjangoSigner(list(secrets), SALT)
-    return found
+    global _last
+    secret, fallbacks = settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS
+    last = _last
+    if last is not None and secret == last[0] and fallbacks == last[1]:
+        return last[2]
+    if not secret:
+        raise ImproperlyConfigured(
+            "ferrosession.django.signed_cookies signs with SECRET_KEY; set it"
+        )
+    keys = [force_bytes(secret), *(force_bytes(k) for k in fallbacks)]
+    signer = DjangoSigner(keys, SALT)
+    _last = (secret, list(fallbacks), signer)
+    return signer
 
 
 def check_serializer(path: str) -> type[Any]:
@@ -94,9 +101,13 @@ def check_serializer(path: str) -> type[Any]:
     return signing.JSONSerializer  # type: ignore[no-any-return]
 
 
+# Django's JSONSerializer, byte for byte (ASCII: Django reads it as latin-1); made once,
+# where json.dumps with separators builds an encoder per call
+_encode_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _dumps(session: dict[str, Any]) -> bytes:
-    # Django's JSONSerializer, byte for byte (ASCII: Django reads it as latin-1)
-    return json.dumps(session, separators=(",", ":")).encode("latin-1")
+    return _encode_json(session).encode("latin-1")
 
 
 def _loads(data: bytes) -> Any:
@@ -153,7 +164,7 @@ class SessionStore(django_signed_cookies.SessionStore):  # type: ignore[misc]
         return {}
 
     def _get_session_key(self) -> str:
-        return _signer().dumps(_dumps(self._session), True, int(time.time()))
+        return _signer().dumps(_dumps(self._session), True, COMPRESS_MIN_BYTES, int(time.time()))
 
 
 if settings.configured:
