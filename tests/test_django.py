@@ -306,3 +306,26 @@ def test_a_pickle_serializer_is_refused_at_start_up(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
     assert "SESSION_SERIALIZER = 'pickle_site.PickleSerializer'" in result.stderr
+
+
+def test_readme_settings_block_switches_engines_without_logging_anyone_out() -> None:
+    from readme_examples import BLOCKS
+
+    block = next(b for b in BLOCKS if f'SESSION_ENGINE = "{ENGINE}"' in b)
+    readme: dict[str, Any] = {}
+    exec(compile(block, "README.md Django block", "exec"), readme)
+    readme_settings = {k: v for k, v in readme.items() if k.isupper()}
+    assert readme_settings["SESSION_ENGINE"] == ENGINE
+    with override_settings(SESSION_ENGINE=DJANGO_ENGINE, SECRET_KEY="a retired secret"):
+        before = Client()
+        before.get("/login?user=ada")
+    with override_settings(**readme_settings):
+        after = Client()
+        after.cookies["sessionid"] = before.cookies["sessionid"].value
+        response = after.get("/whoami")
+        assert response.json() == {"user": "ada"}
+        reissued = response.cookies["sessionid"].value
+        assert signing.loads(reissued, key="the same secret as before", salt=SALT)["user"] == "ada"
+        too_old = signed_at({"user": "ada"}, readme_settings["SESSION_COOKIE_AGE"] + 5)
+        after.cookies["sessionid"] = too_old
+        assert after.get("/whoami").json() == {"user": None}
