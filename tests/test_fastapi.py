@@ -258,3 +258,35 @@ def test_without_the_middleware_it_is_sessions_not_installed() -> None:
         client.get("/maybe")
     with pytest.raises(fs.SessionsNotInstalled):
         client.get("/s")
+
+
+def test_a_msgspec_struct_session() -> None:
+    import msgspec
+
+    class Cart(msgspec.Struct, frozen=True):
+        items: list[str]
+
+    sessions = fs.Sessions()
+    sessions.cookie(Cart, "CART", transformers=[fs.MessageAuthentication(KEY)])
+    app = FastAPI()
+    app.add_middleware(fs.SessionMiddleware, sessions=sessions)
+
+    @app.post("/add/{item}")
+    async def add(
+        item: str,
+        cart: Annotated[Optional[Cart], Depends(session(Cart))],
+        s: Annotated[fs.CurrentSessions, Depends(current_sessions)],
+    ) -> int:
+        items = [*(cart.items if cart else []), item]
+        s.set(Cart(items))
+        return len(items)
+
+    @app.get("/cart")
+    def get_cart(cart: Annotated[Cart, Depends(session(Cart, required=True))]) -> list[str]:
+        return cart.items
+
+    client = TestClient(app)
+    assert client.get("/cart").status_code == 401
+    assert client.post("/add/tea").json() == 1
+    assert client.post("/add/milk").json() == 2
+    assert client.get("/cart").json() == ["tea", "milk"]
