@@ -329,3 +329,96 @@ def test_readme_settings_block_switches_engines_without_logging_anyone_out() -> 
         too_old = signed_at({"user": "ada"}, readme_settings["SESSION_COOKIE_AGE"] + 5)
         after.cookies["sessionid"] = too_old
         assert after.get("/whoami").json() == {"user": None}
+
+
+# -- ferrosession.django.store -------------------------------------------------------------
+STORE_ENGINE = "ferrosession.django.store"
+
+
+def test_store_engine_keeps_only_hashed_keys_and_json(tmp_path: Path) -> None:
+    import ferrosession as fs
+    from ferrosession.django import store
+
+    storage = fs.DirectoryStorage(str(tmp_path / "sessions"), cached=False)
+    with override_settings(SESSION_ENGINE=STORE_ENGINE, FERROSESSION_STORAGE=storage):
+        client = Client()
+        client.get("/login?user=ada")
+        key = client.cookies["sessionid"].value
+        assert client.get("/whoami").json() == {"user": "ada"}
+        assert storage.read(key) is None
+        assert '"user":"ada"' in (storage.read(store.storage_key(key)) or "")
+        dumped = b"".join(p.read_bytes() for p in (tmp_path / "sessions").rglob("*") if p.is_file())
+        dumped += "".join(str(p) for p in (tmp_path / "sessions").rglob("*")).encode()
+        assert key.encode() not in dumped
+
+
+def test_store_engine_logout_wins_and_cycle_key_ends_the_old_key() -> None:
+    from django.contrib.sessions.backends.base import UpdateError
+
+    import ferrosession as fs
+    from ferrosession.django.store import SessionStore
+
+    with override_settings(SESSION_ENGINE=STORE_ENGINE, FERROSESSION_STORAGE=fs.MemoryStorage()):
+        first = SessionStore()
+        first["user"] = "ada"
+        first.save()
+        key = first.session_key
+        other = SessionStore(key)
+        assert other["user"] == "ada"
+        first.flush()  # logout in one request
+        other["user"] = "mallory"
+        with pytest.raises(UpdateError):
+            other.save()  # the other request's save does not bring it back
+        assert not SessionStore().exists(key)
+        again = SessionStore()
+        again["user"] = "grace"
+        again.save()
+        old = again.session_key
+        again.cycle_key()
+        assert again.session_key != old and not again.exists(old)
+        assert SessionStore(again.session_key)["user"] == "grace"
+
+
+def test_store_engine_set_expiry_is_the_storage_ttl() -> None:
+    import ferrosession as fs
+    from ferrosession.django.store import SessionStore, storage_key
+
+    storage = fs.MemoryStorage()
+    with override_settings(SESSION_ENGINE=STORE_ENGINE, FERROSESSION_STORAGE=storage):
+        s = SessionStore()
+        s["user"] = "ada"
+        s.set_expiry(30)
+        s.save()
+        found = storage.read_ttl(storage_key(s.session_key))
+        assert found is not None and 0 < found[1] <= 30  # seconds left
+        assert s.get_expiry_age() == 30
+        s.set_expiry(timedelta(seconds=-5))
+        s.save()
+        assert not s.exists(s.session_key)
+
+
+def test_clearsessions_runs_the_storages_gc(tmp_path: Path) -> None:
+    from django.core.management import call_command
+
+    import ferrosession as fs
+
+    storage = fs.DirectoryStorage(str(tmp_path / "s"), cached=False)
+    storage.write("expiring-entry", "{}", 1)
+    storage.write("live-entry", "{}", 3600)
+    with override_settings(SESSION_ENGINE=STORE_ENGINE, FERROSESSION_STORAGE=storage):
+        time.sleep(1.1)
+        files_before = sum(1 for p in (tmp_path / "s").rglob("*") if p.is_file())
+        call_command("clearsessions")
+        files_after = sum(1 for p in (tmp_path / "s").rglob("*") if p.is_file())
+        assert files_after < files_before
+        assert storage.read("live-entry") == "{}"
+
+
+def test_store_engine_without_a_storage_is_improperly_configured() -> None:
+    from ferrosession.django.store import SessionStore
+
+    with (
+        override_settings(SESSION_ENGINE=STORE_ENGINE, FERROSESSION_STORAGE=None),
+        pytest.raises(ImproperlyConfigured, match="FERROSESSION_STORAGE"),
+    ):
+        SessionStore()

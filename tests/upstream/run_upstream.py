@@ -20,7 +20,11 @@ the session tests in a subprocess with a plugin that swaps the drop-ins in:
 * Django: ``sessions_tests.tests.CookieSessionTests`` of the sdist's ``tests/``, run by
   Django's own ``runtests.py`` (unittest, ``test_sqlite`` settings) through
   ``django_runner.py``, which puts ``ferrosession.django.signed_cookies``'s
-  ``SessionStore`` in place of Django's signed-cookie one before the tests import it.
+  ``SessionStore`` in place of Django's signed-cookie one before the tests import it;
+  and Django's ``SessionTestsMixin`` against ``ferrosession.django.store`` on a
+  ``MemoryStorage`` and a ``DirectoryStorage`` (``django_store_tests.py``, copied in as
+  ``sessions_tests/ferrosession_store.py``). The baseline runs ``CookieSessionTests``,
+  ``FileSessionTests`` and ``CacheSessionTests`` on Django's own engines.
   ``Suite.documented`` lists the outcomes that differ on purpose (the README says why).
 
 A third plugin, ``plugin_pytest_compat.py``, is loaded in both modes: it only bridges the
@@ -68,6 +72,8 @@ class Suite:
     runner: str = "pytest"
     # test -> why its outcome differs with the drop-in, on purpose (README says which)
     documented: tuple[tuple[str, str], ...] = ()
+    # what the baseline runs when it is not ``files`` (the originals' own test classes)
+    baseline_files: tuple[str, ...] = ()
 
 
 SUITES = {
@@ -106,7 +112,14 @@ filterwarnings =
     "django": Suite(
         dist="django",
         plugin="django_runner",
-        files=("sessions_tests.tests.CookieSessionTests",),
+        # ferrosession_store: SessionTestsMixin on ferrosession.django.store
+        # (django_store_tests.py, copied in), on a MemoryStorage and a DirectoryStorage
+        files=("sessions_tests.tests.CookieSessionTests", "sessions_tests.ferrosession_store"),
+        baseline_files=(
+            "sessions_tests.tests.CookieSessionTests",
+            "sessions_tests.tests.FileSessionTests",
+            "sessions_tests.tests.CacheSessionTests",
+        ),
         keyword=None,
         ini="",
         runner="django",
@@ -236,9 +249,13 @@ def run_suite(suite: str, root: Path, *, swap: bool = True, timeout: float = 300
 def run_django(spec: Suite, root: Path, *, swap: bool, timeout: float) -> list[Outcome]:
     """Django's tests run by its own ``runtests.py`` (unittest, test_sqlite settings),
     through ``django_runner.py``, which swaps the engine in when ``swap``."""
+    shutil.copyfile(
+        HERE / "django_store_tests.py", root / "tests" / "sessions_tests" / "ferrosession_store.py"
+    )
+    labels = spec.files if swap or not spec.baseline_files else spec.baseline_files
     cmd = [
         sys.executable, str(HERE / "django_runner.py"), *(["--swap"] if swap else []),
-        *spec.files, "--settings=test_sqlite", "--parallel=1", "--verbosity=2",
+        *labels, "--settings=test_sqlite", "--parallel=1", "--verbosity=2",
     ]  # fmt: skip
     env = dict(os.environ)
     env.pop("DJANGO_SETTINGS_MODULE", None)
