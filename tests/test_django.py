@@ -422,3 +422,19 @@ def test_store_engine_without_a_storage_is_improperly_configured() -> None:
         pytest.raises(ImproperlyConfigured, match="FERROSESSION_STORAGE"),
     ):
         SessionStore()
+
+
+def test_readme_store_block_serves_sessions_from_its_storage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from readme_examples import BLOCKS
+
+    monkeypatch.chdir(tmp_path)
+    block = next(b for b in BLOCKS if f'SESSION_ENGINE = "{STORE_ENGINE}"' in b)
+    readme: dict[str, Any] = {}
+    exec(compile(block, "README.md Django store block", "exec"), readme)
+    with override_settings(**{k: v for k, v in readme.items() if k.isupper()}):
+        client = Client()
+        client.get("/login?user=ada")
+        assert client.get("/whoami").json() == {"user": "ada"}
+        assert any(p.is_file() for p in (tmp_path / ".sessions").rglob("*"))
