@@ -5,6 +5,7 @@ enforced by the server, and a pickle serializer is refused at start-up."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import pickle
 import subprocess
@@ -41,6 +42,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse  # noqa: E402
 from django.test import Client, override_settings  # noqa: E402
 from django.urls import path  # noqa: E402
 
+import ferrosession as fs  # noqa: E402
 from ferrosession.django import signed_cookies as ours  # noqa: E402
 
 SALT = "django.contrib.sessions.backends.signed_cookies"
@@ -68,7 +70,41 @@ async def async_whoami_view(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"user": await request.session.aget("user")})
 
 
+@dataclasses.dataclass
+class Login:
+    user: str
+
+
+SESSIONS = fs.Sessions()
+SESSIONS.cookie(Login, "login", transformers=[fs.MessageAuthentication(bytes(range(32)))])
+
+
+def typed_login_view(request: HttpRequest) -> HttpResponse:
+    fs.get_sessions(request).set(Login(request.GET.get("user", "ada")))
+    request.session["django_side"] = "kept"  # Django's own session, beside it
+    return HttpResponse("ok")
+
+
+def typed_whoami_view(request: HttpRequest) -> HttpResponse:
+    login = fs.get_sessions(request).get(Login)
+    return JsonResponse({"user": login.user if login else None})
+
+
+async def async_typed_whoami_view(request: HttpRequest) -> HttpResponse:
+    login = fs.get_sessions(request).get(Login)
+    return JsonResponse({"user": login.user if login else None})
+
+
+def typed_logout_view(request: HttpRequest) -> HttpResponse:
+    fs.get_sessions(request).clear(Login)
+    return HttpResponse("ok")
+
+
 urlpatterns = [
+    path("typed-login", typed_login_view),
+    path("typed-whoami", typed_whoami_view),
+    path("async-typed-whoami", async_typed_whoami_view),
+    path("typed-logout", typed_logout_view),
     path("login", login_view),
     path("whoami", whoami_view),
     path("expire", expire_view),
@@ -438,3 +474,68 @@ def test_readme_store_block_serves_sessions_from_its_storage(
         client.get("/login?user=ada")
         assert client.get("/whoami").json() == {"user": "ada"}
         assert any(p.is_file() for p in (tmp_path / ".sessions").rglob("*"))
+
+
+# -- ferrosession.django.SessionMiddleware ----------------------------------------------------
+TYPED = override_settings(
+    MIDDLEWARE=[
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "ferrosession.django.SessionMiddleware",
+    ],
+    FERROSESSION_SESSIONS=f"{__name__}.SESSIONS",
+)
+
+
+def test_typed_sessions_in_sync_views_beside_djangos_session() -> None:
+    with TYPED:
+        client = Client()
+        assert client.get("/typed-whoami").json() == {"user": None}
+        response = client.get("/typed-login?user=grace")
+        assert {"login", "sessionid"} <= set(response.cookies)
+        line = response.cookies["login"].output(header="").strip()  # what the handler sends
+        assert line.startswith("login=") and "HttpOnly" in line
+        assert client.get("/typed-whoami").json() == {"user": "grace"}
+        assert client.get("/whoami").json() == {"user": None}  # Django's: its own data
+        assert signing.loads(client.cookies["sessionid"].value, salt=SALT) == {
+            "django_side": "kept"
+        }
+        client.get("/typed-logout")
+        assert client.get("/typed-whoami").json() == {"user": None}
+
+
+def test_typed_sessions_reject_a_tampered_cookie() -> None:
+    with TYPED:
+        client = Client()
+        client.get("/typed-login?user=grace")
+        value = client.cookies["login"].value
+        client.cookies["login"] = value[:-3] + ("AAA" if value[-3:] != "AAA" else "BBB")
+        assert client.get("/typed-whoami").json() == {"user": None}
+
+
+def test_typed_sessions_in_async_views_under_the_asgi_handler() -> None:
+    from django.test import AsyncClient
+
+    async def run() -> None:
+        with TYPED:
+            client = AsyncClient()
+            response = await client.get("/typed-login?user=ada")
+            client.cookies["login"] = response.cookies["login"].value
+            got = await client.get("/async-typed-whoami")
+            assert got.json() == {"user": "ada"}
+            got = await client.get("/typed-whoami")  # a sync view under ASGI
+            assert got.json() == {"user": "ada"}
+
+    asyncio.run(run())
+
+
+def test_typed_middleware_needs_ferrosession_sessions() -> None:
+    from django.core.handlers.wsgi import WSGIHandler
+
+    for value in (None, "no.such.module.sessions", f"{__name__}.SALT"):
+        with (
+            override_settings(
+                MIDDLEWARE=["ferrosession.django.SessionMiddleware"], FERROSESSION_SESSIONS=value
+            ),
+            pytest.raises(ImproperlyConfigured, match="FERROSESSION_SESSIONS"),
+        ):
+            WSGIHandler()
