@@ -539,3 +539,30 @@ def test_typed_middleware_needs_ferrosession_sessions() -> None:
             pytest.raises(ImproperlyConfigured, match="FERROSESSION_SESSIONS"),
         ):
             WSGIHandler()
+
+
+def test_readme_typed_block_serves_its_views() -> None:
+    import types
+
+    from readme_examples import BLOCKS
+
+    block = next(b for b in BLOCKS if "ferrosession.django.SessionMiddleware" in b)
+    module = types.ModuleType("readme_django_typed")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    try:
+        exec(compile(block, "README.md Django typed block", "exec"), module.__dict__)
+        module.urlpatterns = [  # type: ignore[attr-defined]
+            path("sign-in", module.sign_in),
+            path("whoami", module.whoami),
+        ]
+        with override_settings(
+            ROOT_URLCONF=module.__name__,
+            MIDDLEWARE=["ferrosession.django.SessionMiddleware"],
+            FERROSESSION_SESSIONS=f"{module.__name__}.sessions",
+        ):
+            client = Client()
+            assert client.get("/whoami").json() == {"user": None}
+            client.get("/sign-in")
+            assert client.get("/whoami").json() == {"user": "ada"}
+    finally:
+        del sys.modules[module.__name__]
