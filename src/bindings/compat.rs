@@ -28,7 +28,7 @@ use crate::codec::itsdangerous::{
 use crate::codec::itsdangerous::{FlaskCodec as CoreFlask, StarletteCodec as CoreStarlette};
 use crate::codec::unix_now;
 
-use super::json_out::{JsonWriter, Style};
+use super::json_write::{JsonWriter, Style};
 
 /// The `Cookie` headers of an ASGI scope: none, one (borrowed from its `bytes`), or
 /// several joined with `;` (Starlette reads them as one).
