@@ -19,6 +19,7 @@ use crate::error::CoreError;
 
 mod compat;
 mod crypto;
+mod decode;
 mod inspect;
 mod json_write;
 mod schema;
