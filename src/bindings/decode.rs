@@ -97,6 +97,24 @@ fn expected(what: &str, r: &Reader<'_>) -> Miss {
     misfit(format!("expected {what}, got {}", json_type(r)))
 }
 
+fn int<'py>(py: Python<'py>, r: &mut Reader<'_>) -> Result<Bound<'py, PyAny>, Miss> {
+    Ok(match syn(r.number())? {
+        Number::Int(i) => i.into_pyobject(py)?.into_any(),
+        Number::UInt(u) => u.into_pyobject(py)?.into_any(),
+        Number::Float(_) => return Err(misfit("expected integer, got number".into())),
+    })
+}
+
+/// A number for a `float`: an integer converted (correctly rounded, as `float(int)`).
+fn float<'py>(py: Python<'py>, r: &mut Reader<'_>) -> Result<Bound<'py, PyAny>, Miss> {
+    let f = match syn(r.number())? {
+        Number::Int(i) => i as f64,
+        Number::UInt(u) => u as f64,
+        Number::Float(f) => f,
+    };
+    Ok(PyFloat::new(py, f).into_any())
+}
+
 /// `[{key[:32]!r}]` (with `...` when cut), as `serializers._key_segment` writes it.
 fn key_segment(py: Python<'_>, key: &str) -> String {
     let cut: String = key.chars().take(32).collect();
@@ -125,10 +143,19 @@ impl Schema {
         Ok(match (&self.nodes[id], kind) {
             (Node::Any, _) => self.any(py, r, kind, depth)?,
             (Node::Str, Kind::String) => PyString::new(py, &syn(r.string())?).into_any(),
+            (Node::Int, Kind::Number) => int(py, r)?,
+            (Node::Float, Kind::Number) => float(py, r)?,
             (Node::Bool, Kind::Bool) => syn(r.boolean())?.into_pyobject(py)?.to_owned().into_any(),
             (Node::Null, Kind::Null) | (Node::Optional(_), Kind::Null) => {
                 syn(r.null())?;
                 py.None().into_bound(py)
+            }
+            (Node::Optional(inner), _) => {
+                let saved = r.clone();
+                match self.value(py, r, *inner, depth) {
+                    Ok(value) => value,
+                    Err(miss) => return Err(self.optional_misfit(miss, *inner, &saved)),
+                }
             }
             (Node::List(inner), Kind::Array) => self.list(py, r, *inner, depth)?.into_any(),
             (Node::Record(record), Kind::Object) => self.record(py, r, record, depth)?,
@@ -136,6 +163,26 @@ impl Schema {
         })
     }
 
+    /// A misfit inside `Optional[X]`: for an exact scalar X the message says that null
+    /// would do too.
+    #[inline(never)]
+    fn optional_misfit(&self, miss: Miss, inner: usize, at: &Reader<'_>) -> Miss {
+        let name = match self.nodes[inner] {
+            Node::Str => "string",
+            Node::Int => "integer",
+            Node::Bool => "boolean",
+            Node::Null => "null",
+            _ => return miss,
+        };
+        match miss {
+            Miss::Mismatch { path, .. } if path.is_empty() => {
+                expected(&format!("{name} or null"), at)
+            }
+            other => other,
+        }
+    }
+
+    /// The nodes `value` does not read itself.
     #[inline(never)]
     fn rest<'py>(
         &self,
@@ -147,31 +194,17 @@ impl Schema {
     ) -> Result<Bound<'py, PyAny>, Miss> {
         let node = &self.nodes[id];
         Ok(match (node, kind) {
-            (Node::Any, _) => self.any(py, r, kind, depth)?,
-            (Node::Str, Kind::String) => PyString::new(py, &syn(r.string())?).into_any(),
-            (Node::Int, Kind::Number) => match syn(r.number())? {
-                Number::Int(i) => i.into_pyobject(py)?.into_any(),
-                Number::UInt(u) => u.into_pyobject(py)?.into_any(),
-                Number::Float(_) => return Err(misfit("expected integer, got number".into())),
-            },
-            (Node::Float, Kind::Number) => PyFloat::new(
-                py,
-                match syn(r.number())? {
-                    Number::Int(i) => i as f64,
-                    Number::UInt(u) => u as f64,
-                    Number::Float(f) => f,
-                },
-            )
-            .into_any(),
-            (Node::Bool, Kind::Bool) => syn(r.boolean())?.into_pyobject(py)?.to_owned().into_any(),
-            (Node::Null, Kind::Null) | (Node::Optional(_), Kind::Null) => {
-                syn(r.null())?;
-                py.None().into_bound(py)
-            }
+            // read by `value` (not reached from there)
+            (Node::Any | Node::Optional(_), _)
+            | (Node::Str, Kind::String)
+            | (Node::Int | Node::Float, Kind::Number)
+            | (Node::Bool, Kind::Bool)
+            | (Node::Null, Kind::Null)
+            | (Node::List(_), Kind::Array)
+            | (Node::Record(_), Kind::Object) => return self.value(py, r, id, depth),
             (Node::Object, Kind::Object) | (Node::Array, Kind::Array) => {
                 self.any(py, r, kind, depth)?
             }
-            (Node::List(inner), Kind::Array) => self.list(py, r, *inner, depth)?.into_any(),
             (Node::Tuple(inner), Kind::Array) => {
                 let list = self.list(py, r, *inner, depth)?;
                 PyTuple::new(py, list.iter())?.into_any()
@@ -189,33 +222,6 @@ impl Schema {
                     dict.set_item(PyString::new(py, &key), item)?;
                 }
                 dict.into_any()
-            }
-            (Node::Optional(inner), _) => {
-                let saved = r.clone();
-                match self.value(py, r, *inner, depth) {
-                    Err(Miss::Mismatch {
-                        reason,
-                        path,
-                        cause,
-                    }) if path.is_empty() => {
-                        // an exact scalar inside: the message says null would do too
-                        let name = match self.nodes[*inner] {
-                            Node::Str => "string",
-                            Node::Int => "integer",
-                            Node::Bool => "boolean",
-                            Node::Null => "null",
-                            _ => {
-                                return Err(Miss::Mismatch {
-                                    reason,
-                                    path,
-                                    cause,
-                                })
-                            }
-                        };
-                        return Err(expected(&format!("{name} or null"), &saved));
-                    }
-                    found => found?,
-                }
             }
             (
                 Node::Union {
@@ -287,7 +293,6 @@ impl Schema {
                     Err(e) => return Err(e.into()),
                 }
             }
-            (Node::Record(record), Kind::Object) => self.record(py, r, record, depth)?,
             (Node::Str, _) => return Err(expected("string", r)),
             (Node::Int, _) => return Err(expected("integer", r)),
             (Node::Float, _) => return Err(expected("number", r)),
@@ -418,8 +423,11 @@ impl Schema {
         depth: usize,
     ) -> Result<Bound<'py, PyAny>, Miss> {
         syn(r.begin_object())?;
-        let mut slots: Vec<Option<Result<Bound<'py, PyAny>, Miss>>> =
+        let mut values: Vec<Option<Bound<'py, PyAny>>> =
             record.fields.iter().map(|_| None).collect();
+        // the misfits by field, made only when there is one (the last of a repeated key
+        // counts, as in the dict orjson reads)
+        let mut misfits: Vec<Option<Miss>> = Vec::new();
         let mut first = true;
         while let Some(key) = syn(r.key(first))? {
             first = false;
@@ -428,28 +436,33 @@ impl Schema {
                 continue;
             };
             let saved = r.clone();
-            slots[i] = Some(match self.value(py, r, record.fields[i].node, depth + 1) {
-                Ok(value) => Ok(value),
+            match self.value(py, r, record.fields[i].node, depth + 1) {
+                Ok(value) => {
+                    values[i] = Some(value);
+                    if let Some(misfit) = misfits.get_mut(i) {
+                        *misfit = None;
+                    }
+                }
                 Err(miss @ Miss::Mismatch { .. }) => {
                     *r = saved;
                     syn(r.skip(depth + 1))?;
-                    Err(miss)
+                    values[i] = None;
+                    if misfits.is_empty() {
+                        misfits = record.fields.iter().map(|_| None).collect();
+                    }
+                    misfits[i] = Some(miss);
                 }
                 Err(other) => return Err(other),
-            });
+            }
         }
         // every error first, in declaration order; only then the defaults
-        let mut values = Vec::with_capacity(slots.len());
-        for (field, slot) in record.fields.iter().zip(slots) {
-            match slot {
-                Some(Ok(value)) => values.push(Some(value)),
-                Some(Err(miss)) => return Err(within(miss, || field.segment.clone())),
-                None if matches!(field.missing, Missing::Required) => {
-                    return Err(within(misfit("missing required field".into()), || {
-                        field.segment.clone()
-                    }))
-                }
-                None => values.push(None),
+        for (i, (field, value)) in record.fields.iter().zip(&values).enumerate() {
+            if let Some(miss) = misfits.get_mut(i).and_then(Option::take) {
+                return Err(within(miss, || field.segment.clone()));
+            }
+            if value.is_none() && matches!(field.missing, Missing::Required) {
+                let miss = misfit("missing required field".into());
+                return Err(within(miss, || field.segment.clone()));
             }
         }
         let Some(cls) = &record.cls else {

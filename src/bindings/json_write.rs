@@ -141,6 +141,20 @@ impl<'s> JsonWriter<'s> {
             self.out.extend_from_slice(b"{}");
             return Some(());
         }
+        let start = self.out.len();
+        // the usual instance: its __dict__ is exactly its fields, in order (read without
+        // an attribute lookup per field)
+        if let Ok(attrs) = obj.getattr(pyo3::intern!(py, "__dict__")) {
+            if let Ok(attrs) = attrs.cast_exact::<PyDict>() {
+                if attrs.len() == names.len() {
+                    // `None`: a value orjson must write, whichever way it is read
+                    if self.items(attrs, names, depth)? {
+                        return Some(());
+                    }
+                }
+                self.out.truncate(start);
+            }
+        }
         self.out.push(b'{');
         for (i, name) in names.iter().enumerate() {
             if i > 0 {
@@ -153,6 +167,36 @@ impl<'s> JsonWriter<'s> {
         }
         self.out.push(b'}');
         Some(())
+    }
+
+    /// `attrs` written as the fields `names`: `Some(false)` when its keys are not
+    /// exactly those in that order, `None` when a value is not plain.
+    fn items(
+        &mut self,
+        attrs: &Bound<'_, PyDict>,
+        names: &[Py<PyString>],
+        depth: u32,
+    ) -> Option<bool> {
+        let py = attrs.py();
+        self.out.push(b'{');
+        for (i, ((key, item), name)) in attrs.iter().zip(names).enumerate() {
+            let name = name.bind(py);
+            let same = key.is(name)
+                || key
+                    .cast_exact::<PyString>()
+                    .is_ok_and(|k| k.to_str().ok() == name.to_str().ok());
+            if !same {
+                return Some(false);
+            }
+            if i > 0 {
+                self.out.push(b',');
+            }
+            write_string(&mut self.out, name.to_str().ok()?);
+            self.out.push(b':');
+            self.value(&item, depth + 1)?;
+        }
+        self.out.push(b'}');
+        Some(true)
     }
 
     fn int(&mut self, obj: &Bound<'_, PyAny>) -> Option<()> {
