@@ -22,15 +22,19 @@ pub(super) enum Miss {
     Syntax,
     /// Typed nodes nested deeper than `TYPED_DEPTH`.
     Deep,
-    /// Valid JSON that does not fit: what is wrong and where, innermost segment first
-    /// (pushed while unwinding); `cause` for a class that rejected its fields.
-    Mismatch {
-        reason: String,
-        path: Vec<String>,
-        cause: Option<PyErr>,
-    },
+    /// Valid JSON that does not fit (boxed: the error path only, so the results of
+    /// the reading stay small).
+    Mismatch(Box<Misfit>),
     /// A Python call raised (a `default_factory`): raised as it is.
     Err(PyErr),
+}
+
+/// What is wrong and where, innermost segment first (pushed while unwinding); `cause`
+/// for a class that rejected its fields.
+pub(super) struct Misfit {
+    reason: String,
+    path: Vec<String>,
+    cause: Option<PyErr>,
 }
 
 impl From<PyErr> for Miss {
@@ -46,27 +50,19 @@ impl From<std::convert::Infallible> for Miss {
 }
 
 fn misfit(reason: String) -> Miss {
-    Miss::Mismatch {
+    Miss::Mismatch(Box::new(Misfit {
         reason,
         path: Vec::new(),
         cause: None,
-    }
+    }))
 }
 
 /// The mismatch of a value whose place is `segment`.
 fn within(miss: Miss, segment: impl FnOnce() -> String) -> Miss {
     match miss {
-        Miss::Mismatch {
-            reason,
-            mut path,
-            cause,
-        } => {
-            path.push(segment());
-            Miss::Mismatch {
-                reason,
-                path,
-                cause,
-            }
+        Miss::Mismatch(mut misfit) => {
+            misfit.path.push(segment());
+            Miss::Mismatch(misfit)
         }
         other => other,
     }
@@ -175,7 +171,7 @@ impl Schema {
             _ => return miss,
         };
         match miss {
-            Miss::Mismatch { path, .. } if path.is_empty() => {
+            Miss::Mismatch(misfit) if misfit.path.is_empty() => {
                 expected(&format!("{name} or null"), at)
             }
             other => other,
@@ -239,7 +235,7 @@ impl Schema {
                 for &member in members {
                     match self.value(py, r, member, depth) {
                         Ok(value) => return Ok(value),
-                        Err(Miss::Mismatch { .. }) => *r = saved.clone(),
+                        Err(Miss::Mismatch(_)) => *r = saved.clone(),
                         Err(other) => return Err(other),
                     }
                 }
@@ -443,7 +439,7 @@ impl Schema {
                         *misfit = None;
                     }
                 }
-                Err(miss @ Miss::Mismatch { .. }) => {
+                Err(miss @ Miss::Mismatch(_)) => {
                     *r = saved;
                     syn(r.skip(depth + 1))?;
                     values[i] = None;
@@ -477,7 +473,7 @@ impl Schema {
         let cls = cls.bind(py);
         if record.plain {
             // as the generated __init__ builds it: every field, in declaration order
-            let obj = self.new.bind(py).call1((cls,))?;
+            let obj = self.new.bind(py).call1(record.new_args.bind(py))?;
             let dict = obj.getattr(pyo3::intern!(py, "__dict__"))?;
             let dict = dict.cast::<PyDict>().map_err(PyErr::from)?;
             for (field, value) in record.fields.iter().zip(values) {
@@ -505,11 +501,11 @@ impl Schema {
             {
                 let name = cls.getattr(pyo3::intern!(py, "__qualname__"))?;
                 let kind = e.get_type(py).name()?;
-                Err(Miss::Mismatch {
+                Err(Miss::Mismatch(Box::new(Misfit {
                     reason: format!("{name}() rejected the value ({kind})"),
                     path: Vec::new(),
                     cause: Some(e),
-                })
+                })))
             }
             Err(e) => Err(e.into()),
         }
@@ -545,11 +541,12 @@ impl Schema {
                 Ok(error) => PyErr::from_value(error),
                 Err(e) => e,
             },
-            Miss::Mismatch {
-                reason,
-                path,
-                cause,
-            } => {
+            Miss::Mismatch(misfit) => {
+                let Misfit {
+                    reason,
+                    path,
+                    cause,
+                } = *misfit;
                 let path = match PyTuple::new(py, path.iter().rev()) {
                     Ok(path) => path,
                     Err(e) => return e,

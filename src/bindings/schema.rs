@@ -63,6 +63,8 @@ pub(super) struct Record {
     /// Built by filling `__dict__` (the generated `__init__` does nothing more);
     /// otherwise by calling the class.
     pub(super) plain: bool,
+    /// `(cls,)`: the arguments of `object.__new__`, made once
+    pub(super) new_args: Py<PyTuple>,
     pub(super) fields: Vec<Field>,
     /// Every field name in declaration order: what is written.
     pub(super) names: Vec<Py<PyString>>,
@@ -178,6 +180,7 @@ fn compile_node(node: &Bound<'_, PyTuple>, classes: &mut Classes) -> PyResult<No
                     .by_type
                     .insert(cls.as_ptr() as usize, Class::Dataclass(names_again));
                 Record {
+                    new_args: PyTuple::new(node.py(), [&cls])?.unbind(),
                     cls: Some(cls.unbind()),
                     plain: item(node, 2)?.is_truthy()?,
                     fields,
@@ -188,6 +191,7 @@ fn compile_node(node: &Bound<'_, PyTuple>, classes: &mut Classes) -> PyResult<No
                 Record {
                     cls: None,
                     plain: false,
+                    new_args: PyTuple::empty(node.py()).unbind(),
                     fields,
                     names: Vec::new(),
                     expected: text(node, 2)?,
