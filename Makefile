@@ -40,10 +40,13 @@ $(VENV)/.build-stamp: $(DEPS_STAMP) $(SOURCES)
 develop: $(VENV)/.build-stamp ## Build the extension (debug) into .venv
 
 .PHONY: services
-services: ## Install what the tests need from Debian when it is missing (redis-server)
+services: ## Install what the tests need from Debian when it is missing (redis-server, postgresql)
 	@command -v redis-server >/dev/null || { \
 	  echo "installing redis-server (Debian package)"; \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	@test -x /usr/lib/postgresql/15/bin/initdb || { \
+	  echo "installing postgresql (Debian package; tests start their own cluster)"; \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
 .PHONY: browser
 browser: ## Install Debian's Chromium for the browser test when it is missing
@@ -53,6 +56,7 @@ browser: ## Install Debian's Chromium for the browser test when it is missing
 
 .PHONY: test
 test: develop services browser ## Build everything and run the Rust and Python tests
+	$(MAKE) --no-print-directory docs
 	cargo test --lib --quiet
 	cargo test --lib --quiet -- --ignored a_million_nonces_are_distinct
 	CARGO_TARGET_DIR=$(abspath target/fuzz-replay) cargo test --manifest-path fuzz/Cargo.toml --lib --quiet
@@ -72,7 +76,7 @@ fuzz: ## Fuzz the Rust cookie codec with cargo-fuzz (FUZZ_SECONDS per target, de
 	done
 
 .PHONY: lint
-lint: develop ## ruff, mypy --strict (the package and every README example), cargo fmt --check, clippy -D warnings
+lint: develop ## ruff, mypy --strict (the package and every README example), cargo fmt --check, clippy -D warnings, actionlint
 	$(VENV)/bin/ruff format --check python tests benches
 	$(VENV)/bin/ruff check python tests benches
 	$(VENV)/bin/mypy
@@ -83,6 +87,7 @@ lint: develop ## ruff, mypy --strict (the package and every README example), car
 	cargo clippy --all-targets --features python --quiet -- -D warnings
 	CARGO_TARGET_DIR=$(abspath target/fuzz-replay) cargo clippy --manifest-path fuzz/Cargo.toml --all-targets --quiet -- -D warnings
 	cargo clippy --all-targets --quiet -- -D warnings
+	$(VENV)/bin/actionlint .github/workflows/*.yml
 
 .PHONY: fmt
 fmt: venv ## Format Python and Rust sources
@@ -103,7 +108,7 @@ bench-build: $(DEPS_STAMP) ## Build a release snapshot for the benchmarks (leave
 	$(MATURIN) build --release --quiet --out target/bench-wheels
 	$(PIP) install --quiet --no-deps --target $(BENCH_SITE) target/bench-wheels/*.whl
 
-BENCHES ?= asgi_overhead storage_overhead primitives compat_overhead wsgi_overhead memory uvicorn_wrk
+BENCHES ?= asgi_overhead configurations storage_overhead primitives compat_overhead wsgi_overhead memory uvicorn_wrk
 BENCH_ARGS ?=
 
 .PHONY: bench-tools
@@ -121,10 +126,20 @@ bench: bench-build services bench-tools ## Benchmarks against the Python peers (
 upstream: develop ## Starlette's and Flask's own session tests against the drop-ins, beside the originals
 	$(PY) tests/upstream/run_upstream.py --baseline
 
+# The wheel PyPI gets from Linux x86_64: abi3, linked by zig (the ziglang package, found
+# on PATH through the venv) for glibc 2.17, so RHEL 8, Debian 11 and Ubuntu 20.04 install it.
+# Other platforms need Rust targets this machine lacks: .github/workflows/release.yml.
+WHEEL_DIR ?= dist
+
 .PHONY: wheel
-wheel: $(DEPS_STAMP) ## Build an abi3 wheel and an sdist into dist/
-	$(MATURIN) build --release --out dist
-	$(MATURIN) sdist --out dist
+wheel: $(DEPS_STAMP) ## Build the abi3 manylinux2014 (manylinux_2_17) wheel and the sdist into dist/
+	rm -f $(WHEEL_DIR)/ferrosession-*
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(MATURIN) build --release --quiet --zig --compatibility manylinux2014 --out $(WHEEL_DIR)
+	$(MATURIN) sdist --out $(WHEEL_DIR)
+
+.PHONY: docs
+docs: $(DEPS_STAMP) ## Build the documentation site into target/site (mkdocs --strict)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir $(abspath target/site)
 
 .PHONY: demo
 demo: develop ## Serve the demo app on http://127.0.0.1:8000 (sessions in ./.sessions)

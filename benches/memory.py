@@ -334,9 +334,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
 
-    import ferrosession
-    from ferrosession import _core
-
     h.require_release(args, "memory")
 
     progress = h.Progress("memory")
@@ -349,9 +346,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             folder = None
             if name == "directory_cache_full":
                 folder = os.path.join(parent, "sessions")
-                from peers import filesystem_of
-
-                fs_info = filesystem_of(Path(parent))
+                fs_info = h.filesystem_of(Path(parent))
             r = run_child(name, args, folder)
             r["evaluation"] = evaluate(r)
             results[name] = r
@@ -362,16 +357,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     finally:
         shutil.rmtree(parent, ignore_errors=True)
 
-    result = {
-        "benchmark": "memory",
-        "unit": "bytes (resident set size, VmRSS)",
-        "quick": args.quick,
-        "environment": h.environment(
-            ["ferrosession"],
-            ferrosession_build_profile=_core.build_profile,
-            ferrosession_path=str(Path(ferrosession.__file__).parent),
-        ),
-        "settings": {
+    result = h.result(
+        "memory",
+        args,
+        unit="bytes (resident set size, VmRSS)",
+        packages=[],
+        settings={
             "n": args.n,
             "bound": args.bound,
             "extra": args.extra,
@@ -382,9 +373,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             "memory_1m_expiry_sweep": args.sweep,
             "directory_filesystem": fs_info,
         },
-        "command": [Path(sys.executable).name, *sys.argv],
-        "scenarios": results,
-    }
+        scenarios=results,
+    )
     h.write_json(args.out, result)
     print(table(result))
     print(f"\nresults: {args.out}", file=sys.stderr)

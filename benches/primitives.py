@@ -32,8 +32,6 @@ import hashlib
 import hmac
 import os
 import sys
-import time
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import _harness as h
@@ -42,10 +40,6 @@ KEY = bytes(range(32))  # fixed, so runs are comparable; never a real key
 PAYLOAD = ('{"user":"ada.lovelace@example.com","items":["sku-10001","sku-10002"],"v":42}' * 2)[:100]
 PAYLOAD_B = PAYLOAD.encode()
 GOAL = 10.0
-
-
-class SanityError(AssertionError):
-    pass
 
 
 def _flip(value: Any, at: int) -> Any:
@@ -114,11 +108,11 @@ def build() -> dict[str, tuple[str, Callable[[], Any], Callable[[], Any]]]:
         def run_check() -> Any:
             wire = write(src)
             if read(wire) != src:
-                raise SanityError(f"{name}: the round trip did not return the payload")
+                raise h.SanityError(f"{name}: the round trip did not return the payload")
             if not _rejects(read, _flip(wire, at)):
-                raise SanityError(f"{name}: a tampered value was accepted")
+                raise h.SanityError(f"{name}: a tampered value was accepted")
             if write(src) == wire and name.startswith(("encrypt", "fernet", "aesgcm")):
-                raise SanityError(f"{name}: two encryptions gave the same value (no nonce?)")
+                raise h.SanityError(f"{name}: two encryptions gave the same value (no nonce?)")
             return wire
 
         return run_check
@@ -134,7 +128,7 @@ def build() -> dict[str, tuple[str, Callable[[], Any], Callable[[], Any]]]:
     def fs_matches_hmac() -> Any:
         wire = mac_w(p)
         if wire.encode() != hmac_sign(pb):
-            raise SanityError(f"ferrosession's signature is not HMAC-SHA256: {wire!r}")
+            raise h.SanityError(f"ferrosession's signature is not HMAC-SHA256: {wire!r}")
         return check("sign/ferrosession", mac_w, mac_r, p, -5)()
 
     def enc_hides() -> Any:
@@ -142,7 +136,7 @@ def build() -> dict[str, tuple[str, Callable[[], Any], Callable[[], Any]]]:
         if "lovelace" in wire or "lovelace" in base64.urlsafe_b64decode(wire + "==").decode(
             "latin-1"
         ):
-            raise SanityError("encrypt/ferrosession: the payload shows in the ciphertext")
+            raise h.SanityError("encrypt/ferrosession: the payload shows in the ciphertext")
         return wire
 
     return {
@@ -194,18 +188,6 @@ def build() -> dict[str, tuple[str, Callable[[], Any], Callable[[], Any]]]:
     }
 
 
-def batch_of(op: Callable[[], Any]) -> Callable[[int], int]:
-    clock = time.perf_counter_ns
-
-    def batch(n: int) -> int:
-        t0 = clock()
-        for _ in range(n):
-            op()
-        return clock() - t0
-
-    return batch
-
-
 async def run(args: argparse.Namespace, progress: h.Progress) -> dict[str, Any]:
     variants_def = build()
     sizes: dict[str, int] = {}
@@ -213,14 +195,8 @@ async def run(args: argparse.Namespace, progress: h.Progress) -> dict[str, Any]:
         wire = sanity()
         sizes[key] = len(wire)
     progress.note("sanity checks passed: " + ", ".join(f"{k} {n} B" for k, n in sizes.items()))
-    variants = {k: h.Variant(k, batch_of(op)) for k, (_, op, _) in variants_def.items()}
-    rounds = await h.measure(
-        list(variants.values()),
-        budget_s=args.budget,
-        batch_ms=args.batch_ms,
-        min_rounds=args.min_rounds,
-        progress=progress,
-    )
+    variants = {k: h.Variant(k, h.call_batch(op)) for k, (_, op, _) in variants_def.items()}
+    rounds = await h.measure_args(variants, args, progress)
     q = {k: h.quantiles(v.samples) for k, v in variants.items()}
     out: dict[str, Any] = {}
     for key, (label, _, _) in variants_def.items():
@@ -248,31 +224,17 @@ async def run(args: argparse.Namespace, progress: h.Progress) -> dict[str, Any]:
         "raw_core_speedup": out["sign/ferrosession-core"]["speedup"],
     }
 
-    import ferrosession
-    from ferrosession import _core
-
-    return {
-        "benchmark": "primitives",
-        "unit": "microseconds per operation (wrap + unwrap)",
-        "quick": args.quick,
-        "environment": h.environment(
-            ["ferrosession", "itsdangerous", "cryptography"],
-            ferrosession_build_profile=_core.build_profile,
-            ferrosession_path=str(Path(ferrosession.__file__).parent),
-            openssl=_openssl(),
-        ),
-        "settings": {
-            "budget_s": args.budget,
-            "batch_ms": args.batch_ms,
-            "rounds": rounds,
-            "payload_bytes": len(PAYLOAD_B),
-            "key_bytes": len(KEY),
-        },
-        "command": [Path(sys.executable).name, *sys.argv],
-        "loadavg_at_end": list(os.getloadavg()),
-        "results": out,
-        "goal": goal,
-    }
+    return h.result(
+        "primitives",
+        args,
+        unit="microseconds per operation (wrap + unwrap)",
+        packages=["itsdangerous", "cryptography"],
+        rounds=rounds,
+        environment_extra={"openssl": _openssl()},
+        settings={"payload_bytes": len(PAYLOAD_B), "key_bytes": len(KEY)},
+        results=out,
+        goal=goal,
+    )
 
 
 def _openssl() -> Optional[str]:
@@ -316,19 +278,9 @@ def table(result: dict[str, Any]) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    h.add_timing_args(parser, budget=40, quick_budget=3, batch_ms=4)
-    h.add_output_args(parser)
-    args = parser.parse_args(argv)
-    h.timing_defaults(args, budget=40, quick_budget=3, batch_ms=4)
-    h.require_release(args, "primitives")
+    args = h.parse_args("primitives", __doc__, argv, budget=40, quick_budget=3)
     return h.run_and_report(
-        "primitives",
-        args,
-        run,
-        table,
-        lambda result: bool(result["goal"]["met"]),
-        SanityError,
+        "primitives", args, run, table, lambda result: bool(result["goal"]["met"])
     )
 
 

@@ -1,56 +1,115 @@
-"""Render the README's performance table and the overhead chart from benches/results.
+"""Render the README's performance figures and the overhead chart from benches/results.
 
-    .venv/bin/python benches/render.py
+    .venv/bin/python benches/render.py          # rewrite README.md and the chart
+    .venv/bin/python benches/render.py --check  # exit 1 when they differ from the results
 
-Reads ``benches/results/asgi_overhead.json`` (written by ``make bench``), writes
-``benches/results/asgi_overhead.svg`` (a bar chart of per-request overhead by case and
-library, drawn here without a plotting dependency) and replaces the text between the
-``<!-- perf-table -->`` markers in README.md.
+Every figure the README quotes (the opening pitch included) sits between
+``<!-- NAME -->`` and ``<!-- /NAME -->`` markers and is produced here from
+``benches/results/*.json`` (written by ``make bench``), so the pitch and the tables
+cannot disagree. ``benches/results/asgi_overhead.svg`` is a bar chart of per-request
+overhead by case and library, drawn without a plotting dependency.
 """
 
 from __future__ import annotations
 
+import argparse
 import html
 import json
 import re
+import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benches" / "results"
+README = ROOT / "README.md"
+CHART = RESULTS / "asgi_overhead.svg"
 LIBS = (
     ("starlette", "Starlette SessionMiddleware", "#9aa5b1"),
     ("ferrosession", "ferrosession", "#b5420e"),
 )
 
 
-def load() -> dict[str, Any]:
-    return json.loads((RESULTS / "asgi_overhead.json").read_text())  # type: ignore[no-any-return]
+def met(value: Optional[bool]) -> str:
+    return "met" if value else "not yet"
 
 
-def table(data: dict[str, Any]) -> str:
+def pitch(data: dict[str, Any]) -> str:
+    c = data["cases"]
+    ignore, read = c["ignore"], c["read"]
+    return (
+        f"**A request that never touches its session costs "
+        f"{ignore['ferrosession']['overhead_us']:.1f} µs of middleware time, against\n"
+        f"{ignore['starlette']['overhead_us']:.1f} µs for Starlette's `SessionMiddleware`; "
+        f"reading a signed session costs {read['ferrosession']['overhead_us']:.1f} µs against\n"
+        f"Starlette's {read['starlette']['overhead_us']:.1f} µs** (in-process medians, "
+        "[Performance](#performance)). Nothing is\ndecoded and no Rust is called until a "
+        "handler asks for a session."
+    )
+
+
+def about(data: dict[str, Any], what: str, **peers: str) -> str:
+    """Where and when a result was measured; ``peers``: display name -> package."""
     env = data["environment"]
+    versions = "".join(f"{name} {env['packages'][dist]}, " for name, dist in peers.items())
+    return (
+        f"{what} ({data['settings']['rounds']} interleaved rounds, in-process, no network). "
+        f"{env['cpu']}, {env['nproc']} cores, Python {env['python']}, {versions}ferrosession "
+        f"{env['packages']['ferrosession']} ({env['ferrosession_build_profile']}), "
+        f"{env['date'][:10]}. Reproduce: `make bench`."
+    )
+
+
+def asgi_table(data: dict[str, Any]) -> str:
     rows = [
         "| case (signed cookie, ~100-byte session) | Starlette overhead | ferrosession overhead "
         "| ratio | goal |",
         "|---|--:|--:|--:|--:|",
     ]
     for case, c in data["cases"].items():
-        met = "met" if c["met"] else "not yet"
         rows.append(
             f"| {case} | {c['starlette']['overhead_us']:.2f} µs "
             f"| {c['ferrosession']['overhead_us']:.2f} µs | {c['ratio']:.2f} "
-            f"| ≤ {c['goal']:.2f} ({met}) |"
+            f"| ≤ {c['goal']:.2f} ({met(c['met'])}) |"
         )
-    pk = env["packages"]
-    rows.append("")
-    rows.append(
-        f"Overhead = median time per request through the middleware minus the bare ASGI app "
-        f"({data['settings']['rounds']} interleaved rounds, in-process, no network). "
-        f"{env['cpu']}, {env['nproc']} cores, Python {env['python']}, Starlette "
-        f"{pk['starlette']}, ferrosession {pk['ferrosession']} "
-        f"({env['ferrosession_build_profile']}), {env['date'][:10]}. Reproduce: `make bench`."
+    rows += [
+        "",
+        about(
+            data,
+            "Overhead = median time per request through the middleware minus the bare ASGI app",
+            Starlette="starlette",
+        ),
+        "",
+        "![overhead per request](benches/results/asgi_overhead.svg)",
+    ]
+    return "\n".join(rows)
+
+
+def configurations_table(data: dict[str, Any]) -> str:
+    rows = [
+        "| configuration | read overhead | read ratio | write overhead | write ratio | goal |",
+        "|---|--:|--:|--:|--:|--:|",
+    ]
+    for e in data["configurations"].values():
+        r, w = e["read"], e["write"]
+        if r["met"] is None:  # the reference
+            goal = "reference"
+        else:
+            verdict = "met" if r["met"] and w["met"] else "not yet"
+            limits = (
+                f"≤ {r['goal']:.1f}x"
+                if r["goal"] == w["goal"]
+                else f"read ≤ {r['goal']:.1f}x, write ≤ {w['goal']:.0f}x"
+            )
+            goal = f"{limits} ({verdict})"
+        rows.append(
+            f"| {e['label']} | {r['overhead_us']:.2f} µs | {r['ratio']:.2f} "
+            f"| {w['overhead_us']:.2f} µs | {w['ratio']:.2f} | {goal} |"
+        )
+    what = (
+        "Ratio = overhead / the reference's in the same run; read and write as in the table above"
     )
+    rows += ["", about(data, what, pydantic="pydantic", msgspec="msgspec")]
     return "\n".join(rows)
 
 
@@ -112,19 +171,15 @@ def primitives_table(data: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def more_table() -> Optional[str]:
-    """WSGI beside Flask's session, uvicorn + wrk, and resident memory, when present."""
-    files = {n: RESULTS / f"{n}.json" for n in ("wsgi_overhead", "uvicorn_wrk", "memory")}
-    if not all(f.exists() for f in files.values()):
-        return None
-    wsgi, wrk, mem = (json.loads(f.read_text()) for f in files.values())
+def more_table(wsgi: dict[str, Any], wrk: dict[str, Any], mem: dict[str, Any]) -> str:
+    """WSGI beside Flask's session, uvicorn + wrk, and resident memory."""
     rows = ["| measure | figure | goal |", "|---|--:|--:|"]
     for case in ("read", "write"):
         c = wsgi["cases"][case]
         rows.append(
             f"| WSGI {case}: ferrosession / Flask default session overhead on a Flask app "
             f"({c['ferrosession_flask']['overhead_us']:.1f} / {c['flask']['overhead_us']:.1f} µs)"
-            f" | {c['ratio']:.2f} | ≤ {c['goal']:.2f} ({'met' if c['met'] else 'not yet'}) |"
+            f" | {c['ratio']:.2f} | ≤ {c['goal']:.2f} ({met(c['met'])}) |"
         )
     w = wrk["summary"]
     with_s, without = w["session"]["requests_per_s_median"], w["plain"]["requests_per_s_median"]
@@ -136,9 +191,7 @@ def more_table() -> Optional[str]:
         )
     rows.append(
         f"| uvicorn, 1 worker, wrk -c16: read case throughput vs no sessions "
-        f"({how}) | {w['read_pct_of_plain']:.1f} % "
-        f"| ≥ {w['goal_pct']:.0f} % "
-        f"({'met' if w['met'] else 'not yet'}) |"
+        f"({how}) | {w['read_pct_of_plain']:.1f} % | ≥ {w['goal_pct']:.0f} % ({met(w['met'])}) |"
     )
     m = mem["scenarios"]
     rows.append(
@@ -158,37 +211,55 @@ def more_table() -> Optional[str]:
     return "\n".join(rows)
 
 
+# marker -> (the results it is rendered from, how)
+BLOCKS: dict[str, tuple[tuple[str, ...], Callable[..., str]]] = {
+    "perf-pitch": (("asgi_overhead",), pitch),
+    "perf-table": (("asgi_overhead",), asgi_table),
+    "perf-configurations": (("configurations",), configurations_table),
+    "perf-storage": (("storage_overhead",), storage_table),
+    "perf-primitives": (("primitives",), primitives_table),
+    "perf-more": (("wsgi_overhead", "uvicorn_wrk", "memory"), more_table),
+}
+
+
 def replace_block(text: str, marker: str, body: str) -> str:
     block = f"<!-- {marker} -->\n{body}\n<!-- /{marker} -->"
     pattern = f"<!-- {marker} -->.*?<!-- /{marker} -->"
     new, n = re.subn(pattern, lambda _: block, text, flags=re.S)
     if n != 1:
-        raise SystemExit(f"README.md has no <!-- {marker} --> block")
+        raise SystemExit(f"README.md has no <!-- {marker} --> block (or more than one)")
     return new
 
 
-def main() -> None:
-    data = load()
-    (RESULTS / "asgi_overhead.svg").write_text(svg(data))
-    readme = ROOT / "README.md"
-    text = replace_block(
-        readme.read_text(),
-        "perf-table",
-        table(data) + "\n\n![overhead per request](benches/results/asgi_overhead.svg)",
+def render(readme: str, results: Path = RESULTS) -> tuple[str, str]:
+    """The README with every block rendered from ``results``, and the chart. A block
+    whose results are missing is left as it is (``make bench`` writes them all)."""
+    for marker, (names, make) in BLOCKS.items():
+        files = [results / f"{name}.json" for name in names]
+        if all(f.exists() for f in files):
+            body = make(*(json.loads(f.read_text()) for f in files))
+            readme = replace_block(readme, marker, body)
+    return readme, svg(json.loads((results / "asgi_overhead.json").read_text()))
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if README.md or the chart differ"
     )
-    storage = RESULTS / "storage_overhead.json"
-    if storage.exists():
-        text = replace_block(text, "perf-storage", storage_table(json.loads(storage.read_text())))
-    primitives = RESULTS / "primitives.json"
-    if primitives.exists():
-        body = primitives_table(json.loads(primitives.read_text()))
-        text = replace_block(text, "perf-primitives", body)
-    more = more_table()
-    if more is not None:
-        text = replace_block(text, "perf-more", more)
-    readme.write_text(text)
-    print("wrote benches/results/asgi_overhead.svg and the README tables")
+    args = parser.parse_args(argv)
+    readme, chart = render(README.read_text())
+    if args.check:
+        stale = [p.name for p, t in ((README, readme), (CHART, chart)) if p.read_text() != t]
+        if stale:
+            print(f"out of date with benches/results: {', '.join(stale)} (run benches/render.py)")
+            return 1
+        return 0
+    README.write_text(readme)
+    CHART.write_text(chart)
+    print("wrote README.md's performance blocks and benches/results/asgi_overhead.svg")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

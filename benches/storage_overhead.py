@@ -64,12 +64,10 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import _harness as h
-import peers as p
 
 CASES = ("read", "write")
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "target" / "bench-storage"
-PAYLOAD = json.dumps(p.DATA, separators=(",", ":"))  # the session's JSON, 105 bytes
 FS_PREFIX = "ferrosession:"
 
 ASGI_LIBS = {
@@ -104,10 +102,6 @@ IDLE_LIBS = {
 }
 
 
-class SanityError(AssertionError):
-    pass
-
-
 Probe = Callable[[str], Optional[tuple[Any, ...]]]
 
 
@@ -125,7 +119,7 @@ def _record_fields(raw: Any) -> Optional[tuple[Any, ...]]:
         return None
     text = raw.decode() if isinstance(raw, bytes) else raw
     if not text.startswith("~"):
-        raise SanityError(f"not a lifecycle record: {text[:40]!r}")
+        raise h.SanityError(f"not a lifecycle record: {text[:40]!r}")
     return _json_fields(text.split(":", 5)[5])
 
 
@@ -176,11 +170,11 @@ class Setup:
             "starsessions-redis": self.ss_redis,
         }
         self.flask_apps = {
-            "flask-session-fs": p.flask_session("filesystem", self.dirs["fss"]),
-            "flask-session-redis": p.flask_session("redis", self.sync_redis),
+            "flask-session-fs": h.flask_session("filesystem", self.dirs["fss"]),
+            "flask-session-redis": h.flask_session("redis", self.sync_redis),
         }
         for app in self.flask_apps.values():
-            app.config["PERMANENT_SESSION_LIFETIME"] = p.LIFETIME
+            app.config["PERMANENT_SESSION_LIFETIME"] = h.LIFETIME
 
     def asgi_app(self, lib: str, case: str) -> Any:
         if lib in IDLE_LIBS:
@@ -188,27 +182,27 @@ class Setup:
 
             sessions = fs.Sessions()
             sessions.cookie(
-                p.Cart,
-                p.COOKIE,
+                h.Cart,
+                h.COOKIE,
                 storage=self.asgi_storages[IDLE_LIBS[lib]],
-                max_age=p.LIFETIME,
+                max_age=h.LIFETIME,
                 idle_timeout=IDLE_TIMEOUT,
             )
-            return fs.SessionMiddleware(p.raw_asgi_app(p._fs_handlers()[case]), sessions)
+            return fs.SessionMiddleware(h.raw_asgi_app(h.fs_handlers()[case]), sessions)
         storage = self.asgi_storages[lib]
         if lib.startswith("fs-"):
-            return p.fs_asgi(storage, case)
-        return p.starsessions_asgi(storage, case)
+            return h.fs_asgi(h.fs_stored(storage), case)
+        return h.starsessions_asgi(storage, case)
 
     def wsgi_app(self, lib: str, case: str) -> Any:
         if lib == "fs-memory":
-            return p.fs_wsgi(self.fs_wsgi_memory, case)
+            return h.fs_wsgi(h.fs_stored(self.fs_wsgi_memory), case)
         if lib == "fs-dir-uncached":
-            return p.fs_wsgi(self.fs_wsgi_dir, case)
+            return h.fs_wsgi(h.fs_stored(self.fs_wsgi_dir), case)
         if lib == "fs-redis":
-            return p.fs_wsgi(self.fs_redis, case)
+            return h.fs_wsgi(h.fs_stored(self.fs_redis), case)
         if lib == "beaker-file":
-            return p.beaker_wsgi(self.dirs["beaker"], case)
+            return h.beaker_wsgi(self.dirs["beaker"], case)
         return self.flask_apps[lib]  # one app, a route per case
 
     def probe(self, side: str, lib: str) -> Probe:
@@ -216,7 +210,11 @@ class Setup:
         import ferrosession as fs
 
         r = self.sync_redis
-        key = p.fs_storage_key
+        ids = h.fs_stored(fs.MemoryStorage())
+
+        def key(sid: str) -> str:
+            return str(ids.storage_key(h.Cart, sid))
+
         if lib in IDLE_LIBS:
             plain = self.asgi_storages[IDLE_LIBS[lib]]
             if lib == "fs-dir-cached-idle":
@@ -286,11 +284,11 @@ class Setup:
 # -- sanity ---------------------------------------------------------------------------
 def _session_id(lines: list[str], where: str) -> str:
     if len(lines) != 1:
-        raise SanityError(f"{where}: expected one Set-Cookie, got {lines!r}")
+        raise h.SanityError(f"{where}: expected one Set-Cookie, got {lines!r}")
     pair = lines[0].strip().split(";", 1)[0].strip()
     name, _, value = pair.partition("=")
-    if name != p.COOKIE or not re.fullmatch(r"[A-Za-z0-9_\-]{16,128}", value):
-        raise SanityError(f"{where}: unexpected Set-Cookie {lines[0]!r}")
+    if name != h.COOKIE or not re.fullmatch(r"[A-Za-z0-9_\-]{16,128}", value):
+        raise h.SanityError(f"{where}: unexpected Set-Cookie {lines[0]!r}")
     return value
 
 
@@ -301,8 +299,8 @@ def _forged(sid: str) -> str:
     return secrets.token_urlsafe(len(sid))[: len(sid)]
 
 
-EXPECTED = (p.USER, list(p.ITEMS), p.VISITS)
-CHANGED = (p.USER, list(p.ITEMS), p.VISITS + 1)
+EXPECTED = (h.USER, list(h.ITEMS), h.VISITS)
+CHANGED = (h.USER, list(h.ITEMS), h.VISITS + 1)
 
 
 class Checked:
@@ -316,36 +314,25 @@ class Checked:
 
 async def check_asgi(setup: Setup, lib: str, out: Checked) -> None:
     apps = {case: setup.asgi_app(lib, case) for case in (*CASES, "new")}
-    probe = setup.probe("asgi", lib)
-    where = f"asgi/{lib}"
 
     async def request(case: str, sid: Optional[str]) -> tuple[list[str], Any]:
-        sent: list[dict[str, Any]] = []
+        reply = await h.asgi_call(apps[case], h.cookie_scope(sid and f"{h.COOKIE}={sid}"))
+        return reply.set_cookies, reply.value
 
-        async def send(message: Any) -> None:
-            sent.append(message)
-
-        headers = [] if sid is None else [(b"cookie", f"{p.COOKIE}={sid}".encode())]
-        scope = h.asgi_scope(headers=headers)
-        await apps[case](scope, h.asgi_receive, send)
-        return h.set_cookies(h.response_headers(sent)), p.as_tuple(scope.get(p.RESULT_KEY))
-
-    await _check(where, lib, request, probe, apps, out)
+    await _check(f"asgi/{lib}", lib, request, setup.probe("asgi", lib), apps, out)
 
 
 async def check_wsgi(setup: Setup, lib: str, out: Checked) -> None:
     apps = {case: setup.wsgi_app(lib, case) for case in (*CASES, "new")}
-    probe = setup.probe("wsgi", lib)
     where = f"wsgi/{lib}"
 
     async def request(case: str, sid: Optional[str]) -> tuple[list[str], Any]:
-        headers = [] if sid is None else [("Cookie", f"{p.COOKIE}={sid}")]
-        res = h.wsgi_call(apps[case], h.wsgi_environ(f"/{case}", headers=headers))
-        if not res.status.startswith("200"):
-            raise SanityError(f"{where}/{case}: status {res.status}")
-        return h.set_cookies(res.headers), p.as_tuple(res.environ.get(p.RESULT_KEY))
+        reply = h.wsgi_call(apps[case], h.cookie_environ(f"/{case}", sid and f"{h.COOKIE}={sid}"))
+        if not reply.status.startswith("200"):
+            raise h.SanityError(f"{where}/{case}: status {reply.status}")
+        return reply.set_cookies, reply.value
 
-    await _check(where, lib, request, probe, apps, out)
+    await _check(where, lib, request, setup.probe("wsgi", lib), apps, out)
 
 
 async def _check(
@@ -363,90 +350,48 @@ async def _check(
         lines, _ = await request("new", None)
         sid = _session_id(lines, f"{where}/new")
         if probe(sid) != EXPECTED:
-            raise SanityError(f"{where}/new: the store holds {probe(sid)!r} for the new id")
+            raise h.SanityError(f"{where}/new: the store holds {probe(sid)!r} for the new id")
         sids[case] = sid
 
     lines, got = await request("read", sids["read"])
     if got != EXPECTED:
-        raise SanityError(f"{where}/read: read {got!r}, expected {EXPECTED!r}")
+        raise h.SanityError(f"{where}/read: read {got!r}, expected {EXPECTED!r}")
     notes["read_sends_set_cookie"] = bool(lines)
     if ours and lines:
-        raise SanityError(f"{where}/read: sent {lines!r}")
+        raise h.SanityError(f"{where}/read: sent {lines!r}")
 
     forged = _forged(sids["read"])
     lines, got = await request("read", forged)
     if got is not None:
-        raise SanityError(f"{where}/read: an unknown id read as {got!r}")
+        raise h.SanityError(f"{where}/read: an unknown id read as {got!r}")
     if probe(forged) is not None:
-        raise SanityError(f"{where}/read: the store adopted a client-chosen id")
+        raise h.SanityError(f"{where}/read: the store adopted a client-chosen id")
 
     lines, _ = await request("write", sids["write"])
     notes["write_sends_set_cookie"] = bool(lines)
     if ours and _session_id(lines, f"{where}/write") != sids["write"]:
-        raise SanityError(f"{where}/write: the id changed on a plain write: {lines!r}")
+        raise h.SanityError(f"{where}/write: the id changed on a plain write: {lines!r}")
     if probe(sids["write"]) != CHANGED:
-        raise SanityError(f"{where}/write: the store holds {probe(sids['write'])!r}")
+        raise h.SanityError(f"{where}/write: the store holds {probe(sids['write'])!r}")
     _, got = await request("read", sids["write"])
     if got != CHANGED:
-        raise SanityError(f"{where}/write: read back {got!r}, expected {CHANGED!r}")
+        raise h.SanityError(f"{where}/write: read back {got!r}, expected {CHANGED!r}")
     if probe(sids["read"]) != EXPECTED:
-        raise SanityError(f"{where}: the read session changed: {probe(sids['read'])!r}")
+        raise h.SanityError(f"{where}: the read session changed: {probe(sids['read'])!r}")
 
     for case in CASES:
         out.apps[(lib, case)] = apps[case]
-        out.cookies[(lib, case)] = f"{p.COOKIE}={sids[case]}"
+        out.cookies[(lib, case)] = f"{h.COOKIE}={sids[case]}"
     notes["id_length"] = len(sids["read"])
     out.notes[lib] = notes
 
 
 # -- batches of direct calls -------------------------------------------------------------
-def sync_batch(fn: Callable[..., Any], *args: Any) -> Callable[[int], int]:
-    clock = time.perf_counter_ns
-
-    def batch(n: int) -> int:
-        t0 = clock()
-        for _ in range(n):
-            fn(*args)
-        return clock() - t0
-
-    return batch
-
-
-def async_batch(fn: Callable[..., Any], *args: Any) -> Callable[[int], Any]:
-    clock = time.perf_counter_ns
-
-    async def batch(n: int) -> int:
-        t0 = clock()
-        for _ in range(n):
-            await fn(*args)
-        return clock() - t0
-
-    return batch
-
-
-def sync_then_wsgi(ops: list[Callable[[], Any]], app: Any, environ: dict[str, Any]) -> Any:
-    """A batch of: the raw round trips ``ops``, then one request of ``app`` (as
-    ``h.wsgi_batch`` makes it), back to back: the controls of the RedisStorage ratios."""
-    clock = time.perf_counter_ns
-
-    def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
-        return None
-
-    def batch(n: int) -> int:
-        t0 = clock()
-        for _ in range(n):
-            for op in ops:
-                op()
-            body = app(environ.copy(), start_response)
-            for _chunk in body:
-                pass
-        return clock() - t0
-
-    return batch
 
 
 def async_then_asgi(ops: list[Callable[[], Any]], app: Any, scope: dict[str, Any]) -> Any:
-    """The asyncio form of :func:`sync_then_wsgi` (``ops`` return awaitables)."""
+    """A batch of: the raw round trips ``ops`` (awaited), then one request of ``app``,
+    back to back: the controls of the RedisStorage ratios."""
     clock = time.perf_counter_ns
     receive, send = h.asgi_receive, h.asgi_discard
 
@@ -465,7 +410,7 @@ def async_then_asgi(ops: list[Callable[[], Any]], app: Any, scope: dict[str, Any
 async def run(args: argparse.Namespace, progress: h.Progress) -> dict[str, Any]:
     run_dir = WORK / f"run-{os.getpid()}"
     shutil.rmtree(run_dir, ignore_errors=True)
-    server = p.RedisServer(run_dir / "redis")
+    server = h.RedisServer(run_dir / "redis")
     server.start()
     setup: Optional[Setup] = None
     before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
@@ -497,7 +442,7 @@ async def _run(
     args: argparse.Namespace,
     progress: h.Progress,
     setup: Setup,
-    server: p.RedisServer,
+    server: h.RedisServer,
     run_dir: Path,
 ) -> dict[str, Any]:
     asgi, wsgi = Checked(), Checked()
@@ -509,9 +454,9 @@ async def _run(
     # raw round trips and direct storage calls, checked too
     r, ar = setup.sync_redis, setup.async_redis
     raw_key = "bench:raw"
-    r.set(raw_key, PAYLOAD, ex=p.LIFETIME)
-    if r.get(raw_key) != PAYLOAD.encode() or await ar.get(raw_key) != PAYLOAD.encode():
-        raise SanityError("raw redis: GET did not return what SET stored")
+    r.set(raw_key, h.PAYLOAD, ex=h.LIFETIME)
+    if r.get(raw_key) != h.PAYLOAD.encode() or await ar.get(raw_key) != h.PAYLOAD.encode():
+        raise h.SanityError("raw redis: GET did not return what SET stored")
     direct = {
         "memory": setup.fs_memory,
         "cached": setup.fs_dir_cached,
@@ -522,12 +467,12 @@ async def _run(
     }
     direct_ids = {name: secrets.token_hex(32) for name in direct}
     for name, storage in direct.items():
-        storage.write(direct_ids[name], PAYLOAD, p.LIFETIME)
-        if storage.read(direct_ids[name]) != PAYLOAD:
-            raise SanityError(f"direct {name}: read did not return what write stored")
-    if await setup.fs_redis.aread(direct_ids["redis"]) != PAYLOAD:
-        raise SanityError("direct redis: aread did not return what write stored")
-    fs_kind = p.filesystem_of(run_dir)
+        storage.write(direct_ids[name], h.PAYLOAD, h.LIFETIME)
+        if storage.read(direct_ids[name]) != h.PAYLOAD:
+            raise h.SanityError(f"direct {name}: read did not return what write stored")
+    if await setup.fs_redis.aread(direct_ids["redis"]) != h.PAYLOAD:
+        raise h.SanityError("direct redis: aread did not return what write stored")
+    fs_kind = h.filesystem_of(run_dir)
     fs_kind["revalidation"] = setup.fs_dir_cached.revalidation
     progress.note(
         f"sanity checks passed (redis-server {server.version()} on port {server.port}; "
@@ -544,7 +489,7 @@ async def _run(
     add(
         "asgi/bare",
         h.asgi_batch(
-            p.raw_asgi_app(None), h.asgi_scope(headers=[(b"cookie", cookie_any.encode())])
+            h.raw_asgi_app(None), h.asgi_scope(headers=[(b"cookie", cookie_any.encode())])
         ),
     )
     for (lib, case), app in asgi.apps.items():
@@ -552,9 +497,9 @@ async def _run(
         add(f"asgi/{case}/{lib}", h.asgi_batch(app, scope))
     add(
         "wsgi/bare",
-        h.wsgi_batch(p.raw_wsgi_app(None), h.wsgi_environ("/", headers=[("Cookie", cookie_any)])),
+        h.wsgi_batch(h.raw_wsgi_app(None), h.wsgi_environ("/", headers=[("Cookie", cookie_any)])),
     )
-    flask_bare = p.flask_bare()
+    flask_bare = h.flask_without_cookie("bench_flask_bare")
     for case in CASES:
         env = h.wsgi_environ(f"/{case}", headers=[("Cookie", cookie_any)])
         add(f"wsgi/{case}/flask-bare", h.wsgi_batch(flask_bare, env))
@@ -562,21 +507,24 @@ async def _run(
         env = h.wsgi_environ(f"/{case}", headers=[("Cookie", wsgi.cookies[(lib, case)])])
         add(f"wsgi/{case}/{lib}", h.wsgi_batch(app, env))
 
-    add("raw/sync/GET", sync_batch(r.get, raw_key))
-    add("raw/sync/SET", sync_batch(lambda: r.set(raw_key, PAYLOAD, ex=p.LIFETIME)))
-    add("raw/async/GET", async_batch(ar.get, raw_key))
-    add("raw/async/SET", async_batch(lambda: ar.set(raw_key, PAYLOAD, ex=p.LIFETIME)))
+    add("raw/sync/GET", h.call_batch(r.get, raw_key))
+    add("raw/sync/SET", h.call_batch(lambda: r.set(raw_key, h.PAYLOAD, ex=h.LIFETIME)))
+    add("raw/async/GET", h.await_batch(ar.get, raw_key))
+    add("raw/async/SET", h.await_batch(lambda: ar.set(raw_key, h.PAYLOAD, ex=h.LIFETIME)))
     # Controls: the raw round trips the case needs, then the same request on MemoryStorage
     # (the middleware's whole work, without Redis in it), back to back in one loop. Against
     # the raw round trips alone (a tight loop whose code stays in the CPU caches) they show
     # what running the middleware between round trips costs by itself.
     raw_ops: dict[tuple[str, str], list[Callable[[], Any]]] = {
         ("sync", "read"): [lambda: r.get(raw_key)],
-        ("sync", "write"): [lambda: r.get(raw_key), lambda: r.set(raw_key, PAYLOAD, ex=p.LIFETIME)],
+        ("sync", "write"): [
+            lambda: r.get(raw_key),
+            lambda: r.set(raw_key, h.PAYLOAD, ex=h.LIFETIME),
+        ],
         ("async", "read"): [lambda: ar.get(raw_key)],
         ("async", "write"): [
             lambda: ar.get(raw_key),
-            lambda: ar.set(raw_key, PAYLOAD, ex=p.LIFETIME),
+            lambda: ar.set(raw_key, h.PAYLOAD, ex=h.LIFETIME),
         ],
     }
     for case in CASES:
@@ -584,36 +532,38 @@ async def _run(
         env = h.wsgi_environ(f"/{case}", headers=[("Cookie", cookie)])
         add(
             f"control/sync/{case}",
-            sync_then_wsgi(raw_ops[("sync", case)], wsgi.apps[("fs-memory", case)], env),
+            h.wsgi_batch(wsgi.apps[("fs-memory", case)], env, before=raw_ops[("sync", case)]),
         )
         scope = h.asgi_scope(headers=[(b"cookie", asgi.cookies[("fs-memory", case)].encode())])
         add(
             f"control/async/{case}",
             async_then_asgi(raw_ops[("async", case)], asgi.apps[("fs-memory", case)], scope),
         )
-    add("direct/fs-memory/read", sync_batch(setup.fs_memory.read, direct_ids["memory"]))
-    add("direct/fs-dir-cached/read", sync_batch(setup.fs_dir_cached.read, direct_ids["cached"]))
-    add("direct/fs-dir-private/read", sync_batch(setup.fs_dir_private.read, direct_ids["private"]))
-    add("direct/fs-dir-stat/read", sync_batch(setup.fs_dir_stat.read, direct_ids["stat"]))
+    add("direct/fs-memory/read", h.call_batch(setup.fs_memory.read, direct_ids["memory"]))
+    add("direct/fs-dir-cached/read", h.call_batch(setup.fs_dir_cached.read, direct_ids["cached"]))
+    add(
+        "direct/fs-dir-private/read", h.call_batch(setup.fs_dir_private.read, direct_ids["private"])
+    )
+    add("direct/fs-dir-stat/read", h.call_batch(setup.fs_dir_stat.read, direct_ids["stat"]))
     stat_path = str(setup.fs_dir_cached.path)
-    add("direct/os.stat (reference)", sync_batch(os.stat, stat_path))
+    add("direct/os.stat (reference)", h.call_batch(os.stat, stat_path))
     add(
         "direct/fs-dir-uncached/read",
-        sync_batch(setup.fs_dir_uncached.read, direct_ids["uncached"]),
+        h.call_batch(setup.fs_dir_uncached.read, direct_ids["uncached"]),
     )
     add(
         "direct/fs-dir-uncached/write",
-        sync_batch(setup.fs_dir_uncached.write, direct_ids["uncached"], PAYLOAD, p.LIFETIME),
+        h.call_batch(setup.fs_dir_uncached.write, direct_ids["uncached"], h.PAYLOAD, h.LIFETIME),
     )
-    add("direct/fs-redis/read", sync_batch(setup.fs_redis.read, direct_ids["redis"]))
+    add("direct/fs-redis/read", h.call_batch(setup.fs_redis.read, direct_ids["redis"]))
     add(
         "direct/fs-redis/write",
-        sync_batch(setup.fs_redis.write, direct_ids["redis"], PAYLOAD, p.LIFETIME),
+        h.call_batch(setup.fs_redis.write, direct_ids["redis"], h.PAYLOAD, h.LIFETIME),
     )
-    add("direct/fs-redis/aread", async_batch(setup.fs_redis.aread, direct_ids["redis"]))
+    add("direct/fs-redis/aread", h.await_batch(setup.fs_redis.aread, direct_ids["redis"]))
     add(
         "direct/fs-redis/awrite",
-        async_batch(setup.fs_redis.awrite, direct_ids["redis"], PAYLOAD, p.LIFETIME),
+        h.await_batch(setup.fs_redis.awrite, direct_ids["redis"], h.PAYLOAD, h.LIFETIME),
     )
 
     rounds = await h.measure(
@@ -632,7 +582,7 @@ def report(
     rounds: int,
     asgi: Checked,
     wsgi: Checked,
-    server: p.RedisServer,
+    server: h.RedisServer,
     fs_kind: dict[str, str],
 ) -> dict[str, Any]:
     s = {k: v.samples for k, v in variants.items()}
@@ -695,35 +645,33 @@ def report(
 
     goals = [
         goal(
-            "DirectoryStorage cached read ≤ 1/4 of starsessions' in-memory store",
-            "asgi/read/fs-dir-cached",
-            ov("asgi", "read", "fs-dir-cached"),
+            f"{label}read ≤ 1/4 of starsessions' in-memory store",
+            f"asgi/read/{lib}",
+            ov("asgi", "read", lib),
             ["asgi/read/starsessions-memory"],
             ov("asgi", "read", "starsessions-memory"),
             0.25,
-            "ASGI overheads; starsessions writes its store and sends Set-Cookie on a read",
-        ),
-        goal(
-            "(not the default) DirectoryStorage cached, shared=False, read ≤ 1/4 of "
-            "starsessions' in-memory store",
-            "asgi/read/fs-dir-private",
-            ov("asgi", "read", "fs-dir-private"),
-            ["asgi/read/starsessions-memory"],
-            ov("asgi", "read", "starsessions-memory"),
-            0.25,
-            "one process only: a hit is trusted for cache_ttl, no stat",
-        ),
-        goal(
-            "(diagnostic) DirectoryStorage cached, shared='stat' (one stat per hit, the "
-            "fallback without a change table), read ≤ 1/4 of starsessions' in-memory store",
-            "asgi/read/fs-dir-stat",
-            ov("asgi", "read", "fs-dir-stat"),
-            ["asgi/read/starsessions-memory"],
-            ov("asgi", "read", "starsessions-memory"),
-            0.25,
-            "network filesystems, other systems, or shared='stat'",
-            informational=True,
-        ),
+            note,
+            informational=lib == "fs-dir-stat",
+        )
+        for lib, label, note in (
+            (
+                "fs-dir-cached",
+                "DirectoryStorage cached ",
+                "ASGI overheads; starsessions writes its store and sends Set-Cookie on a read",
+            ),
+            (
+                "fs-dir-private",
+                "(not the default) DirectoryStorage cached, shared=False, ",
+                "one process only: a hit is trusted for cache_ttl, no stat",
+            ),
+            (
+                "fs-dir-stat",
+                "(diagnostic) DirectoryStorage cached, shared='stat' (one stat per hit, the "
+                "fallback without a change table), ",
+                "network filesystems, other systems, or shared='stat'",
+            ),
+        )
     ]
     for case, raw_ops in (("read", ["GET"]), ("write", ["GET", "SET"])):
         for side, mode in (("asgi", "async"), ("wsgi", "sync")):
@@ -803,12 +751,11 @@ def report(
             )
         )
 
-    import ferrosession
-    from ferrosession import _core
-
-    env = h.environment(
-        [
-            "ferrosession",
+    return h.result(
+        "storage_overhead",
+        args,
+        unit="microseconds per request (or per call)",
+        packages=[
             "starlette",
             "starsessions",
             "flask",
@@ -820,25 +767,18 @@ def report(
             "redis",
             "orjson",
         ],
-        ferrosession_build_profile=_core.build_profile,
-        ferrosession_path=str(Path(ferrosession.__file__).parent),
-        redis_server=server.version(),
-        storage_filesystem=fs_kind,
-    )
-    if args.cpus_before_pinning is not None:
-        env["nproc"] = args.cpus_before_pinning  # what the machine gives, not the pinning
-    return {
-        "benchmark": "storage_overhead",
-        "unit": "microseconds per request (or per call)",
-        "quick": args.quick,
-        "environment": env,
-        "settings": {
-            "budget_s": args.budget,
-            "batch_ms": args.batch_ms,
-            "rounds": rounds,
-            "session": p.DATA,
-            "session_json_bytes": len(PAYLOAD),
-            "lifetime_s": p.LIFETIME,
+        rounds=rounds,
+        variants=variants,
+        environment_extra={
+            "redis_server": server.version(),
+            "storage_filesystem": fs_kind,
+            # what the machine gives, not the pinning
+            **({} if args.cpus_before_pinning is None else {"nproc": args.cpus_before_pinning}),
+        },
+        settings={
+            "session": h.DATA,
+            "session_json_bytes": len(h.PAYLOAD),
+            "lifetime_s": h.LIFETIME,
             "folders": str(WORK),
             "pinned_cpu": args.pinned_cpu,
             "overhead": (
@@ -847,14 +787,9 @@ def report(
             ),
             "peer_behaviour": {"asgi": asgi.notes, "wsgi": wsgi.notes},
         },
-        "command": [Path(sys.executable).name, *sys.argv],
-        "loadavg_at_end": list(os.getloadavg()),
-        "variants": {
-            k: {**h.quantiles(v.samples), "batch_calls": v.n} for k, v in variants.items()
-        },
-        "results": results,
-        "goals": goals,
-    }
+        results=results,
+        goals=goals,
+    )
 
 
 # -- output -----------------------------------------------------------------------------
@@ -942,27 +877,30 @@ def table(result: dict[str, Any]) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    h.add_timing_args(parser, budget=80, quick_budget=4, batch_ms=4)
-    parser.add_argument(
-        "--no-pin",
-        dest="pin",
-        action="store_false",
-        help="leave this process and redis-server unpinned (default: both on one CPU)",
+    def pin(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--no-pin",
+            dest="pin",
+            action="store_false",
+            help="leave this process and redis-server unpinned (default: both on one CPU)",
+        )
+
+    args = h.parse_args(
+        "storage_overhead",
+        __doc__,
+        argv,
+        budget=80,
+        quick_budget=4,
+        min_rounds=30,
+        quick_min_rounds=5,
+        options=pin,
     )
-    h.add_output_args(parser)
-    args = parser.parse_args(argv)
-    h.timing_defaults(
-        args, budget=80, quick_budget=4, batch_ms=4, min_rounds=30, quick_min_rounds=5
-    )
-    h.require_release(args, "storage_overhead")
     return h.run_and_report(
         "storage_overhead",
         args,
         run,
         table,
         lambda result: all(g["met"] for g in result["goals"] if not g.get("informational")),
-        SanityError,
     )
 
 

@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import importlib.util
 import os
 import re
@@ -64,8 +63,6 @@ from typing import Any, Callable, Optional
 import _harness as h
 
 BENCHES = Path(__file__).resolve().parent
-COOKIE = "session"
-FS_KEY = bytes(range(32))  # fixed, so runs are comparable; never a real key
 GOAL = 0.95
 VARIANTS = ("plain", "session")
 IGNORE = "ignore"  # diagnostic (--ignore): the middleware present, the session untouched
@@ -83,14 +80,7 @@ QUICK = (2, 1, 1)
 HASH_SEED = "0"  # the same str/bytes hashing in both servers
 
 
-@dataclasses.dataclass(frozen=True)
-class Cart:
-    user: str
-    items: list[str]
-    visits: int
-
-
-CART = Cart("ada.lovelace@example.com", ["sku-10001", "sku-10002", "sku-10003", "sku-10004"], 42)
+Cart, CART = h.Cart, h.CART
 START: dict[str, Any] = {
     "type": "http.response.start",
     "status": 200,
@@ -131,14 +121,6 @@ def vary_app() -> Any:
     return app
 
 
-def _sessions() -> Any:
-    import ferrosession as fs
-
-    sessions = fs.Sessions()
-    sessions.cookie(Cart, COOKIE, transformers=[fs.MessageAuthentication(FS_KEY)])
-    return sessions
-
-
 def session_app() -> Any:
     """The same app inside ``SessionMiddleware``; its handler reads the session."""
     import ferrosession as fs
@@ -153,7 +135,7 @@ def session_app() -> Any:
         await send({**START, "headers": list(START["headers"])})
         await send({"type": "http.response.body", "body": b"ok" if cart == CART else b"no"})
 
-    return fs.SessionMiddleware(app, _sessions())
+    return fs.SessionMiddleware(app, h.fs_signed())
 
 
 def ignore_app() -> Any:
@@ -161,7 +143,7 @@ def ignore_app() -> Any:
     import ferrosession as fs
 
     _refuse_debug()
-    return fs.SessionMiddleware(plain_app(), _sessions())
+    return fs.SessionMiddleware(plain_app(), h.fs_signed())
 
 
 async def _new_cookie() -> str:
@@ -173,11 +155,10 @@ async def _new_cookie() -> str:
         await send({**START, "headers": list(START["headers"])})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    sent = await h.asgi_call(fs.SessionMiddleware(handler, _sessions()), h.asgi_scope())
-    lines = h.set_cookies(h.response_headers(sent))
-    if len(lines) != 1:
-        raise RuntimeError(f"expected one Set-Cookie, got {lines!r}")
-    return lines[0].split(";", 1)[0].strip()
+    reply = await h.asgi_call(fs.SessionMiddleware(handler, h.fs_signed()), h.asgi_scope())
+    if len(reply.set_cookies) != 1:
+        raise RuntimeError(f"expected one Set-Cookie, got {reply.set_cookies!r}")
+    return h.cookie_pair(reply.set_cookies[0])
 
 
 # -- wrk -------------------------------------------------------------------------------------
@@ -320,12 +301,6 @@ def cpu_shares(before: dict[int, list[int]], after: dict[int, list[int]]) -> dic
 
 
 # -- servers ---------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def http_impl() -> str:
     return "httptools" if importlib.util.find_spec("httptools") else "h11"
 
@@ -347,7 +322,7 @@ class Server:
 
     def start(self, env: dict[str, str]) -> Server:
         for _ in range(3):
-            self.port = _free_port()
+            self.port = h.free_port()
             self.command = [
                 sys.executable, "-m", "uvicorn", "--factory", f"uvicorn_wrk:{self.factory}",
                 "--app-dir", str(BENCHES),
@@ -395,13 +370,7 @@ class Server:
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        h.stop_process(proc)
         if proc.stderr is not None:
             proc.stderr.close()
 
@@ -676,7 +645,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     args.warmup = warmup if args.warmup is None else args.warmup
 
     import ferrosession
-    from ferrosession import _core
 
     env = dict(os.environ)
     if h.require_release(args, "uvicorn_wrk"):
@@ -749,18 +717,13 @@ def main(argv: Optional[list[str]] = None) -> int:
             os.sched_setaffinity(0, own_affinity)
 
     summary = summarize(runs, variants)
-    result = {
-        "benchmark": "uvicorn_wrk",
-        "unit": "requests per second; latency in ms; server CPU in µs per request",
-        "quick": args.quick,
-        "environment": h.environment(
-            ["ferrosession", "uvicorn", "h11", "httptools"],
-            ferrosession_build_profile=_core.build_profile,
-            ferrosession_path=str(Path(ferrosession.__file__).parent),
-            loadavg_at_end=list(os.getloadavg()),
-            loadavg_at_start_of_runs=loadavg_start,
-        ),
-        "settings": {
+    result = h.result(
+        "uvicorn_wrk",
+        args,
+        unit="requests per second; latency in ms; server CPU in µs per request",
+        packages=["uvicorn", "h11", "httptools"],
+        environment_extra={"loadavg_at_start_of_runs": loadavg_start},
+        settings={
             "wrk_args": ["wrk", *wrk_args[:-1], "Cookie: <signed session, see cookie_bytes>"],
             "wrk_version": wrk_version(wrk),
             "cookie_bytes": len(cookie),
@@ -786,10 +749,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                 Path(a).name if a == sys.executable else a for a in servers["session"].command
             ],
         },
-        "command": [Path(sys.executable).name, *sys.argv],
-        "runs": runs,
-        "summary": summary,
-    }
+        runs=runs,
+        summary=summary,
+    )
     h.write_json(args.out, result)
     print(table(result))
     for w in summary["warnings"]:

@@ -29,8 +29,9 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 MATURIN = BIN / "maturin"
-_VERSION = re.search(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.M)
-assert _VERSION is not None
+# The one version number: Cargo.toml's (pyproject.toml declares it dynamic).
+_VERSION = re.search(r'^version = "([^"]+)"', (REPO / "Cargo.toml").read_text(), re.M)
+assert _VERSION is not None  # [package] comes first in Cargo.toml
 VERSION = _VERSION[1]
 PACKAGE_FILES = sorted(
     p.relative_to(REPO / "python").as_posix()
@@ -97,13 +98,43 @@ def test_wheel_is_abi3_for_cpython_310_and_up(dist: Dist) -> None:
     assert re.search(r"^Requires-Dist: orjson>=3\.9$", metadata, re.M), metadata
     # Only what users install; the tools to work on ferrosession are dependency groups.
     extras = set(re.findall(r"^Provides-Extra: (\S+)$", metadata, re.M))
-    assert extras == {"redis", "demo"}, extras
+    assert extras == {"redis", "postgres", "demo"}, extras
     assert re.search(r"^License-Expression: MIT$", metadata, re.M), metadata
     assert re.search(r"^License-File: LICENSE$", metadata, re.M), metadata
     assert "Typing :: Typed" in metadata
+    assert re.search(rf"^Version: {re.escape(VERSION)}$", metadata, re.M), metadata
+    check_classifiers_and_urls(metadata)
     # Every console script points at a module the wheel ships.
     for module in re.findall(r"^\w[\w-]* = ([\w.]+):\w+$", entry_points, re.M):
         assert module.replace(".", "/") + ".py" in wheel_names(dist.wheel), module
+
+
+def check_classifiers_and_urls(metadata: str) -> None:
+    """PyPI refuses an upload with an unknown classifier; the listed Pythons are the
+    supported ones; the page links the repository, the docs site and the changelog."""
+    from trove_classifiers import classifiers as known
+
+    listed = re.findall(r"^Classifier: (.+)$", metadata, re.M)
+    assert not set(listed) - known, set(listed) - known
+    minors = sorted(int(c.rsplit(".", 1)[1]) for c in listed if re.search(r":: 3\.\d+$", c))
+    assert minors == [10, 11, 12, 13, 14], minors
+    urls = dict(re.findall(r"^Project-URL: ([^,]+), (\S+)$", metadata, re.M))
+    assert set(urls) == {"Homepage", "Documentation", "Repository", "Issues", "Changelog"}, urls
+    assert all(u.startswith("https://") for u in urls.values()), urls
+
+
+def test_the_version_is_kept_in_one_place() -> None:
+    """Cargo.toml has the number; pyproject.toml takes it (dynamic) and the module
+    exposes it; the changelog's newest entry is that version."""
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert not re.search(r"^version\s*=", pyproject, re.M), "a second version number"
+    assert re.search(r'^dynamic = \[.*"version".*\]$', pyproject, re.M), "dynamic version"
+    import ferrosession
+
+    assert ferrosession.__version__ == VERSION
+    changelog = (REPO / "CHANGELOG.md").read_text()
+    newest = re.search(r"^## \[(\d[^\]]*)\]", changelog, re.M)
+    assert newest is not None and newest[1] == VERSION, "CHANGELOG.md's newest entry"
 
 
 def test_wheel_holds_the_package_and_nothing_else(dist: Dist) -> None:
@@ -369,6 +400,8 @@ def test_demo_and_command_run_from_a_fresh_venv(fresh_venv: Path, tmp_path: Path
     command = fresh_venv.parent / "ferrosession"
     assert command.is_file(), "the ferrosession console script was not installed"
     run([command, "--help"], cwd=tmp_path, env=env, timeout=60)
+    proc = run([command, "--version"], cwd=tmp_path, env=env, timeout=60)
+    assert proc.stdout.strip() == f"ferrosession {VERSION}", proc.stdout
 
 
 def test_installed_wheel_is_typed_for_mypy(fresh_venv: Path, tmp_path: Path) -> None:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
+import inspect
 import re
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, TypeVar
 
 import flask
 import pytest
@@ -30,6 +31,7 @@ from redis_servers import RedisClusterNodes, RedisServer, free_port, require
 
 MAX_AGE = 3600
 TIMEOUT = 0.5  # socket timeouts of the test clients: a stopped server fails fast
+URL_TIMEOUT = 1.0  # the socket timeouts RedisStorage gives the clients it builds from a url
 
 
 @dataclass(frozen=True)
@@ -93,8 +95,17 @@ def async_client(port: int, **options: Any) -> redis.asyncio.Redis:
     )
 
 
+_T = TypeVar("_T")
+
+
 class Loop:
-    """One event loop for many requests, as under uvicorn; closed like asyncio.run does."""
+    """One event loop for many requests, as under uvicorn, and what the test opened: both
+    closed at the end of the test, passed or failed, like asyncio.run closes its loop.
+
+    A client left to the garbage collector is closed whenever it runs, which can be in the
+    middle of a later test: its ResourceWarnings, or the close asyncio starts for it on a
+    loop that is then closed before the close ends ("coroutine 'disconnect' was never
+    awaited"), fail that other test under ``-W error``."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
@@ -103,16 +114,36 @@ class Loop:
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
 
-    def adopt(self, client: Any) -> Any:
-        """Closes ``client`` in this loop at the end of the test."""
-        self.owned.append(client)
-        return client
+    def adopt(self, thing: _T) -> _T:
+        """Closes ``thing`` at the end of the test: a sync or asyncio client, or a
+        RedisStorage (the clients it made: its sync one, and its asyncio one for this loop)."""
+        self.owned.append(thing)
+        return thing
 
     def close(self) -> None:
-        for client in self.owned:
-            self.run(client.aclose())
+        for thing in reversed(self.owned):
+            if isinstance(thing, RedisStorage):
+                thing.close()
+                self.run(thing.aclose())
+            elif inspect.iscoroutinefunction(getattr(thing, "aclose", None)):
+                self.run(thing.aclose())
+            else:
+                thing.close()
+        self.finish_tasks()
         self.run(self.loop.shutdown_asyncgens())
+        self.finish_tasks()
         self.loop.close()
+
+    def finish_tasks(self) -> None:
+        """Lets the loop's remaining tasks end (such as the close asyncio starts for a
+        storage freed while its loop is open), as asyncio.run does before it closes."""
+        self.run(asyncio.sleep(0))  # a close asyncio was asked for becomes a task
+        pending = asyncio.all_tasks(self.loop)
+        if pending:
+            self.run(asyncio.wait(pending, timeout=10))
+        for task in asyncio.all_tasks(self.loop):
+            task.cancel()
+            self.run(asyncio.gather(task, return_exceptions=True))
 
 
 @pytest.fixture
@@ -120,6 +151,14 @@ def loop() -> Iterator[Loop]:
     runner = Loop()
     yield runner
     runner.close()
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left_to_the_collector() -> Iterator[None]:
+    """Collects the garbage at the end of each test, so that a client a test left open
+    fails that test (its ResourceWarning, an error here) instead of a random later one."""
+    yield
+    gc.collect()
 
 
 def command_calls(raw: redis.Redis) -> dict[str, int]:
@@ -370,7 +409,7 @@ def test_round_trip_ttl_invalidate_and_prefix(server: RedisServer, raw: redis.Re
 
 
 def test_async_round_trip(server: RedisServer, raw: redis.Redis, loop: Loop) -> None:
-    storage = RedisStorage(server.url)
+    storage = loop.adopt(RedisStorage(server.url))
 
     async def scenario() -> None:
         assert await storage.aread("a1") is None
@@ -426,7 +465,7 @@ def test_text_is_utf8_whatever_the_client_decodes(
 
 
 def test_one_round_trip_per_operation(server: RedisServer, raw: redis.Redis, loop: Loop) -> None:
-    storage = RedisStorage(server.url)
+    storage = loop.adopt(RedisStorage(server.url))
     storage.read("warm")  # the connection's own hand-shake is not a per-operation cost
     loop.run(storage.aread("warm"))
     for op, expected in (
@@ -442,13 +481,12 @@ def test_one_round_trip_per_operation(server: RedisServer, raw: redis.Redis, loo
         raw.config_resetstat()
         op()
         assert command_calls(raw) == expected
-    storage.close()
 
 
 def test_one_round_trip_per_request_through_the_middleware(
     server: RedisServer, raw: redis.Redis, loop: Loop
 ) -> None:
-    storage = RedisStorage(server.url)
+    storage = loop.adopt(RedisStorage(server.url))
     request = ASGIClient(asgi_app(storage), loop)
     request("/whoami", cookie="warm")
     raw.config_resetstat()
@@ -475,7 +513,6 @@ def test_one_round_trip_per_request_through_the_middleware(
         raw.config_resetstat()
         wsgi(path, cookie=sid)
         assert command_calls(raw) == expected, path
-    storage.close()
 
 
 def test_configuration_errors(server: RedisServer, loop: Loop) -> None:
@@ -549,9 +586,7 @@ def test_async_only_storage_refuses_sync_calls(server: RedisServer, loop: Loop) 
 
 
 def connected_clients(raw: redis.Redis, expected: int) -> int:
-    """The number of connections (with a short wait for closes to reach the server).
-    Clients that earlier tests dropped without closing are collected first."""
-    gc.collect()
+    """The number of connections (with a short wait for closes to reach the server)."""
     deadline = time.monotonic() + 2
     while True:
         count = len(raw.client_list())
@@ -628,7 +663,7 @@ def test_explicit_asyncio_client_through_asgi(
 
 
 def test_custom_prefix_through_asgi(server: RedisServer, raw: redis.Redis, loop: Loop) -> None:
-    storage = RedisStorage(server.url, prefix="myapp:")
+    storage = loop.adopt(RedisStorage(server.url, prefix="myapp:"))
     run_scenarios(ASGIClient(asgi_app(storage), loop), raw, "myapp:")
     assert all(k.startswith("myapp:") for k in raw.keys("*"))
 
@@ -743,8 +778,12 @@ def test_cluster_sessions_through_wsgi(
 # -- Redis goes away mid-run ---------------------------------------------------------------------
 
 
-def outage_storage(port: int) -> RedisStorage:
-    return RedisStorage(client=sync_client(port), async_client=lambda: async_client(port))
+def outage_storage(port: int, loop: Loop) -> RedisStorage:
+    """Explicit clients that fail fast; closed with the test's ``loop``."""
+    storage = RedisStorage(
+        client=loop.adopt(sync_client(port)), async_client=lambda: async_client(port)
+    )
+    return loop.adopt(storage)
 
 
 def assert_fails_before_the_response(
@@ -763,7 +802,7 @@ def test_redis_errors_become_storage_errors_with_the_cause(
     server: RedisServer, raw: redis.Redis, loop: Loop
 ) -> None:
     secret = "0123abcd" * 8
-    down = outage_storage(free_port())  # nothing listens there
+    down = outage_storage(free_port(), loop)  # nothing listens there
     calls = (
         ("read (GET)", lambda: down.read(secret)),
         ("write (SET)", lambda: down.write(secret, "v", 60)),
@@ -778,17 +817,16 @@ def test_redis_errors_become_storage_errors_with_the_cause(
         assert isinstance(info.value.__cause__, redis.ConnectionError)
         assert secret not in str(info.value)  # a live session id stays out of logs
     raw.rpush("ferrosession:list", "not a string")  # an error reply: WRONGTYPE
-    up = RedisStorage(server.url)
+    up = loop.adopt(RedisStorage(server.url))
     with pytest.raises(StorageError, match="read \\(GET\\) failed: ResponseError: WRONGTYPE"):
         up.read("list")
     with pytest.raises(StorageError, match="WRONGTYPE") as info:
         loop.run(up.aread("list"))
     assert isinstance(info.value.__cause__, redis.ResponseError)
-    up.close()
 
 
 def test_middleware_keeps_the_redis_error_as_the_cause(loop: Loop) -> None:
-    request = ASGIClient(asgi_app(outage_storage(free_port())), loop)
+    request = ASGIClient(asgi_app(outage_storage(free_port(), loop)), loop)
     with pytest.raises(StorageError) as info:
         request("/whoami", cookie="a" * 64)
     assert isinstance(info.value.__cause__, redis.ConnectionError)
@@ -799,7 +837,7 @@ def test_redis_stopped_and_restarted_under_asgi(tmp_path: Path, loop: Loop) -> N
 
     node = RedisServer(tmp_path, persistent=True).start()
     try:
-        storage = outage_storage(node.port)  # type: ignore[arg-type]
+        storage = outage_storage(node.port, loop)  # type: ignore[arg-type]
         direct = ASGIClient(asgi_app(storage), loop)
         with TestClient(starlette_app(storage), raise_server_exceptions=False) as http:
             request = starlette_request(http)
@@ -843,10 +881,10 @@ def test_redis_stopped_and_restarted_under_asgi(tmp_path: Path, loop: Loop) -> N
         node.stop()
 
 
-def test_redis_stopped_and_restarted_under_wsgi(tmp_path: Path) -> None:
+def test_redis_stopped_and_restarted_under_wsgi(tmp_path: Path, loop: Loop) -> None:
     node = RedisServer(tmp_path, persistent=True).start()
     try:
-        request = wsgi_request(RedisStorage(client=sync_client(node.port)))
+        request = wsgi_request(RedisStorage(client=loop.adopt(sync_client(node.port))))
         sid = request("/login", user="ann").cookie
         assert sid
 
@@ -868,7 +906,7 @@ def test_redis_stopped_and_restarted_under_wsgi(tmp_path: Path) -> None:
 def test_redis_hanging_times_out_and_recovers(tmp_path: Path, loop: Loop) -> None:
     node = RedisServer(tmp_path).start()
     try:
-        storage = outage_storage(node.port)  # type: ignore[arg-type]
+        storage = outage_storage(node.port, loop)  # type: ignore[arg-type]
         direct = ASGIClient(asgi_app(storage), loop)
         wsgi = wsgi_request(storage)
         sid = direct("/login", user="ann").cookie
@@ -886,6 +924,112 @@ def test_redis_hanging_times_out_and_recovers(tmp_path: Path, loop: Loop) -> Non
         assert direct("/whoami", cookie=sid).body == "ann:1"
     finally:
         node.stop()
+
+
+def client_timeouts(client: Any) -> tuple[Any, Any]:
+    """The socket timeouts the client's connections are made with."""
+    options = client.connection_pool.connection_kwargs
+    return options.get("socket_timeout"), options.get("socket_connect_timeout")
+
+
+def test_url_clients_get_timeouts_that_the_url_overrides(server: RedisServer, loop: Loop) -> None:
+    storage = loop.adopt(RedisStorage(server.url))
+    storage.read("k")
+    loop.run(storage.aread("k"))
+    assert client_timeouts(storage._sync) == (URL_TIMEOUT, URL_TIMEOUT)
+    assert client_timeouts(loop.run(_current(storage))) == (URL_TIMEOUT, URL_TIMEOUT)
+
+    url = server.url + "?socket_timeout=5&socket_connect_timeout=2.5"
+    custom = loop.adopt(RedisStorage(url))
+    custom.read("k")
+    loop.run(custom.aread("k"))
+    assert client_timeouts(custom._sync) == (5.0, 2.5)
+    assert client_timeouts(loop.run(_current(custom))) == (5.0, 2.5)
+
+    # the user's own clients are left as they are
+    explicit = loop.adopt(redis.Redis(port=server.port, socket_timeout=7, socket_connect_timeout=3))
+    aexplicit = loop.adopt(
+        redis.asyncio.Redis(port=server.port, socket_timeout=7, socket_connect_timeout=3)
+    )
+    own = RedisStorage(client=explicit, async_client=aexplicit)
+    own.read("k")
+    loop.run(own.aread("k"))
+    assert client_timeouts(explicit) == client_timeouts(aexplicit) == (7.0, 3.0)
+
+
+def timed(call: Callable[[], Any]) -> tuple[Any, float]:
+    """What ``call`` raised (a StorageError) and how many seconds it took."""
+    started = time.monotonic()
+    with pytest.raises(StorageError) as info:
+        call()
+    return info.value, time.monotonic() - started
+
+
+def test_frozen_redis_fails_url_clients_within_their_timeout_and_recovers(
+    tmp_path: Path, loop: Loop
+) -> None:
+    node = RedisServer(tmp_path).start()
+    try:
+        storage = loop.adopt(RedisStorage(node.url))
+        asgi = ASGIClient(asgi_app(storage), loop)
+        wsgi = wsgi_request(storage)
+        sid = asgi("/login", user="ann").cookie
+        assert sid and wsgi("/whoami", cookie=sid).body == "ann:0"
+
+        node.pause()  # SIGSTOP: connections are accepted, nothing answers
+        assert_fails_before_the_response(
+            asgi, "read (GET)", "TimeoutError", path="/whoami", cookie=sid
+        )
+        assert_fails_before_the_response(
+            asgi, "create (SET NX)", "TimeoutError", path="/login", user="bob"
+        )
+        started = time.monotonic()
+        failed = wsgi("/whoami", cookie=sid)  # the read fails in the handler
+        assert (failed.status, failed.set_cookies) == (500, [])
+        assert time.monotonic() - started < URL_TIMEOUT + 2
+        error, took = timed(lambda: storage.read(sid))
+        assert isinstance(error.__cause__, redis.TimeoutError) and took < URL_TIMEOUT + 2
+        node.resume()  # SIGCONT
+
+        assert asgi("/whoami", cookie=sid).body == "ann:0"
+        assert wsgi("/visit", cookie=sid).cookie == sid
+        assert asgi("/whoami", cookie=sid).body == "ann:1"
+        assert asgi("/login", user="bob").cookie
+    finally:
+        node.stop()
+
+
+def test_frozen_redis_waits_the_timeout_the_url_gives(tmp_path: Path, loop: Loop) -> None:
+    node = RedisServer(tmp_path).start()
+    try:
+        longer = 2 * URL_TIMEOUT
+        storage = loop.adopt(RedisStorage(f"{node.url}?socket_timeout={longer}"))
+        node.pause()  # the connections are made now: their hand-shake times out
+        for call in (lambda: storage.read("k"), lambda: loop.run(storage.aread("k"))):
+            error, took = timed(call)
+            assert isinstance(error.__cause__, redis.TimeoutError)
+            # the URL's timeout, not the default one, and not forever
+            assert longer - 0.25 <= took < longer + 2
+        node.resume()
+        assert storage.read("k") is None and loop.run(storage.aread("k")) is None
+    finally:
+        node.stop()
+
+
+def test_a_dropped_storage_closes_its_clients_without_the_collector(
+    server: RedisServer, raw: redis.Redis, loop: Loop
+) -> None:
+    storage = RedisStorage(server.url)
+    storage.read("k")
+    loop.run(storage.aread("k"))
+    assert connected_clients(raw, 3) == 3
+    gc.disable()
+    try:
+        del storage  # the last reference: the storage and its clients go now
+        loop.finish_tasks()  # the asyncio client is closed in its loop
+        assert connected_clients(raw, 1) == 1
+    finally:
+        gc.enable()
 
 
 # -- the lifecycle methods (storage protocol v2) ---------------------------------------------
@@ -1006,9 +1150,8 @@ def lifecycle_scenario(api: Api, raw: Any, tag: str) -> None:
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_lifecycle_methods(server: RedisServer, raw: redis.Redis, loop: Loop, mode: str) -> None:
-    storage = RedisStorage(server.url)
+    storage = loop.adopt(RedisStorage(server.url))
     lifecycle_scenario(Api(storage, loop.run if mode == "async" else None), raw, mode)
-    storage.close()
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
@@ -1025,7 +1168,7 @@ def test_lifecycle_methods_on_the_cluster(
 def test_owner_index_records_and_the_set_itself_expire(
     server: RedisServer, raw: redis.Redis, loop: Loop
 ) -> None:
-    storage = RedisStorage(server.url)
+    storage = loop.adopt(RedisStorage(server.url))
     owner, fresh = "A" * 43, "B" * 43
     storage.index_add(owner, "long", 60)
     storage.index_add(owner, "short", 1)
@@ -1038,7 +1181,6 @@ def test_owner_index_records_and_the_set_itself_expire(
     assert loop.run(storage.aindex_list(owner)) == ["long"]
     assert raw.exists(f"ferrosession:owner:{fresh}") == 0  # gone with its last member
     assert storage.index_list(fresh) == []
-    storage.close()
 
 
 @pytest.mark.parametrize("decode", [False, True])
@@ -1062,7 +1204,7 @@ def test_lifecycle_text_is_utf8_whatever_the_client_decodes(
 
 
 def test_lifecycle_one_round_trip_each(server: RedisServer, raw: redis.Redis, loop: Loop) -> None:
-    storage = RedisStorage(server.url)
+    storage = loop.adopt(RedisStorage(server.url))
     storage.read_ttl("warm")  # the connections' hand-shakes, and the scripts loaded
     storage.index_add("o", "warm", 3600)  # outlives "x": no PEXPIRE below
     loop.run(storage.aread("warm"))
@@ -1106,7 +1248,6 @@ def test_lifecycle_one_round_trip_each(server: RedisServer, raw: redis.Redis, lo
     raw.script_flush()
     storage.create("y", "v", 60)
     assert storage.read_ttl("y")[0] == "v"  # type: ignore[index]
-    storage.close()
 
 
 def test_lifecycle_on_the_cluster_goes_to_the_key_s_node_only(
@@ -1288,7 +1429,7 @@ def lifecycle_calls(storage: RedisStorage, loop: Loop) -> list[tuple[str, Callab
 def test_lifecycle_redis_stopped_and_restarted(tmp_path: Path, loop: Loop) -> None:
     node = RedisServer(tmp_path, persistent=True).start()
     try:
-        storage = outage_storage(node.port)  # type: ignore[arg-type]
+        storage = outage_storage(node.port, loop)  # type: ignore[arg-type]
         api, aapi = Api(storage), Api(storage, loop.run)
         assert api.create("kept", "v", 600) and aapi.create("akept", "w", 600)
         api.index_add("o", "kept", 600)
@@ -1322,7 +1463,7 @@ def test_lifecycle_redis_stopped_and_restarted(tmp_path: Path, loop: Loop) -> No
 def test_lifecycle_redis_hanging_times_out(tmp_path: Path, loop: Loop) -> None:
     node = RedisServer(tmp_path).start()
     try:
-        storage = outage_storage(node.port)  # type: ignore[arg-type]
+        storage = outage_storage(node.port, loop)  # type: ignore[arg-type]
         assert storage.create("k", "v", 60) and loop.run(storage.aread_ttl("k"))
         node.pause()
         for op, call in lifecycle_calls(storage, loop)[3:5] + lifecycle_calls(storage, loop)[11:13]:
@@ -1338,7 +1479,7 @@ def test_lifecycle_redis_hanging_times_out(tmp_path: Path, loop: Loop) -> None:
 def test_lifecycle_error_replies_become_storage_errors(
     server: RedisServer, raw: redis.Redis, loop: Loop
 ) -> None:
-    storage = RedisStorage(server.url)
+    storage = loop.adopt(RedisStorage(server.url))
     raw.rpush("ferrosession:list", "not a string")
     raw.set("ferrosession:owner:str", "not a sorted set")
     for op, call in (
@@ -1354,4 +1495,3 @@ def test_lifecycle_error_replies_become_storage_errors(
         assert "WRONGTYPE" in str(info.value)
         assert isinstance(info.value.__cause__, redis.ResponseError)
     assert storage.update("list", "v", 60) is True  # SET replaces any type, like write
-    storage.close()

@@ -19,7 +19,13 @@ from ferrosession.errors import (
     TooLateSessionSet,
 )
 from ferrosession.serializers import JSONSerializer
-from ferrosession.storage import DirectoryStorage, MemoryStorage, RedisStorage
+from ferrosession.storage import (
+    DirectoryStorage,
+    MemoryStorage,
+    PostgresStorage,
+    RedisStorage,
+    SQLiteStorage,
+)
 from ferrosession.transformers import Digest, Encrypt, KtorEncrypt, MessageAuthentication
 from ferrosession.wsgi import WSGISessionMiddleware
 
@@ -33,7 +39,9 @@ __all__ = [
     "KtorEncrypt",
     "MemoryStorage",
     "MessageAuthentication",
+    "PostgresStorage",
     "RedisStorage",
+    "SQLiteStorage",
     "SessionError",
     "SessionInfo",
     "SessionMiddleware",

@@ -15,16 +15,15 @@ __all__ = [
     "StarletteSend",
     "Transform",
     "__version__",
+    "_test_compat_json",
+    "_test_cookie_value",
     "build_profile",
-    "compat_json",
-    "cookie_value",
     "digest_transformer",
     "encrypt_envelope",
     "encrypt_key_id",
     "encrypt_open",
     "encrypt_transformer",
     "http_date",
-    "itsdangerous_timestamp",
     "ktor_encrypt_open",
     "ktor_encrypt_transformer",
     "mac_transformer",
@@ -255,7 +254,8 @@ class FlaskCodec:
     ) -> Optional[str]: ...
     def dump_json(self, json: bytes, now: Optional[int] = None, compress_min: int = 0) -> str: ...
 
-def itsdangerous_timestamp(ts: int) -> str: ...
-def compat_json(obj: object, style: str = "starlette") -> Optional[str]: ...
 def http_date(seconds: int) -> Optional[str]: ...
-def cookie_value(header: str, name: str, style: str) -> Optional[bytes]: ...
+
+# Test-only hooks (src/bindings/compat/testing.rs): not API.
+def _test_compat_json(obj: object, style: str = "starlette") -> Optional[str]: ...
+def _test_cookie_value(header: str, name: str, style: str) -> Optional[bytes]: ...

@@ -4,6 +4,10 @@
 
     check_storage(MyStorage())            # raises AssertionError naming what is wrong
 
+For a storage bound to a running event loop (an ``AsyncConnectionPool``, an asyncio
+client made for the app's loop), ``await acheck_storage(storage)`` runs the same checks
+in that loop.
+
 It checks the storage protocol the middleware relies on, plain or ``async def``; for a
 storage that offers both (like :class:`~ferrosession.RedisStorage`), the plain methods
 and the ``a``-prefixed async ones (``aread``, ``awrite``, ``ainvalidate``, ``acreate``…)
@@ -53,7 +57,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
-__all__ = ["check_storage"]
+__all__ = ["acheck_storage", "check_storage"]
 
 _VALUES = (
     '{"user":"ann","visits":0}',
@@ -90,18 +94,48 @@ def check_storage(storage: Any, *, expiry: bool = True, expiry_ttl: int = 1) -> 
     Raises:
         AssertionError: the storage breaks the protocol; the message says how.
     """
+    for ops in _sets(storage, plain=True):
+        asyncio.run(_check(ops, expiry, expiry_ttl))
+
+
+async def acheck_storage(storage: Any, *, expiry: bool = True, expiry_ttl: int = 1) -> None:
+    """The checks of :func:`check_storage`, in the running event loop: the methods an ASGI
+    app calls (``aread`` & co. when the storage has them, else its own ``read`` & co.,
+    plain or ``async def``), for a storage bound to that loop, such as a
+    :class:`~ferrosession.PostgresStorage` given an ``AsyncConnectionPool``::
+
+        async def test_my_storage():
+            await acheck_storage(MyStorage(pool))
+
+    Plain methods are called in the loop, as the ASGI middleware calls them.
+
+    Args:
+        storage: the storage to check.
+        expiry: also check that entries and index members expire (waits about
+            ``expiry_ttl`` + 1 s).
+        expiry_ttl: the ttl, in seconds, used for the expiry checks.
+
+    Raises:
+        AssertionError: the storage breaks the protocol; the message says how.
+    """
+    for ops in _sets(storage, plain=not hasattr(storage, "aread")):
+        await _check(ops, expiry, expiry_ttl)
+
+
+def _sets(storage: Any, *, plain: bool) -> list["_Ops"]:
+    """The storage's sets of methods to check: its own (``read`` & co.) when ``plain``,
+    and the ``a``-prefixed ones when it has ``aread``."""
     for method in ("read", "write", "invalidate"):
         assert callable(getattr(storage, method, None)), f"the storage has no {method}()"
     is_async = inspect.iscoroutinefunction(storage.read)
-    sets = [_methods(storage, "", is_async)]
+    sets = [_methods(storage, "", is_async)] if plain else []
     if hasattr(storage, "aread"):
         for method in ("awrite", "ainvalidate"):
             assert callable(getattr(storage, method, None)), (
                 f"the storage has aread() but no {method}()"
             )
         sets.append(_methods(storage, "a", True))
-    for ops in sets:
-        asyncio.run(_check(ops, expiry, expiry_ttl))
+    return sets
 
 
 @dataclass

@@ -22,13 +22,13 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
 
-use crate::codec::itsdangerous::{
-    exotic_numbers, json_hints, starlette_cookie, werkzeug_cookie, KeyDerivation,
-};
+use crate::codec::itsdangerous::{exotic_numbers, json_hints, werkzeug_cookie, KeyDerivation};
 use crate::codec::itsdangerous::{FlaskCodec as CoreFlask, StarletteCodec as CoreStarlette};
 use crate::codec::unix_now;
 
 use super::json_write::{JsonWriter, Style};
+
+mod testing;
 
 /// The `Cookie` headers of an ASGI scope: none, one (borrowed from its `bytes`), or
 /// several joined with `;` (Starlette reads them as one).
@@ -683,80 +683,11 @@ fn http_date(seconds: i64) -> Option<String> {
     Some(httpdate::fmt_http_date(time))
 }
 
-/// The value of cookie `name` in a `Cookie` header as Starlette (`style="starlette"`,
-/// last wins) or Werkzeug (`style="werkzeug"`, first wins) finds it (tests).
-#[pyfunction]
-#[pyo3(signature = (header, name, style))]
-fn cookie_value<'py>(
-    py: Python<'py>,
-    header: &str,
-    name: &str,
-    style: &str,
-) -> PyResult<Option<Bound<'py, PyBytes>>> {
-    let found = match style {
-        "starlette" => {
-            // Starlette sees the latin-1 decoding of the header bytes
-            let Some(bytes) = latin1(header) else {
-                return Ok(None);
-            };
-            let Some(name) = latin1(name) else {
-                return Ok(None);
-            };
-            starlette_cookie(&bytes, &name).map(|v| v.into_owned())
-        }
-        "werkzeug" => werkzeug_cookie(header.as_bytes(), name.as_bytes()).map(|v| v.into_owned()),
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "style must be \"starlette\" or \"werkzeug\", not {other:?}"
-            )))
-        }
-    };
-    Ok(found.map(|v| PyBytes::new(py, &v)))
-}
-
-fn latin1(text: &str) -> Option<Vec<u8>> {
-    text.chars()
-        .map(|c| u8::try_from(u32::from(c)).ok())
-        .collect()
-}
-
-/// itsdangerous' timestamp encoding (tests, tools): `b64url` of the big-endian
-/// integer without leading zero bytes.
-#[pyfunction]
-fn itsdangerous_timestamp(ts: u64) -> String {
-    crate::codec::itsdangerous::encode_timestamp(ts)
-}
-
-/// `json.dumps(obj)` (Starlette) or Flask's compact sorted JSON for plain values,
-/// `None` when Python must serialize (tests compare it with the peers' output).
-#[pyfunction]
-#[pyo3(signature = (obj, style = "starlette"))]
-fn compat_json(obj: &Bound<'_, PyAny>, style: &str) -> PyResult<Option<String>> {
-    let style = match style {
-        "starlette" => Style::Starlette,
-        "flask" => Style::Flask,
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "style must be \"starlette\" or \"flask\", not {other:?}"
-            )))
-        }
-    };
-    let mut writer = JsonWriter::new(style);
-    let written = match obj.cast::<PyDict>() {
-        Ok(dict) => writer.dict(dict, 0),
-        Err(_) => writer.value(obj, 0),
-    };
-    Ok(written.map(|()| String::from_utf8(writer.out).expect("the writer emits ASCII")))
-}
-
 /// Adds the compatibility codecs to `ferrosession._core`.
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<StarletteCodec>()?;
     m.add_class::<StarletteSend>()?;
     m.add_class::<FlaskCodec>()?;
-    m.add_function(wrap_pyfunction!(itsdangerous_timestamp, m)?)?;
-    m.add_function(wrap_pyfunction!(compat_json, m)?)?;
     m.add_function(wrap_pyfunction!(http_date, m)?)?;
-    m.add_function(wrap_pyfunction!(cookie_value, m)?)?;
-    Ok(())
+    testing::register(m)
 }

@@ -27,9 +27,18 @@ from typing import Any, Awaitable, Optional, Protocol, Union, runtime_checkable
 
 from ferrosession.storage.directory import DirectoryStorage
 from ferrosession.storage.memory import MemoryStorage
+from ferrosession.storage.postgres import PostgresStorage
 from ferrosession.storage.redis import RedisStorage
+from ferrosession.storage.sqlite import SQLiteStorage
 
-__all__ = ["DirectoryStorage", "MemoryStorage", "RedisStorage", "SessionStorage"]
+__all__ = [
+    "DirectoryStorage",
+    "MemoryStorage",
+    "PostgresStorage",
+    "RedisStorage",
+    "SQLiteStorage",
+    "SessionStorage",
+]
 
 
 @runtime_checkable

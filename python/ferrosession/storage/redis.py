@@ -10,11 +10,16 @@ text as UTF-8, whatever ``decode_responses`` or ``encoding`` the client was buil
 (replies are read undecoded, so the client's settings are used as they are and never
 changed).
 
+Clients built from a ``url`` get a 1 s ``socket_timeout`` and ``socket_connect_timeout``
+(redis-py before 8 waits forever by default, 8 waits 5 s, so a Redis that stops answering
+would hang every request): such a Redis is a ``StorageError`` after about a second. The
+URL's query overrides them (``?socket_timeout=5``). Explicit clients are used as they are.
+
 asyncio clients belong to the event loop that first uses them, so a client built from a
 ``url`` (or by an ``async_client`` factory) is made once per running loop, on its first
 await there, and closed when that loop shuts down (``asyncio.run``, ``asyncio.Runner``,
-uvicorn and anyio all shut their loop down that way); a client bound to a closed loop is
-never used again.
+uvicorn and anyio all shut their loop down that way), or soon after the storage itself is
+dropped while its loop runs on; a client bound to a closed loop is never used again.
 
 The owner index ("which sessions belong to user X") is one sorted set per owner, at
 ``prefix + "owner:" + owner`` (session keys never hold a ``:``, so it cannot collide with
@@ -32,11 +37,13 @@ touches one key, so it works on a Redis Cluster too.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import inspect
 import logging
 import threading
 import time
+import weakref
 from types import ModuleType
 from typing import Any, AsyncGenerator, Awaitable, Callable, Generic, Optional, TypeVar, overload
 from urllib.parse import urlsplit, urlunsplit
@@ -49,6 +56,11 @@ log = logging.getLogger("ferrosession")
 
 # Lifetimes past this are clamped (about 68 years, the cookie Max-Age limit).
 _MAX_TTL = 2**31 - 1
+# Given to Redis.from_url for the clients made from a url; the URL's query wins over them
+# (redis-py applies its query after the keyword arguments). redis-py's own default (none
+# before redis-py 8: wait forever; 5 s since) lets a stopped Redis hang every request for
+# that long. One second is far above a session GET/SET's round trip.
+_URL_CLIENT_TIMEOUTS: dict[str, Any] = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
 # redis.client.NEVER_DECODE: the option that makes redis-py return this one reply as raw
 # bytes, whatever the client's decode_responses says (redis-py uses it for DUMP).
 _RAW: dict[str, Any] = {"NEVER_DECODE": []}
@@ -194,14 +206,18 @@ class RedisStorage:
     - ``RedisStorage("redis://127.0.0.1:6379/0")``: the storage builds a sync
       ``redis.Redis.from_url(url)`` on first sync use and an asyncio
       ``redis.asyncio.Redis.from_url(url)`` per running event loop, on first use in it.
-      Client options go in the URL's query (``?socket_timeout=0.5&socket_connect_timeout=0.5``
-      — recommended: without a socket timeout, a Redis that hangs hangs the request).
+      Both wait at most 1 s for a connection and for a reply (``socket_connect_timeout``
+      and ``socket_timeout``), so a Redis that stops answering fails the request with
+      ``StorageError`` instead of hanging it. Client options go in the URL's query, which
+      overrides these (``?socket_timeout=5&socket_connect_timeout=2``).
     - ``RedisStorage(client=redis.RedisCluster(...), async_client=...)``: the clients are
       used as they are (a ``redis.Redis``, ``redis.RedisCluster``, their asyncio versions,
-      or the Valkey equivalents). ``async_client`` is either an asyncio client, which is
-      then bound to the one event loop that uses it (create it for the loop that serves the
-      app), or a callable returning a new asyncio client, which the storage calls once per
-      event loop like it does for a ``url``.
+      or the Valkey equivalents), with their own timeouts: give them ``socket_timeout``
+      and ``socket_connect_timeout`` (redis-py before 8 waits forever by default).
+      ``async_client`` is either an asyncio client, which is then bound to the one event
+      loop that uses it (create it for the loop that serves the app), or a callable
+      returning a new asyncio client, which the storage calls once per event loop like it
+      does for a ``url``.
 
     The sync methods (``read``, ``write``, ``invalidate`` and the optional lifecycle ones
     ``create``, ``update``, ``touch``, ``read_ttl``, ``index_add``, ``index_remove``,
@@ -238,6 +254,7 @@ class RedisStorage:
     renew_by_touch = False
 
     __slots__ = (
+        "__weakref__",
         "_async_factory",
         "_async_fixed",
         "_lock",
@@ -283,7 +300,8 @@ class RedisStorage:
                     f"RedisStorage url {_redacted(url)!r} is not a Redis URL: {exc}"
                 ) from None
             self._sync_owned = True
-            self._async_factory = self._client_from_url
+            # not a bound method: that would make the storage a cycle (see _close_with_loop)
+            self._async_factory = functools.partial(_async_client_from_url, url)
             return
         if client is None and async_client is None:
             raise ConfigurationError(
@@ -360,7 +378,8 @@ class RedisStorage:
                 )
             with self._lock:
                 if self._sync is None:
-                    self._sync = _import_redis().Redis.from_url(self._url)
+                    redis = _import_redis()
+                    self._sync = redis.Redis.from_url(self._url, **_URL_CLIENT_TIMEOUTS)
                 client = self._sync
         return client
 
@@ -602,12 +621,6 @@ class RedisStorage:
         entry = self._loops.get(asyncio.get_running_loop())
         return None if entry is None else entry[0]
 
-    def _client_from_url(self) -> Any:
-        import redis.asyncio
-
-        assert self._url is not None
-        return redis.asyncio.Redis.from_url(self._url)
-
     async def _new_async_client(self) -> Any:
         """Makes the running loop's client, and arranges for it to be closed when the
         loop shuts down: an async generator started here is one of the loop's open
@@ -622,7 +635,7 @@ class RedisStorage:
             raise ConfigurationError(
                 f"RedisStorage async_client factory returned {client!r}, not an asyncio client"
             )
-        keeper = self._keeper(loop, client)
+        keeper = _close_with_loop(weakref.ref(self), loop, client)
         with self._lock:
             # Loops closed without shutting down their generators: their clients cannot
             # be used, nor closed cleanly any more. Forget them.
@@ -631,21 +644,6 @@ class RedisStorage:
             self._loops[loop] = (client, keeper)
         await keeper.__anext__()
         return client
-
-    async def _keeper(
-        self, loop: asyncio.AbstractEventLoop, client: Any
-    ) -> AsyncGenerator[None, None]:
-        try:
-            yield
-        finally:
-            with self._lock:
-                entry = self._loops.get(loop)
-                if entry is not None and entry[0] is client:
-                    del self._loops[loop]
-            try:
-                await client.aclose()
-            except Exception as exc:  # closing a client whose server is gone
-                log.debug("RedisStorage: closing an asyncio client failed: %r", exc)
 
     async def aclose(self) -> None:
         """Closes the running loop's asyncio client if this storage made it (from ``url``
@@ -656,6 +654,35 @@ class RedisStorage:
             entry = self._loops.pop(asyncio.get_running_loop(), None)
         if entry is not None:
             await entry[1].aclose()
+
+
+def _async_client_from_url(url: str) -> Any:
+    import redis.asyncio
+
+    return redis.asyncio.Redis.from_url(url, **_URL_CLIENT_TIMEOUTS)
+
+
+async def _close_with_loop(
+    owner: weakref.ref[RedisStorage], loop: asyncio.AbstractEventLoop, client: Any
+) -> AsyncGenerator[None, None]:
+    """Closes ``client`` when its loop shuts down its async generators, or when the storage
+    drops it (``aclose``, or the storage itself is freed: asyncio then closes the generator
+    in the loop). It holds the storage only weakly: a strong reference would make the
+    storage and its clients a cycle, freed (with their sockets) whenever the garbage
+    collector runs, not when the last reference goes."""
+    try:
+        yield
+    finally:
+        storage = owner()
+        if storage is not None:
+            with storage._lock:
+                entry = storage._loops.get(loop)
+                if entry is not None and entry[0] is client:
+                    del storage._loops[loop]
+        try:
+            await client.aclose()
+        except Exception as exc:  # closing a client whose server is gone
+            log.debug("RedisStorage: closing an asyncio client failed: %r", exc)
 
 
 def _data(value: str) -> bytes:

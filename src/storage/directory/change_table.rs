@@ -2,8 +2,8 @@
 //! in the storage root, mapped shared (`MAP_SHARED`) by every process that opens the
 //! folder, holding two counters per slot (`begun`, `done`) of the changes made to the
 //! entries whose ids hash to that slot. The protocol, and why a cache hit checked
-//! against it is as good as the `lstat` it replaces, are in the parent module's
-//! documentation ("Cache and concurrency").
+//! against it is as good as the `lstat` it replaces, are in `coherence.rs`
+//! ("Cache and concurrency").
 //!
 //! # The file (layout version 1)
 //! Little-endian (native; the file never leaves the host), 64-bit words:
@@ -120,7 +120,7 @@ pub(super) use elsewhere::{open, ChangeTable};
     target_has_atomic = "64"
 ))]
 mod linux {
-    use super::super::{move_no_replace, random_hex};
+    use super::super::files::{move_no_replace, random_hex};
     use super::{NoTable, FILE_NAME, SLOTS};
     use std::ffi::c_void;
     use std::fs::{self, File, OpenOptions, Permissions};

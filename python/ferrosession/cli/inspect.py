@@ -1,17 +1,8 @@
-"""The ``ferrosession`` command (also ``python -m ferrosession.cli``).
-
-Subcommands:
-
-- ``keygen``: a new random key from the OS CSPRNG, as hex and base64url.
-- ``inspect``: decode a cookie value for debugging: say which format it is (one of our
-  transformers, the lifetimes inside it, Starlette's or Flask's cookie, an unsigned
-  value, a server-side session id) and where the key came from; print its payload, or
-  say why it is rejected (bad encoding, wrong key or tampered, expired, from the future,
-  wrong session name, ...).
-
-Exit codes: 0 ok, 1 the value is rejected, 2 usage error. Every subcommand is one entry
-of :data:`COMMANDS`; add another by appending a :class:`Command`.
-"""
+"""``ferrosession inspect``: decode a cookie value for debugging: say which format it is
+(one of our transformers, the lifetimes inside it, Starlette's or Flask's cookie, an
+unsigned value, a server-side session id) and where the key came from; print its payload,
+or say why it is rejected (bad encoding, wrong key or tampered, expired, from the future,
+wrong session name, ...). Exit 0 when it opens, 1 when it is rejected."""
 
 from __future__ import annotations
 
@@ -19,93 +10,29 @@ import argparse
 import base64
 import binascii
 import json
-import os
 import re
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, Callable, Optional, Protocol, Sequence, cast
+from typing import Any, Callable, Optional, Sequence
 
 from ferrosession import _core
-from ferrosession.errors import ConfigurationError
+from ferrosession.cli._command import EXIT_OK, EXIT_REJECTED, Command, UsageError, err, out
+from ferrosession.cli.formats import (
+    FLASK,
+    MAC_TAG_LENGTHS,
+    SESSION_ID,
+    STARLETTE,
+    recognise,
+    require_inspect_helpers,
+    split_cookie,
+)
+from ferrosession.cli.keys import KEY_OPTIONS, KeyText, key_texts, parse_key
 from ferrosession.transformers import Encrypt, KtorEncrypt, MessageAuthentication
-
-__all__ = ["COMMANDS", "EXIT_OK", "EXIT_REJECTED", "EXIT_USAGE", "Command", "main"]
-
-EXIT_OK = 0
-EXIT_REJECTED = 1
-EXIT_USAGE = 2
 
 #: Tolerated clock skew for issue times in the future (the codec's own constant).
 CLOCK_SKEW = _core.CLOCK_SKEW
-
-
-class UsageError(Exception):
-    """A bad argument: the command prints it and exits with status 2."""
-
-
-@dataclass(frozen=True)
-class Command:
-    """One subcommand: ``configure`` adds its arguments, ``run`` returns the exit code."""
-
-    name: str
-    help: str
-    description: str
-    configure: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
-
-
-# -- keygen -------------------------------------------------------------------------------
-
-MIN_KEY_BYTES = 16
-MAX_KEY_BYTES = 1024
-
-
-def _keygen_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--bytes",
-        type=int,
-        default=32,
-        metavar="N",
-        help="key length in bytes (default 32, what Encrypt takes; at least 16)",
-    )
-    p.add_argument(
-        "--format",
-        choices=("all", "hex", "base64url"),
-        default="all",
-        help="print every form with a usage line (default), or only the hex or the "
-        "base64url form (for scripts)",
-    )
-
-
-def _keygen(args: argparse.Namespace) -> int:
-    n: int = args.bytes
-    if not MIN_KEY_BYTES <= n <= MAX_KEY_BYTES:
-        raise UsageError(
-            f"--bytes must be between {MIN_KEY_BYTES} and {MAX_KEY_BYTES} (32 for Encrypt)"
-        )
-    key = _core.random_bytes(n)
-    hex_key = key.hex()
-    b64_key = base64.urlsafe_b64encode(key).decode("ascii").rstrip("=")
-    if args.format == "hex":
-        _out(hex_key)
-    elif args.format == "base64url":
-        _out(b64_key)
-    else:
-        transformer = "Encrypt" if n == 32 else "MessageAuthentication"
-        _out(f"hex:       {hex_key}")
-        _out(f"base64url: {b64_key}")
-        _out(f'python:    fs.{transformer}(bytes.fromhex("{hex_key}"))')
-        _err(
-            "Keep this key secret: load it from the environment or a secrets store, "
-            "never commit it. `ferrosession inspect --key` takes either form."
-        )
-    return EXIT_OK
-
-
-# -- inspect ------------------------------------------------------------------------------
 
 TRANSFORMERS = (
     "auto",
@@ -118,57 +45,8 @@ TRANSFORMERS = (
     "session-id",
 )
 ENCODINGS = ("uri", "base64", "raw", "dquotes")
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
-_B64 = re.compile(r"[A-Za-z0-9_\-+/]+={0,2}")
-_MAC_TAG_LENGTHS = {64: "sha256", 96: "sha384", 128: "sha512"}
-#: What ``new_session_id`` mints: 32 bytes as lowercase hex.
-_SESSION_ID = re.compile(r"[0-9a-f]{64}")
-_KTOR = re.compile(r"[0-9a-fA-F]{32}/[0-9a-fA-F]*:[0-9a-fA-F]*")
-_B64URL = re.compile(r"[A-Za-z0-9_-]+")
-# itsdangerous: PAYLOAD.TIMESTAMP.SIGNATURE, the signature an unpadded base64url HMAC-SHA1
-# (27 characters). Starlette's payload is standard base64 with padding, Flask's is
-# base64url, with a leading '.' when zlib-compressed.
-_STARLETTE = re.compile(r"[A-Za-z0-9+/]+={0,2}\.[A-Za-z0-9_-]{1,11}\.[A-Za-z0-9_-]{27}")
-_FLASK = re.compile(r"\.?[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{1,11}\.[A-Za-z0-9_-]{27}")
 _CLOCKS = re.compile(r"~1:([^:]*):(\d{1,12}):(\d{1,12}):(\d{0,12}):(.*)", re.S)
-_KEY_OPTIONS = "--key KEY, --key env:VAR or --key-file PATH"
-
-
-class _InspectCore(Protocol):
-    """The debugging helpers of ``ferrosession._core`` (``src/bindings/inspect.rs``)."""
-
-    def encrypt_open(
-        self,
-        keys: list[bytes],
-        value: str,
-        name: str = "",
-        now: Optional[int] = None,
-        max_age: Optional[int] = None,
-    ) -> tuple[Optional[str], bool, Optional[str], str]: ...
-
-    def encrypt_envelope(
-        self, value: str
-    ) -> tuple[Optional[tuple[int, bytes, Optional[int], int]], Optional[str], str]: ...
-
-    def encrypt_key_id(self, key: bytes) -> bytes: ...
-
-    def ktor_encrypt_open(
-        self,
-        encryption_key: bytes,
-        sign_key: bytes,
-        value: str,
-        backward_compatible_read: bool = False,
-    ) -> tuple[Optional[str], bool, Optional[str], str]: ...
-
-
-def _inspect_core() -> _InspectCore:
-    if not hasattr(_core, "encrypt_open"):
-        raise UsageError(
-            "this build of ferrosession._core lacks the inspect helpers "
-            "(src/bindings/inspect.rs); rebuild it (make develop)"
-        )
-    return cast(_InspectCore, _core)
+_NO_ISSUE_TIME = "--max-age is set but the value carries no issue time (issued without max_age)"
 
 
 @dataclass
@@ -187,28 +65,6 @@ class Verdict:
     @property
     def ok(self) -> bool:
         return self.payload is not None or self.accepted
-
-
-@dataclass(frozen=True)
-class KeyText:
-    """A key as the user gave it (after ``env:`` / ``--key-file`` are read) and where it
-    came from. Its bytes depend on the format: hex or base64 for ferrosession's own
-    transformers, the secret string itself for Starlette's and Flask's cookies."""
-
-    text: str
-    option: str  # the option, for messages: --key, --old-key #1
-    source: str  # where the text came from, for the report
-
-    def key(self) -> bytes:
-        """The key bytes of a ferrosession transformer (hex or base64)."""
-        return _decode_key(self.text, self.option)
-
-    def secret(self) -> bytes:
-        """The bytes of a Starlette ``secret_key`` / Flask ``SECRET_KEY``: the string
-        itself, UTF-8 (a ``hex:`` / ``base64:`` prefix gives bytes instead)."""
-        if self.text.startswith(("hex:", "base64:", "b64:")):
-            return _decode_key(self.text, self.option)
-        return self.text.encode("utf-8")
 
 
 def _inspect_args(p: argparse.ArgumentParser) -> None:
@@ -298,168 +154,10 @@ def _inspect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
 
-def _env_key(text: str, what: str) -> tuple[str, Optional[str]]:
-    """``(key text, environment variable or None)``: ``env:VAR`` reads the variable."""
-    if not text.strip().startswith("env:"):
-        return text, None
-    var = text.strip()[4:]
-    if var not in os.environ:
-        raise UsageError(f"{what}: the environment variable {var!r} is not set")
-    return os.environ[var], var
-
-
-def _decode_key(text: str, what: str) -> bytes:
-    raw = text.strip()
-    try:
-        if raw.startswith("hex:"):
-            return bytes.fromhex(raw[4:])
-        if raw.startswith(("base64:", "b64:")):
-            return _b64(raw.split(":", 1)[1])
-        if _HEX.fullmatch(raw):
-            return bytes.fromhex(raw)
-        if _B64.fullmatch(raw):
-            return _b64(raw)
-    except (ValueError, binascii.Error):
-        pass
-    raise UsageError(
-        f"{what} is neither hex nor base64: give the key that `ferrosession keygen` "
-        f"printed (hex or base64url), or prefix it with hex: or base64:"
-    )
-
-
-def parse_key(text: str, what: str) -> bytes:
-    """Key bytes from hex, base64url or base64 (``hex:`` / ``base64:`` prefixes force
-    one; ``env:VAR`` reads the text from an environment variable)."""
-    return _decode_key(_env_key(text, what)[0], what)
-
-
-def _key_texts(args: argparse.Namespace) -> list[KeyText]:
-    """The keys given, the current one first; empty when none was."""
-    keys: list[KeyText] = []
-    if args.key is not None:
-        text, var = _env_key(args.key, "--key")
-        source = "--key" if var is None else f"the environment variable {var} (--key env:{var})"
-        keys.append(KeyText(text, "--key", source))
-    elif args.key_file is not None:
-        try:
-            text = Path(args.key_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"--key-file: cannot read {args.key_file}: {exc}") from None
-        # an editor's final newline is not part of the key
-        text = text[:-1] if text.endswith("\n") else text
-        text = text[:-1] if text.endswith("\r") else text
-        keys.append(KeyText(text, "--key", f"the file {args.key_file} (--key-file)"))
-    for i, old in enumerate(args.old_key, 1):
-        if not keys:
-            raise UsageError(f"--old-key needs the current key too ({_KEY_OPTIONS})")
-        text, var = _env_key(old, "--old-key")
-        source = f"--old-key #{i}" + ("" if var is None else f" (the environment variable {var})")
-        keys.append(KeyText(text, f"--old-key #{i}", source))
-    return keys
-
-
 def _needs_key(what: str, give: str = "it") -> UsageError:
     return UsageError(
-        f"this is {what}: a key is needed to verify it: pass {give} with {_KEY_OPTIONS}"
+        f"this is {what}: a key is needed to verify it: pass {give} with {KEY_OPTIONS}"
     )
-
-
-def _b64(text: str) -> bytes:
-    text = text.strip().rstrip("=")
-    if "-" in text or "_" in text:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-
-
-def split_cookie(arg: str, name: Optional[str], encoding: str) -> tuple[Optional[str], str]:
-    """``(cookie name or None, raw value)`` from what the user pasted: a bare value,
-    ``NAME=VALUE``, or a whole ``Cookie:`` / ``Set-Cookie:`` header."""
-    text = arg.strip()
-    prefix = re.match(r"(?i)(set-)?cookie:[ \t]*", text)
-    if prefix:
-        text = text[prefix.end() :]
-        if prefix.group(1):  # Set-Cookie: the first pair; the rest are attributes
-            text = text.split(";", 1)[0]
-    elif _STARLETTE.fullmatch(text):
-        return None, text  # its base64 padding is no NAME=VALUE
-    pairs: list[tuple[str, str]] = []
-    for part in text.split(";"):
-        part = part.strip(" \t")
-        key, eq, value = part.partition("=")
-        if eq and _TOKEN.fullmatch(key):
-            pairs.append((key, value.strip(" \t")))
-    # A base64 value may end with '=', so only these make it NAME=VALUE there.
-    single = len(pairs) == 1 and bool(pairs[0][1]) and "=".join(pairs[0]) == text
-    is_header = bool(pairs) and (
-        bool(prefix)
-        or ";" in text
-        or (name is not None and text.startswith(name + "="))
-        or (single and encoding != "base64")
-    )
-    if not is_header:
-        return None, text
-    if not pairs:
-        raise UsageError("no NAME=VALUE cookie in COOKIE")
-    if name is None:
-        return pairs[0]
-    for key, value in pairs:
-        if key == name:
-            return key, value
-    if len(pairs) == 1:
-        return pairs[0]  # another name: reported if the value turns out bound to it
-    names = ", ".join(k for k, _ in pairs)
-    raise UsageError(f"no cookie named {name!r} in COOKIE (it has: {names})")
-
-
-def _mac_tag_shape(value: str) -> bool:
-    """Whether ``value`` ends with a MessageAuthentication tag (``/`` + lowercase hex of
-    an HMAC-SHA256/384/512)."""
-    _, slash, tag = value.rpartition("/")
-    return (
-        bool(slash) and len(tag) in _MAC_TAG_LENGTHS and re.fullmatch(r"[0-9a-f]+", tag) is not None
-    )
-
-
-def _encrypt_shape(value: str) -> bool:
-    """Whether ``value`` is a well-formed Encrypt envelope (it may still not open)."""
-    return (
-        _B64URL.fullmatch(value) is not None
-        and _inspect_core().encrypt_envelope(value)[0] is not None
-    )
-
-
-def guess_transformer(value: str) -> Optional[str]:
-    """The transformer a value's shape suggests."""
-    if _KTOR.fullmatch(value):
-        return "ktor-encrypt"
-    if _B64URL.fullmatch(value):
-        return "encrypt"
-    if "/" in value:
-        return "mac"
-    return None
-
-
-def recognise(raw: str, decoded: str, keyed: bool, sign_key: bool) -> Optional[str]:
-    """The format of a value: ``session-id``, ``ktor-encrypt``, ``itsdangerous``
-    (Starlette's or Flask's cookie), ``mac``, ``encrypt``, ``none`` (unsigned, only
-    without a key), or ``None``: given a key, the value has no signed format's shape."""
-    if _SESSION_ID.fullmatch(decoded):
-        return "session-id"
-    if sign_key:
-        return "ktor-encrypt"
-    # itsdangerous values are read as sent: their standard base64 may hold '+', which
-    # the uri encoding would read as a space
-    if _STARLETTE.fullmatch(raw) or _FLASK.fullmatch(raw):
-        return "itsdangerous"
-    if keyed:
-        return guess_transformer(decoded)
-    if _KTOR.fullmatch(decoded):
-        return "ktor-encrypt"
-    if _mac_tag_shape(decoded):
-        return "mac"
-    if _encrypt_shape(decoded):
-        return "encrypt"
-    return "none"
 
 
 def _when(ts: int, now: int) -> str:
@@ -511,7 +209,7 @@ def _inspect_mac(value: str, keys: list[bytes], args: argparse.Namespace, now: i
     if not slash:
         v.reason, v.message = "malformed", "not a signed value (VALUE/HEX_TAG): no '/'"
         return v
-    algorithm: Optional[str] = args.algorithm or _MAC_TAG_LENGTHS.get(len(tag))
+    algorithm: Optional[str] = args.algorithm or MAC_TAG_LENGTHS.get(len(tag))
     if algorithm is None or not re.fullmatch(r"[0-9a-f]+", tag):
         v.reason = "malformed"
         v.message = (
@@ -553,7 +251,7 @@ def _inspect_mac(value: str, keys: list[bytes], args: argparse.Namespace, now: i
     _, slash, ts = signed.rpartition("/")
     if not slash or not re.fullmatch(r"\d{1,20}", ts):
         v.reason = "no_issue_time"
-        v.message = "--max-age is set but the value carries no issue time (issued without max_age)"
+        v.message = _NO_ISSUE_TIME
         return v
     rejected = _timing(v, int(ts), now, args.max_age, checked=True)
     if rejected is not None:
@@ -583,7 +281,7 @@ def _inspect_encrypt(
     name: Optional[str],
     cookie_name: Optional[str],
 ) -> Verdict:
-    core = _inspect_core()
+    require_inspect_helpers()
     if name is None:
         raise UsageError(
             "Encrypt binds the session name into each value: pass --name SESSION_NAME, "
@@ -592,20 +290,20 @@ def _inspect_encrypt(
     Encrypt(keys[0], old_keys=keys[1:], max_age=args.max_age)  # validates the keys
     v = Verdict("encrypt")
     v.details["name"] = name
-    envelope, code, message = core.encrypt_envelope(value)
+    envelope, code, message = _core.encrypt_envelope(value)
     if envelope is None:
         v.reason, v.message = "malformed", f"not an Encrypt value: {message}"
         v.details["code"] = code
         return v
     version, key_id, issued, length = envelope
     v.details.update(version=version, key_id=key_id.hex(), plaintext_bytes=length)
-    ids = [core.encrypt_key_id(k) for k in keys]
+    ids = [_core.encrypt_key_id(k) for k in keys]
     if key_id in ids:
         i = ids.index(key_id)
         v.details["key"] = "--key" if i == 0 else f"--old-key #{i}"
     if issued is not None:
         _timing(v, issued, now, args.max_age, checked=False)
-    payload, reissue, code, message = core.encrypt_open(keys, value, name, now, args.max_age)
+    payload, reissue, code, message = _core.encrypt_open(keys, value, name, now, args.max_age)
     if payload is not None:
         v.payload, v.reissue = payload, reissue
         return v
@@ -622,7 +320,7 @@ def _inspect_encrypt(
         )
     elif code == "bad_tag":
         if cookie_name is not None and cookie_name != name:
-            other = core.encrypt_open(keys, value, cookie_name, now, args.max_age)
+            other = _core.encrypt_open(keys, value, cookie_name, now, args.max_age)
             if other[0] is not None:
                 v.reason = "wrong_session_name"
                 v.message = (
@@ -639,7 +337,7 @@ def _inspect_encrypt(
         if timed is not None:
             return timed
     elif code == "no_issue_time":
-        v.message = "--max-age is set but the value carries no issue time (issued without max_age)"
+        v.message = _NO_ISSUE_TIME
     return v
 
 
@@ -655,7 +353,7 @@ _KTOR_REASONS = {
 
 
 def _inspect_ktor(value: str, keys: list[bytes], args: argparse.Namespace) -> Verdict:
-    core = _inspect_core()
+    require_inspect_helpers()
     if args.sign_key is None:
         raise UsageError("ktor-encrypt needs --sign-key (the HMAC-SHA256 key)")
     if len(keys) > 1:
@@ -665,7 +363,7 @@ def _inspect_ktor(value: str, keys: list[bytes], args: argparse.Namespace) -> Ve
     KtorEncrypt(keys[0], sign, backward_compatible_read=compat)  # validates the keys
     v = Verdict("ktor-encrypt")
     v.details["aes_bits"] = 8 * len(keys[0])
-    payload, reissue, code, message = core.ktor_encrypt_open(keys[0], sign, value, compat)
+    payload, reissue, code, message = _core.ktor_encrypt_open(keys[0], sign, value, compat)
     if payload is not None:
         v.payload, v.reissue = payload, reissue
         v.details["note"] = "Ktor's format does not authenticate its IV"
@@ -676,7 +374,7 @@ def _inspect_ktor(value: str, keys: list[bytes], args: argparse.Namespace) -> Ve
     v.details["code"] = code
     v.reason, v.message = _KTOR_REASONS.get(code, "rejected"), message
     if code == "bad_mac" and not compat:
-        legacy = core.ktor_encrypt_open(keys[0], sign, value, True)
+        legacy = _core.ktor_encrypt_open(keys[0], sign, value, True)
         if legacy[0] is not None:
             v.reason = "legacy_format"
             v.message = (
@@ -737,6 +435,12 @@ def _itsdangerous_time(value: str) -> Optional[int]:
         return None
 
 
+def _itsdangerous_names(kinds: Sequence[str], joined_by: str) -> str:
+    """``Starlette's SessionMiddleware cookie or Flask's session cookie``: the formats'
+    names without their notes."""
+    return joined_by.join(_ITSDANGEROUS[k][0].split(" (")[0] for k in kinds)
+
+
 def _inspect_itsdangerous(
     value: str, keys: list[KeyText], args: argparse.Namespace, now: int, kinds: Sequence[str]
 ) -> Verdict:
@@ -745,8 +449,7 @@ def _inspect_itsdangerous(
     if not keys:
         which = " or ".join(_ITSDANGEROUS[k][1] for k in kinds)
         raise _needs_key(
-            " or ".join(_ITSDANGEROUS[k][0].split(" (")[0] for k in kinds)
-            + " (signed by itsdangerous)",
+            _itsdangerous_names(kinds, " or ") + " (signed by itsdangerous)",
             f"the app's {which} string",
         )
     secrets = [k.secret() for k in keys]
@@ -784,7 +487,7 @@ def _inspect_itsdangerous(
     v.reason = "wrong_key_or_tampered"
     v.message = (
         "the signature does not verify as "
-        + " or as ".join(_ITSDANGEROUS[k][0].split(" (")[0] for k in kinds)
+        + _itsdangerous_names(kinds, " or as ")
         + " under --key"
         + (" or any --old-key" if len(keys) > 1 else "")
         + ": another secret, or the value was changed"
@@ -872,7 +575,7 @@ def _inspect(args: argparse.Namespace) -> int:
     arg: str = args.cookie
     if arg == "-":
         arg = sys.stdin.read().strip()
-    keys = _key_texts(args)
+    keys = key_texts(args)
     for option in ("max_age", "idle_timeout", "absolute_timeout"):
         if getattr(args, option) is not None and getattr(args, option) <= 0:
             flag = "--" + option.replace("_", "-")
@@ -911,9 +614,9 @@ def _inspect(args: argparse.Namespace) -> int:
     elif kind in ("starlette", "flask", "itsdangerous"):
         if kind == "itsdangerous":
             kinds: list[str] = []
-            if _STARLETTE.fullmatch(raw):
+            if STARLETTE.fullmatch(raw):
                 kinds.append("starlette")
-            if _FLASK.fullmatch(raw):
+            if FLASK.fullmatch(raw):
                 kinds.append("flask")
         else:
             kinds = [kind]
@@ -925,7 +628,7 @@ def _inspect(args: argparse.Namespace) -> int:
             "ktor-encrypt": "a KtorEncrypt value",
         }[kind]
         if not keys:
-            if kind == "mac" and _SESSION_ID.fullmatch(text.rpartition("/")[0]):
+            if kind == "mac" and SESSION_ID.fullmatch(text.rpartition("/")[0]):
                 described = "a server-side session id signed by MessageAuthentication"
             raise _needs_key(described)
         if kind == "ktor-encrypt" and args.sign_key is None:
@@ -939,7 +642,7 @@ def _inspect(args: argparse.Namespace) -> int:
             v = _inspect_ktor(text, key_bytes, args)
         if v.payload is not None:
             v = _open_clocks(v, name, args, now)
-        if v.payload is not None and _SESSION_ID.fullmatch(v.payload):
+        if v.payload is not None and SESSION_ID.fullmatch(v.payload):
             v.details.update(
                 _inspect_session_id(v.payload, name).details,
                 format=f"a server-side session id, signed by {kind}: its data is in the storage",
@@ -955,7 +658,7 @@ def _report(v: Verdict, args: argparse.Namespace, keys: Sequence[KeyText]) -> in
     elif keys:
         v.details["key_source"] = keys[0].source
     if args.json:
-        _out(
+        out(
             json.dumps(
                 {
                     "ok": v.ok,
@@ -972,206 +675,28 @@ def _report(v: Verdict, args: argparse.Namespace, keys: Sequence[KeyText]) -> in
         )
     elif v.ok:
         if v.payload is not None:
-            _out(v.payload)
+            out(v.payload)
         facts = [f"{k}: {val}" for k, val in v.details.items()]
         if v.reissue:
             facts.append("would be re-issued under the current key / format")
-        _err(f"ok ({v.transformer})" + "".join(f"\n  {f}" for f in facts))
+        err(f"ok ({v.transformer})" + "".join(f"\n  {f}" for f in facts))
     else:
-        _err(f"rejected ({v.reason}): {v.message}")
+        err(f"rejected ({v.reason}): {v.message}")
         for k, val in v.details.items():
-            _err(f"  {k}: {val}")
+            err(f"  {k}: {val}")
     return EXIT_OK if v.ok else EXIT_REJECTED
 
 
-# -- gc -----------------------------------------------------------------------------------
-
-
-# The file every DirectoryStorage makes in its folder (src/storage/directory.rs).
-_LAYOUT_FILE = ".ferrosession-layout"
-
-
-def _gc_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", metavar="PATH", help="the folder of a DirectoryStorage")
-
-
-def _gc(args: argparse.Namespace) -> int:
-    from ferrosession.errors import StorageError
-    from ferrosession.storage.directory import DirectoryStorage
-
-    path = Path(args.path)
-    if not path.is_dir():  # never create a folder by mistake
-        raise UsageError(f"{path} is not a folder")
-    try:
-        # Opening a storage makes its layout (change table, layout file): only in a
-        # folder that already is one, so a mistyped path is left as it was.
-        if not _core.DirectoryStorage.holds_layout(path):
-            raise UsageError(
-                f"{path} is not a DirectoryStorage folder (it holds no "
-                f"{_LAYOUT_FILE}, change table, owners/ or session folders); nothing "
-                "was changed. Give the path the app passes to DirectoryStorage"
-            )
-        removed = DirectoryStorage(path, cached=False).gc()
-    except StorageError as exc:
-        _err(f"ferrosession gc: {exc}")
-        return EXIT_REJECTED
-    _out(f"removed {removed} expired session{'s' if removed != 1 else ''} from {path}")
-    return EXIT_OK
-
-
-# -- demo ---------------------------------------------------------------------------------
-
-
-def _demo_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (8000)")
-    p.add_argument("--dir", default=".sessions", help="where sessions live (./.sessions)")
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from ferrosession.demo.__main__ import main as demo_main
-
-    return demo_main(["--host", args.host, "--port", str(args.port), "--dir", args.dir])
-
-
-# -- bench --------------------------------------------------------------------------------
-
-BENCHES = (
-    "asgi_overhead",
-    "storage_overhead",
-    "primitives",
-    "compat_overhead",
-    "wsgi_overhead",
-    "memory",
-    "uvicorn_wrk",
+COMMAND = Command(
+    "inspect",
+    "decode a cookie value and say why it is rejected",
+    "Decode a session cookie value for debugging: ferrosession's own (MessageAuthentication, "
+    "Encrypt, KtorEncrypt, unsigned, a server-side session id), Starlette's "
+    "SessionMiddleware's or Flask's. Print its payload (stdout) and what was checked "
+    "(stderr): the format recognised and where the key came from; or say why it is "
+    "rejected. Exit 0 when it opens, 1 when it is rejected, 2 on a usage error (a "
+    "signed value without a key, too). Keys on a command line end up in the shell's "
+    "history: prefer --key env:VAR or --key-file.",
+    _inspect_args,
+    _inspect,
 )
-
-
-def _bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quick", action="store_true", help="a short smoke run (figures mean little)")
-    p.add_argument(
-        "--only", choices=BENCHES, action="append", help="run only this benchmark (repeatable)"
-    )
-
-
-def _bench(args: argparse.Namespace) -> int:
-    import subprocess
-
-    here = Path.cwd().resolve()
-    root = next(
-        (d for d in (here, *here.parents) if (d / "benches" / "_harness.py").is_file()), None
-    )
-    if root is None:
-        raise UsageError(
-            "run it inside a ferrosession source checkout (the benchmarks and their peers "
-            "live in its benches/ folder); there, `make bench` also builds the release snapshot"
-        )
-    if _core.build_profile != "release":
-        raise UsageError(
-            "this ferrosession is a debug build: benchmark a release one (`make bench` builds "
-            "it, or `maturin develop --release`)"
-        )
-    for name in args.only or BENCHES:
-        cmd = [sys.executable, str(root / "benches" / f"{name}.py")]
-        if args.quick:
-            cmd.append("--quick")
-        _err(f"ferrosession bench: {name}")
-        done = subprocess.run(cmd, cwd=root, check=False)
-        if done.returncode != 0:
-            return EXIT_REJECTED
-    subprocess.run([sys.executable, str(root / "benches" / "render.py")], cwd=root, check=True)
-    return EXIT_OK
-
-
-# -- dispatch -----------------------------------------------------------------------------
-
-COMMANDS: dict[str, Command] = {
-    "keygen": Command(
-        "keygen",
-        "print a new random key (hex and base64url)",
-        "Print a new key from the OS CSPRNG, as hex and as base64url, with a line of "
-        "Python that uses it.",
-        _keygen_args,
-        _keygen,
-    ),
-    "inspect": Command(
-        "inspect",
-        "decode a cookie value and say why it is rejected",
-        "Decode a session cookie value for debugging: ferrosession's own (MessageAuthentication, "
-        "Encrypt, KtorEncrypt, unsigned, a server-side session id), Starlette's "
-        "SessionMiddleware's or Flask's. Print its payload (stdout) and what was checked "
-        "(stderr): the format recognised and where the key came from; or say why it is "
-        "rejected. Exit 0 when it opens, 1 when it is rejected, 2 on a usage error (a "
-        "signed value without a key, too). Keys on a command line end up in the shell's "
-        "history: prefer --key env:VAR or --key-file.",
-        _inspect_args,
-        _inspect,
-    ),
-    "gc": Command(
-        "gc",
-        "delete expired sessions from a DirectoryStorage folder",
-        "Delete the expired session files (and stale temporary files) of a DirectoryStorage "
-        "folder; safe while the app runs. Prints how many sessions it removed.",
-        _gc_args,
-        _gc,
-    ),
-    "bench": Command(
-        "bench",
-        "run the benchmark suite against the Python peers",
-        "Run the in-process benchmarks (benches/ of a source checkout) with a progress "
-        "line, then write the README table and chart. Refuses a debug build.",
-        _bench_args,
-        _bench,
-    ),
-    "demo": Command(
-        "demo",
-        "serve the demo shop",
-        "Serve the demo shop (needs the demo extra: pip install 'ferrosession[demo]').",
-        _demo_args,
-        _demo,
-    ),
-}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand in :data:`COMMANDS`."""
-    parser = argparse.ArgumentParser(
-        prog="ferrosession",
-        description="Typed HTTP sessions: key generation and cookie debugging.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_core.__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for cmd in COMMANDS.values():
-        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.description)
-        cmd.configure(p)
-    return parser
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Runs the command line; returns the exit status (0 ok, 1 rejected, 2 usage)."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version (0) or a usage error (2)
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    cmd = COMMANDS[args.command]
-    try:
-        return cmd.run(args)
-    except (UsageError, ConfigurationError) as exc:
-        _err(f"ferrosession {cmd.name}: error: {exc}")
-        return EXIT_USAGE
-
-
-def _out(text: str) -> None:
-    print(text, file=sys.stdout)
-
-
-def _err(text: str) -> None:
-    print(text, file=sys.stderr)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

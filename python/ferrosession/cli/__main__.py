@@ -1,0 +1,5 @@
+"""``python -m ferrosession.cli``."""
+
+from ferrosession.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,211 @@
+"""SQLiteStorage on a real SQLite file: the protocol (sync and async), several processes
+on one file, a locked file, expiry and gc, hostile ids, what the file holds, and the
+real ASGI and WSGI middlewares."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+import ferrosession as fs
+from ferrosession.cli import main
+from ferrosession.testing import acheck_storage, check_storage
+from sql_storage_apps import key, run_processes, run_scenarios, starlette_app, starlette_request
+from sql_storage_apps import wsgi_request as wsgi_client
+
+TABLE = "ferrosession_sessions"
+
+
+def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_conformance_sync_and_async(tmp_path: Path) -> None:
+    storage = fs.SQLiteStorage(tmp_path / "s.db")
+    check_storage(storage)  # the plain methods, then the a-methods, each with expiry
+    asyncio.run(acheck_storage(storage, expiry=False))
+    assert rows(tmp_path / "s.db", "PRAGMA journal_mode") == [("wal",)]
+
+
+def test_configuration_errors(tmp_path: Path) -> None:
+    for table in ("a-b", "1abc", 'x"; DROP TABLE y; --', "", "s p", "x" * 46, "ünï"):
+        with pytest.raises(fs.ConfigurationError, match="table"):
+            fs.SQLiteStorage(tmp_path / "s.db", table=table)
+    for path in (":memory:", ""):
+        with pytest.raises(fs.ConfigurationError, match="MemoryStorage"):
+            fs.SQLiteStorage(path)
+    with pytest.raises(fs.ConfigurationError, match="timeout"):
+        fs.SQLiteStorage(tmp_path / "s.db", timeout=0)
+    longest = fs.SQLiteStorage(tmp_path / "s.db", table="T" * 45)
+    longest.write("k", "v", 60)
+    assert longest.read("k") == "v"
+    with pytest.raises(TypeError):
+        longest.write("k", b"bytes", 60)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        longest.write("k", "v", 0)
+
+
+def test_four_processes_share_one_file(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"  # does not exist yet: the four create it at once
+    spec = ("ferrosession", "SQLiteStorage", {"path": str(path)})
+    ops = run_processes(spec, processes=4, rounds=150)
+    assert ops == 4 * (1 + 150 * 8)
+    left = sorted(str(k) for (k,) in rows(path, f"SELECT key FROM {TABLE}"))
+    assert left == sorted([f"counter-{p}" for p in range(4)] + [f"r149-p{p}" for p in range(4)])
+    assert rows(path, f"SELECT value FROM {TABLE} WHERE key LIKE 'counter-%'") == [("150",)] * 4
+
+
+def test_a_locked_file_waits_the_busy_timeout_then_fails_and_recovers(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    storage = fs.SQLiteStorage(path, timeout=0.3)
+    storage.write("k", "before", 60)
+    blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        started = time.monotonic()
+        with pytest.raises(fs.StorageError, match="write failed: OperationalError") as failed:
+            storage.write("k", "during", 60)
+        assert time.monotonic() - started >= 0.3
+        assert isinstance(failed.value.__cause__, sqlite3.OperationalError)
+        # ASGI: the same error through the a-method, off the loop
+        with pytest.raises(fs.StorageError, match="update failed"):
+            asyncio.run(storage.aupdate("k", "during", 60))
+        # a writer that finds the lock released within the timeout just waits
+        threading.Timer(0.1, lambda: blocker.execute("COMMIT")).start()
+        slow = fs.SQLiteStorage(path, timeout=5)
+        slow.write("k", "after", 60)
+    finally:
+        blocker.close()
+    assert storage.read("k") == "after"
+
+
+def test_an_unreadable_database_is_a_storage_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    path.write_bytes(b"this is not an SQLite database, just some bytes " * 100)
+    storage = fs.SQLiteStorage(path)
+    with pytest.raises(fs.StorageError, match="read failed: DatabaseError"):
+        storage.read("k")
+    path.unlink()  # the next call opens the file anew
+    storage.close()
+    assert storage.read("k") is None
+
+
+def test_expiry_gc_and_the_owner_index(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    storage = fs.SQLiteStorage(path)
+    for i in range(5):
+        storage.write(f"short{i}", "v", 1)
+        storage.index_add("ann", f"short{i}", 60)
+    for i in range(3):
+        storage.write(f"long{i}", "v", 60)
+        storage.index_add("ann", f"long{i}", 60)
+    storage.index_add("bob", "nobody", 1)
+    # many more expired rows than one gc batch
+    with sqlite3.connect(path) as conn:
+        conn.executemany(
+            f"INSERT INTO {TABLE} VALUES (?, 'v', ?)",
+            [(f"old{i}", time.time() - 10) for i in range(2500)],
+        )
+    time.sleep(1.1)
+    assert storage.read("short0") is None and storage.read_ttl("short0") is None
+    assert storage.gc() == 2505
+    assert storage.gc() == 0
+    assert rows(path, f"SELECT count(*) FROM {TABLE}") == [(3,)]
+    # the owner rows of the deleted sessions went with them; bob's expired one by gc
+    assert sorted(storage.index_list("ann")) == ["long0", "long1", "long2"]
+    assert rows(path, f"SELECT owner, count(*) FROM {TABLE}_owners GROUP BY owner") == [("ann", 3)]
+    assert storage.invalidate("long0") is True
+    assert sorted(storage.index_list("ann")) == ["long1", "long2"]
+    assert asyncio.run(storage.agc()) == 0
+
+
+HOSTILE = [
+    "'; DROP TABLE ferrosession_sessions; --",
+    'a"b',
+    "x' OR '1'='1",
+    "semi;colon",
+    "%",
+    "_",
+    "ünïcödé ✓ 鍵",
+    "back\\slash\nnewline",
+    "k" * 10_000,
+]
+
+
+def test_hostile_ids_touch_no_other_row(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    storage = fs.SQLiteStorage(path)
+    storage.write("victim", "intact", 60)
+    storage.index_add("owner", "victim", 60)
+    for hostile in HOSTILE:
+        assert storage.read(hostile) is None
+        assert storage.invalidate(hostile) is False
+        assert storage.update(hostile, "x", 60) is False
+        assert storage.touch(hostile, 60) is False
+        assert storage.index_list(hostile) == []
+        storage.index_remove("owner", hostile)
+        assert storage.create(hostile, hostile, 60) is True
+        assert storage.read(hostile) == hostile
+        assert storage.invalidate(hostile) is True
+    assert storage.read("victim") == "intact"
+    assert storage.index_list("owner") == ["victim"]
+    assert rows(path, f"SELECT key, value FROM {TABLE}") == [("victim", "intact")]
+
+
+def test_asgi_and_wsgi_and_no_raw_id_in_the_file(tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    path = tmp_path / "s.db"
+    storage = fs.SQLiteStorage(path)
+
+    def stored(k: str) -> Optional[str]:
+        return storage.read(k)
+
+    with TestClient(starlette_app(storage)) as http:
+        run_scenarios(starlette_request(http), stored)
+    request = wsgi_client(storage)
+    run_scenarios(request, stored)
+
+    sid = request("/login", user="dora").cookie
+    assert sid
+    with TestClient(starlette_app(storage)) as http:  # a WSGI login read under ASGI
+        assert starlette_request(http)("/whoami", cookie=sid).body == "dora:0"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(FULL)")
+        dump = "\n".join(conn.iterdump())
+    assert key(sid) in dump
+    assert sid not in dump
+    for file in tmp_path.iterdir():  # nor in the file, its WAL or shared memory
+        assert sid.encode() not in file.read_bytes(), file
+
+
+def test_cli_gc(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "s.db"
+    storage = fs.SQLiteStorage(path, table="app_sessions")
+    storage.write("a", "v", 1)
+    storage.write("b", "v", 60)
+    time.sleep(1.1)
+    assert main(["gc", "--sqlite", str(path), "--table", "app_sessions"]) == 0
+    assert "removed 1 expired session " in capsys.readouterr().out
+    assert storage.read("b") == "v"
+    done = subprocess.run(
+        [sys.executable, "-m", "ferrosession.cli", "gc", "--sqlite", str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "removed 0 expired sessions" in done.stdout
+    # a missing file is refused, not created
+    assert main(["gc", "--sqlite", str(tmp_path / "nope.db")]) == 2
+    assert not (tmp_path / "nope.db").exists()
