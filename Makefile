@@ -108,7 +108,7 @@ bench-build: $(DEPS_STAMP) ## Build a release snapshot for the benchmarks (leave
 	$(MATURIN) build --release --quiet --out target/bench-wheels
 	$(PIP) install --quiet --no-deps --target $(BENCH_SITE) target/bench-wheels/*.whl
 
-BENCHES ?= asgi_overhead configurations storage_overhead primitives compat_overhead wsgi_overhead memory uvicorn_wrk
+BENCHES ?= asgi_overhead configurations storage_overhead sql_overhead primitives compat_overhead django_overhead fastapi_dependency wsgi_overhead memory uvicorn_wrk
 BENCH_ARGS ?=
 
 .PHONY: bench-tools

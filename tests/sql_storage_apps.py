@@ -250,3 +250,21 @@ def run_processes(spec: tuple[str, str, dict[str, Any]], processes: int, rounds:
             for me in range(processes)
         ]
         return sum(f.result(timeout=120) for f in futures)
+
+
+def readme_block(marker: str) -> dict[str, Any]:
+    """Runs the README's Python block that contains ``marker`` as a module (as
+    test_readme does) and returns its namespace."""
+    import sys
+    import types
+
+    from readme_examples import BLOCKS, module_name
+
+    index = next(i for i, block in enumerate(BLOCKS) if marker in block)
+    module = types.ModuleType(module_name(index))
+    sys.modules[module.__name__] = module
+    try:
+        exec(compile(BLOCKS[index], f"README.md block {index}", "exec"), module.__dict__)
+    finally:
+        del sys.modules[module.__name__]
+    return module.__dict__

@@ -679,8 +679,8 @@ def test_untouched_request_calls_no_rust_and_no_storage() -> None:
 
     for s in (sessions, signed):
         app = make_app(s, lambda s: None)
-        for provider in s.providers:
-            provider.codec = Bomb()
+        for reg in s.registrations:
+            reg.transport.codec = Bomb()  # type: ignore[assignment]
         response = call(app, headers=[("cookie", "SID=abc; CART=def")])
         assert response.status == 200 and response.set_cookies == []
     assert storage.reads == 0

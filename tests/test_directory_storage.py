@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import json
 import multiprocessing
 import os
@@ -22,12 +23,15 @@ import sys
 import threading
 import time
 import traceback
+import wsgiref.simple_server
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import pytest
 
+import ferrosession as fs
 from ferrosession.errors import ConfigurationError, StorageError
 from ferrosession.storage import SessionStorage
 from ferrosession.storage.directory import DirectoryStorage
@@ -406,7 +410,8 @@ def test_unwritable_folder_is_a_storage_error_with_the_path(tmp_path: Path) -> N
         st.write("abc", "v", 100)
     assert str(shard) in str(info.value)
     assert snapshot(root) == before, "nothing half-written"
-    assert st.read("abc") is None
+    with pytest.raises(StorageError, match="Not a directory"):
+        st.read("abc")  # a broken folder is not an absent session (issue 19)
 
 
 def _mount_tmpfs(where: Path, size: str) -> bool:
@@ -622,8 +627,8 @@ def _hammer(
                     if before != 0 and after == before:
                         # no other op on this id began during the read: it must
                         # return exactly the last completed write (or nothing)
-                        want = before if before > 0 else None
-                        if got != want:
+                        last_write = before if before > 0 else None
+                        if got != last_write:
                             errors.append(f"{sid}: read {got}, last completed op {before}")
             else:
                 sid = f"free-{rng.randrange(FREE_IDS)}"
@@ -1111,3 +1116,154 @@ def test_processes_race_update_invalidate_and_create(root: Path) -> None:
         assert fresh.read(f"create-{r}") == f"w{wins[r][0]}"
     assert temp_files(root) == []
     assert time.monotonic() - started < 60
+
+
+# --- a broken folder is a StorageError, never an absent session (issue 19) -----------
+
+
+def break_folder(folder: Path) -> Callable[[], None]:
+    """Replaces ``folder`` by a plain file, its content kept aside: every call below it
+    fails with ENOTDIR, for root too (unlike a read-only folder). Returns the way back."""
+    aside = folder.with_name(folder.name + ".aside")
+    folder.rename(aside)
+    folder.write_text("not a folder any more")
+
+    def restore() -> None:
+        folder.unlink()
+        aside.rename(folder)
+
+    return restore
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_a_broken_folder_fails_every_method(root: Path, cached: bool) -> None:
+    st = DirectoryStorage(root, cached=cached)
+    st.write("abc", "v", 100)
+    st.index_add("ann", "abc", 100)
+    restore = break_folder(root)
+    calls: list[tuple[str, Callable[[], object]]] = [
+        ("update", lambda: st.update("abc", "w", 100)),
+        ("touch", lambda: st.touch("abc", 100)),
+        ("create", lambda: st.create("abc", "w", 100)),
+        ("invalidate", lambda: st.invalidate("abc")),
+        ("write", lambda: st.write("abc", "w", 100)),
+        ("write ttl 0", lambda: st.write("abc", "w", 0)),
+        ("index_add", lambda: st.index_add("ann", "abc", 100)),
+        ("index_remove", lambda: st.index_remove("ann", "abc")),
+        ("index_list", lambda: st.index_list("ann")),
+        ("gc", st.gc),
+    ]
+    if not cached:
+        # (a cached value checked by the change table is served: documented)
+        calls += [("read", lambda: st.read("abc")), ("read_ttl", lambda: st.read_ttl("abc"))]
+    for what, call in calls:
+        with pytest.raises(StorageError, match="Not a directory") as info:
+            call()
+        assert str(root) in str(info.value), what
+    restore()
+    assert st.read("abc") == "v", "nothing lost or replaced"
+    assert st.index_list("ann") == ["abc"]
+    assert temp_files(root) == []
+
+
+@dataclass(frozen=True)
+class Login:
+    user: str
+
+
+def login_app(folder: Path, failures: list[BaseException]) -> Callable[..., Iterable[bytes]]:
+    """A bare WSGI app behind the real middleware: /login/NAME sets, /relogin/NAME
+    regenerates then sets (what a login does), /logout clears, /me reads. ``failures``
+    collects what the middleware raised (the server then answers 500)."""
+    sessions = fs.Sessions()
+    sessions.cookie(Login, "SID", storage=fs.DirectoryStorage(folder))
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        s = fs.get_sessions(environ)
+        action, _, name = environ["PATH_INFO"].strip("/").partition("/")
+        if action == "login":
+            s.set(Login(name))
+        elif action == "relogin":
+            s.regenerate(Login)
+            s.set(Login(name))
+        elif action == "logout":
+            s.clear(Login)
+        login = s.get(Login)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [login.user.encode() if login else b"anonymous"]
+
+    wrapped = fs.WSGISessionMiddleware(app, sessions)
+
+    def recording(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        try:
+            return wrapped(environ, start_response)
+        except BaseException as exc:
+            failures.append(exc)
+            raise
+
+    return recording
+
+
+class QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class QuietServer(wsgiref.simple_server.WSGIServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # the app's exception is checked by the test
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Callable[..., Iterable[bytes]]], int]]:
+    """Serves a WSGI app with wsgiref on a free port (a real server: an exception
+    becomes a 500); returns the port."""
+    servers: list[wsgiref.simple_server.WSGIServer] = []
+
+    def start(app: Callable[..., Iterable[bytes]]) -> int:
+        server = wsgiref.simple_server.make_server(
+            "127.0.0.1", 0, app, server_class=QuietServer, handler_class=QuietHandler
+        )
+        servers.append(server)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return int(server.server_port)
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def get(port: int, path: str, cookie: Optional[str] = None) -> tuple[int, list[str], str]:
+    """Status, Set-Cookie lines and body of one request."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers={"Cookie": cookie} if cookie else {})
+        answer = conn.getresponse()
+        body = answer.read().decode()
+        set_cookies = [v for k, v in answer.getheaders() if k.lower() == "set-cookie"]
+        return answer.status, set_cookies, body
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("path", ["/login/bob", "/relogin/bob", "/logout"])
+def test_a_broken_folder_is_a_500_never_a_silent_200(
+    root: Path, serve: Callable[[Callable[..., Iterable[bytes]]], int], path: str
+) -> None:
+    """An existing session, then the folder breaks: the login's update, the
+    regeneration's guarded invalidate and the logout fail loudly (issue 19: they read
+    as "entry already gone", a 200 without Set-Cookie)."""
+    failures: list[BaseException] = []
+    port = serve(login_app(root, failures))
+    status, (line,), body = get(port, "/login/ann")
+    assert (status, body) == (200, "ann")
+    cookie = line.split(";", 1)[0]
+    restore = break_folder(root)
+    status, set_cookies, _ = get(port, path, cookie)
+    assert (status, set_cookies) == (500, [])
+    [failure] = failures
+    assert isinstance(failure, StorageError), repr(failure)
+    assert "Not a directory" in str(failure)
+    restore()
+    assert get(port, "/me", cookie) == (200, [], "ann"), "the session is intact"

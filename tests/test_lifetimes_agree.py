@@ -17,6 +17,7 @@ import pytest
 from werkzeug.test import Client
 
 import ferrosession as fs
+from postgres_server import PostgresServer
 from redis_servers import RedisServer, require
 
 KEY = b"k" * 32
@@ -60,18 +61,34 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture(params=["memory", "directory", "redis"])
+@pytest.fixture(scope="module")
+def postgres_dsn() -> Iterator[str]:
+    cluster = PostgresServer().start()
+    try:
+        yield cluster.dsn
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture(params=["memory", "directory", "redis", "sqlite", "postgres"])
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "memory":
         yield fs.MemoryStorage()
-    elif request.param == "directory":
+        return
+    if request.param == "directory":
         yield fs.DirectoryStorage(tmp_path / "sessions")
+        return
+    if request.param == "redis":
+        store: Any = fs.RedisStorage(request.getfixturevalue("redis_url"))
+    elif request.param == "sqlite":
+        store = fs.SQLiteStorage(tmp_path / "sessions.db")
     else:
-        store = fs.RedisStorage(request.getfixturevalue("redis_url"))
-        try:
-            yield store
-        finally:
-            store.close()
+        table = f"lifetimes_{len(request.node.name)}_{abs(hash(request.node.name)) % 10**8}"
+        store = fs.PostgresStorage(request.getfixturevalue("postgres_dsn"), table=table)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 # (registration options, set() options, the cookie's Max-Age, the entry's lifetime)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import psycopg
@@ -22,10 +23,18 @@ import ferrosession as fs
 from ferrosession.cli import main
 from ferrosession.testing import acheck_storage, check_storage
 from postgres_server import BIN, PostgresServer
-from sql_storage_apps import key, run_processes, run_scenarios, starlette_app, starlette_request
+from sql_storage_apps import (
+    key,
+    readme_block,
+    run_processes,
+    run_scenarios,
+    starlette_app,
+    starlette_request,
+)
 from sql_storage_apps import wsgi_request as wsgi_client
 
 _tables = itertools.count()
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -339,3 +348,22 @@ def test_cli_gc(server: PostgresServer, table: str, capsys: pytest.CaptureFixtur
     down = f"host=127.0.0.1 port={server.port} user=nobody_here dbname=postgres"
     assert main(["gc", "--postgres", down, "--table", table]) == 1  # refused: StorageError
     assert "ferrosession gc: PostgresStorage gc failed" in capsys.readouterr().err
+
+
+def test_readme_example(server: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from starlette.testclient import TestClient
+
+    monkeypatch.setenv("DATABASE_URL", server.dsn)
+    example = readme_block("fs.PostgresStorage(os.environ")
+    with TestClient(example["app"]) as phone, TestClient(example["app"]) as laptop:
+        assert phone.get("/devices").status_code == 401
+        assert phone.post("/login/ann").text == "ok"
+        assert laptop.post("/login/ann").text == "ok"
+        assert phone.get("/devices").text == "ann: 2 session(s)"
+        sid = phone.cookies["SESSION_ID"]
+    assert sql(server, "SELECT count(*) FROM ferrosession_sessions") == [(2,)]
+    assert sql(server, "SELECT count(*) FROM ferrosession_sessions WHERE key = %s", sid) == [(0,)]
+    example["storage"].close()
+    for line in ("ferrosession gc --postgres env:DATABASE_URL",):
+        assert line in README, line
+        assert main(line.split()[1:]) == 0

@@ -562,7 +562,7 @@ def test_sync_only_storage_has_no_asyncio_methods(server: RedisServer, raw: redi
     assert not hasattr(storage, "aread")
     assert not hasattr(storage, "awrite") and not hasattr(storage, "ainvalidate")
     sessions = make_sessions(storage)
-    assert sessions.providers[0].async_storage is False
+    assert sessions.registrations[0].home.async_storage is False
     # under ASGI it is a plain sync storage: read on first touch, written at the start
     ids = run_scenarios(ASGIClient(asgi_app(storage)), raw)
     assert len(ids) == 3
@@ -572,7 +572,7 @@ def test_sync_only_storage_has_no_asyncio_methods(server: RedisServer, raw: redi
 
 def test_async_only_storage_refuses_sync_calls(server: RedisServer, loop: Loop) -> None:
     storage = RedisStorage(async_client=loop.adopt(redis.asyncio.Redis(port=server.port)))
-    assert make_sessions(storage).providers[0].async_storage is True
+    assert make_sessions(storage).registrations[0].home.async_storage is True
     loop.run(storage.awrite("k", "v", 60))
     assert loop.run(storage.aread("k")) == "v"
     for call in (lambda: storage.read("k"), lambda: storage.invalidate("k")):

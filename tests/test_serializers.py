@@ -1135,15 +1135,17 @@ def test_write_value_writes_what_orjson_writes() -> None:
     sessions = fs.Sessions()
     sessions.cookie(Address, "S", transformers=[fs.MessageAuthentication(b"k" * 32)])
     sessions._freeze()
-    p = sessions.providers[0]
+    reg = sessions.registrations[0]
+    codec, schema = reg.transport.codec, reg.home.schema
+    assert schema is not None
     v = Address('ada "lovelace" é', "ß")
     data = orjson.dumps(dataclasses.asdict(v))
     for max_age in (None, 0, 60):
-        line = p.codec.write_value(p.schema, v, max_age, True, 1_700_000_000)
-        assert line == p.codec.write_asgi(data, max_age, 1_700_000_000)
-        text = p.codec.write_value(p.schema, v, max_age, False, 1_700_000_000)
-        assert text == p.codec.write(data, max_age, 1_700_000_000)
-    assert p.codec.write_value(p.schema, Box(2**70), None) is None
+        line = codec.write_value(schema, v, max_age, True, 1_700_000_000)
+        assert line == codec.write_asgi(data, max_age, 1_700_000_000)
+        text = codec.write_value(schema, v, max_age, False, 1_700_000_000)
+        assert text == codec.write(data, max_age, 1_700_000_000)
+    assert codec.write_value(schema, Box(2**70), None) is None
 
 
 def test_write_takes_bytes_and_write_asgi_gives_bytes() -> None:
@@ -1152,26 +1154,27 @@ def test_write_takes_bytes_and_write_asgi_gives_bytes() -> None:
     sessions = fs.Sessions()
     sessions.cookie(Item, "s", transformers=[fs.MessageAuthentication(bytes(range(32)))])
     sessions.header(Cart, "X-S", transformers=[fs.MessageAuthentication(bytes(range(32)))])
-    for p in sessions.providers:
+    for reg in sessions.registrations:
+        codec = reg.transport.codec
         text = '{"sku":"e u","qty":1}'
-        line = p.codec.write(text, 60, 1000)
-        assert p.codec.write(text.encode(), 60, 1000) == line
-        assert p.codec.write_asgi(text, 60, 1000) == line.encode("latin-1")
-        assert p.codec.write_asgi(text.encode(), None, 1000) == p.codec.write(text).encode()
+        line = codec.write(text, 60, 1000)
+        assert codec.write(text.encode(), 60, 1000) == line
+        assert codec.write_asgi(text, 60, 1000) == line.encode("latin-1")
+        assert codec.write_asgi(text.encode(), None, 1000) == codec.write(text).encode()
     with pytest.raises(ValueError):
-        sessions.providers[0].codec.write(b"\xff", 60)
+        sessions.registrations[0].transport.codec.write(b"\xff", 60)
 
 
 # --- the session layer uses the serializer's reader and writer --------------------
 
 
-def test_the_schema_is_wired_to_the_provider() -> None:
+def test_the_schema_is_wired_to_the_home() -> None:
     import ferrosession as fs
     from ferrosession import _core
 
     sessions = fs.Sessions()
     sessions.cookie(Cart, "c", transformers=[fs.MessageAuthentication(bytes(32))])
-    assert isinstance(sessions.providers[0].schema, _core.Schema)
+    assert isinstance(sessions.registrations[0].home.schema, _core.Schema)
 
     class Custom:
         def serialize(self, value: Any) -> str:
@@ -1181,41 +1184,42 @@ def test_the_schema_is_wired_to_the_provider() -> None:
             return Item("c")
 
     sessions.cookie(Item, "i", serializer=Custom(), unsigned=True)
-    assert sessions.providers[1].schema is None
+    assert sessions.registrations[1].home.schema is None
 
 
-def test_read_asgi_with_a_schema() -> None:
-    """What `get` takes from the fused read: the value alone when nothing more is to be
-    done; else a tuple whose payload is there only when it is needed."""
+def test_read_asgi_fills_the_state() -> None:
+    """What the fused read writes into the request's state for the session: the value,
+    and the payload only when it is needed (to issue it again, or for the serializer
+    to say why it does not fit)."""
     import ferrosession as fs
+    from ferrosession.state import State
 
     old, new = bytes(range(32)), bytes(range(1, 33))
     item = Item("a", 2)
     text = JSONSerializer(Item).serialize(item)
 
-    def provider(key: bytes, *old_keys: bytes) -> Any:
+    def registration(key: bytes, *old_keys: bytes) -> Any:
         sessions = fs.Sessions()
         sessions.cookie(Item, "s", transformers=[fs.MessageAuthentication(key, old_keys=old_keys)])
-        return sessions.providers[0]
+        return sessions.registrations[0]
 
-    p = provider(new, old)
-    cookie = provider(old).codec.write(text, None).split(";", 1)[0].encode()
+    def read(reg: Any, headers: list[tuple[bytes, bytes]], schema: bool = True) -> Any:
+        st = State(reg)
+        reg.transport.codec.read_asgi(st, headers, None, reg.home.schema if schema else None)
+        return (st.present, st.payload, st.reissue, st.value)
+
+    rotated, current = registration(new, old), registration(old)
+    cookie = current.transport.codec.write(text, None).split(";", 1)[0].encode()
     headers = [(b"host", b"x"), (b"cookie", cookie)]
     # verified by a retired key: issued again, so the payload comes too
-    assert p.codec.read_asgi(headers, None, p.schema) == (text, True, item)
-    current = provider(old)
-    assert current.codec.read_asgi(headers, None, current.schema) == item
-    assert current.codec.read_asgi([(b"host", b"x")], None, current.schema) is None
-    tampered = [(b"cookie", cookie[:-3] + b"000")]
-    assert current.codec.read_asgi(tampered, None, current.schema) == (None, False, None)
+    assert read(rotated, headers) == (True, text, True, item)
+    assert read(current, headers) == (True, None, False, item)
+    assert read(current, [(b"host", b"x")]) == (False, None, False, None)
+    assert read(current, [(b"cookie", cookie[:-3] + b"000")]) == (True, None, False, None)
     # verified, but not of the type: the serializer says why, from the payload
-    odd = current.codec.write('{"sku":1}', None).split(";", 1)[0].encode()
-    assert current.codec.read_asgi([(b"cookie", odd)], None, current.schema) == (
-        '{"sku":1}',
-        False,
-        None,
-    )
-    assert current.codec.read_asgi(headers) == (text, False)
+    odd = current.transport.codec.write('{"sku":1}', None).split(";", 1)[0].encode()
+    assert read(current, [(b"cookie", odd)]) == (True, '{"sku":1}', False, None)
+    assert read(current, headers, schema=False) == (True, text, False, None)
 
 
 def _asgi_run(sessions: Any, run: Any, cookie: Optional[str] = None) -> tuple[Any, list[str]]:
@@ -1255,6 +1259,7 @@ def _wsgi_run(sessions: Any, run: Any, cookie: Optional[str] = None) -> tuple[An
 @pytest.mark.parametrize("driver", [_asgi_run, _wsgi_run], ids=["asgi", "wsgi"])
 def test_set_sends_orjsons_json_and_get_reads_it_back(driver: Any) -> None:
     import ferrosession as fs
+    from ferrosession.state import State
 
     sessions = fs.Sessions()
     sessions.cookie(Box, "S", transformers=[fs.MessageAuthentication(b"k" * 32)])
@@ -1262,9 +1267,9 @@ def test_set_sends_orjsons_json_and_get_reads_it_back(driver: Any) -> None:
         _, lines = driver(sessions, lambda s, v=value: s.set(Box(v)))
         assert len(lines) == 1
         cookie = lines[0].split(";", 1)[0].split("=", 1)[1]
-        assert (
-            sessions.providers[0].codec.read_value(cookie)[0] == orjson.dumps({"v": value}).decode()
-        )
+        st = State(sessions.registrations[0])
+        sessions.registrations[0].transport.codec.read_text(st, f"S={cookie}")
+        assert st.payload == orjson.dumps({"v": value}).decode()
         back, _ = driver(sessions, lambda s: s.get(Box), cookie)
         assert back == Box(orjson.loads(orjson.dumps(value)))
 

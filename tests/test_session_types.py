@@ -283,7 +283,7 @@ def test_several_typed_dicts_make_set_of_a_dict_an_error(mode: tuple[str, str]) 
 
 def test_pydantic_round_trip_by_alias(mode: tuple[str, str]) -> None:
     h = harness(mode, Profile)
-    assert isinstance(h.sessions.lookup(Profile).serializer, PydanticSerializer)
+    assert isinstance(h.sessions.lookup(Profile).adapter, PydanticSerializer)
     h.request(lambda s: s.set(Profile(userId="ann", visits=3, tags=["a"])))
     assert h.sent() == '{"userId":"ann","visits":3,"tags":["a"]}'
     got = h.get()
@@ -364,7 +364,7 @@ def test_pydantic_v1_model_is_refused() -> None:
 
 def test_msgspec_round_trip_with_renamed_fields(mode: tuple[str, str]) -> None:
     h = harness(mode, Basket)
-    assert isinstance(h.sessions.lookup(Basket).serializer, MsgspecSerializer)
+    assert isinstance(h.sessions.lookup(Basket).adapter, MsgspecSerializer)
     h.request(lambda s: s.set(Basket(owner_id="ann", items=["tea"])))
     assert h.sent() == '{"ownerId":"ann","items":["tea"]}'
     got = h.get()
@@ -518,7 +518,7 @@ class Visits:
 def test_dataclass_registration_keeps_the_default_json_serializer() -> None:
     sessions = fs.Sessions()
     sessions.cookie(Visits, NAME, transformers=[fs.MessageAuthentication(KEY)])
-    assert type(sessions.lookup(Visits).serializer) is fs.JSONSerializer
+    assert type(sessions.lookup(Visits).adapter) is fs.JSONSerializer
 
 
 def test_readme_session_types_example() -> None:

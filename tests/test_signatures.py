@@ -14,6 +14,7 @@ import pytest
 
 import ferrosession as fs
 import ferrosession.errors
+import ferrosession.flask
 import ferrosession.serializers
 import ferrosession.starlette
 import ferrosession.storage
@@ -25,6 +26,7 @@ Function = Callable[..., Any]
 PUBLIC_MODULES = [
     fs,
     ferrosession.errors,
+    ferrosession.flask,
     ferrosession.serializers,
     ferrosession.starlette,
     ferrosession.storage,

@@ -19,10 +19,18 @@ import pytest
 import ferrosession as fs
 from ferrosession.cli import main
 from ferrosession.testing import acheck_storage, check_storage
-from sql_storage_apps import key, run_processes, run_scenarios, starlette_app, starlette_request
+from sql_storage_apps import (
+    key,
+    readme_block,
+    run_processes,
+    run_scenarios,
+    starlette_app,
+    starlette_request,
+)
 from sql_storage_apps import wsgi_request as wsgi_client
 
 TABLE = "ferrosession_sessions"
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
 
 def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
@@ -209,3 +217,20 @@ def test_cli_gc(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # a missing file is refused, not created
     assert main(["gc", "--sqlite", str(tmp_path / "nope.db")]) == 2
     assert not (tmp_path / "nope.db").exists()
+
+
+def test_readme_example(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the example's sessions.db
+    example = readme_block('fs.SQLiteStorage("sessions.db")')
+    client = example["app"].test_client()
+    assert client.get("/me").text == "anonymous"
+    assert client.post("/login/ann").text == "ok"
+    assert client.get("/me").text == "ann"
+    assert rows(tmp_path / "sessions.db", f"SELECT count(*) FROM {TABLE}") == [(1,)]
+    fs.SQLiteStorage("sessions.db", table="app_sessions").write("k", "v", 60)
+    line = "ferrosession gc --sqlite sessions.db --table app_sessions"
+    assert line in README
+    assert main(line.split()[1:]) == 0
+    assert "removed 0 expired sessions from sessions.db" in capsys.readouterr().out

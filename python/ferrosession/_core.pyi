@@ -7,8 +7,10 @@ from typing import Any, Callable, Literal, Optional, Union, final
 __all__ = [
     "CLOCK_SKEW",
     "RECORD_SLACK",
+    "Clocks",
     "Codec",
     "DirectoryStorage",
+    "DjangoSigner",
     "FlaskCodec",
     "Schema",
     "StarletteCodec",
@@ -67,11 +69,12 @@ class Codec:
         absolute: Optional[int] = None,
         refresh: Optional[int] = None,
     ) -> Codec: ...
-    def read_cookie(self, header: str, now: Optional[int] = None) -> Optional[tuple[Any, ...]]: ...
+    def read_text(
+        self, st: Any, text: str, now: Optional[int] = None, schema: Optional[Schema] = None
+    ) -> None: ...
     def read_asgi(
-        self, headers: Any, now: Optional[int] = None, schema: Optional[Schema] = None
-    ) -> Optional[tuple[Any, ...]]: ...
-    def read_value(self, raw: str, now: Optional[int] = None) -> tuple[Any, ...]: ...
+        self, st: Any, headers: Any, now: Optional[int] = None, schema: Optional[Schema] = None
+    ) -> None: ...
     def find_cookie(self, header: str) -> Optional[str]: ...
     def decode(self, raw: str) -> Optional[str]: ...
     def write(
@@ -105,20 +108,36 @@ class Codec:
         now: Optional[int] = None,
         seen: Optional[int] = None,
         left: Optional[float] = None,
-    ) -> Optional[tuple[str, int, int, Optional[int], bool]]: ...
+    ) -> Optional[Clocks]: ...
     def open_record(
         self,
+        st: Any,
         text: str,
         now: Optional[int] = None,
         left: Optional[float] = None,
         schema: Optional[Schema] = None,
-    ) -> Optional[tuple[str, int, Optional[int], bool, Any]]: ...
+    ) -> bool: ...
     def wrap_clocks(
         self, payload: str, created: int, deadline: Optional[int] = None, now: Optional[int] = None
     ) -> str: ...
     def storage_key(self, id: str) -> str: ...
     @property
     def clear_line(self) -> Optional[str]: ...
+
+@final
+class Clocks:
+    """The clocks in front of a value that is alive (``Codec.open_clocks``)."""
+
+    @property
+    def payload(self) -> str: ...
+    @property
+    def created(self) -> int: ...
+    @property
+    def last_seen(self) -> int: ...
+    @property
+    def deadline(self) -> Optional[int]: ...
+    @property
+    def renew(self) -> bool: ...
 
 @final
 class Schema:
@@ -255,6 +274,24 @@ class FlaskCodec:
     def dump_json(self, json: bytes, now: Optional[int] = None, compress_min: int = 0) -> str: ...
 
 def http_date(seconds: int) -> Optional[str]: ...
+
+@final
+class DjangoSigner:
+    """Django's `signing` format (src/bindings/django.rs)."""
+
+    key_count: int
+
+    def __new__(cls, secrets: list[bytes], salt: str = ...) -> DjangoSigner: ...
+    def dumps(
+        self,
+        json: bytes,
+        compress: bool = True,
+        compress_min: int = 0,
+        now: Optional[int] = None,
+    ) -> str: ...
+    def loads(
+        self, signed: str, max_age: Optional[int] = None, now: Optional[int] = None
+    ) -> Optional[tuple[bytes, int, bool]]: ...
 
 # Test-only hooks (src/bindings/compat/testing.rs): not API.
 def _test_compat_json(obj: object, style: str = "starlette") -> Optional[str]: ...

@@ -1,10 +1,12 @@
 """ASGI middleware."""
 
-from typing import Any, Awaitable, Callable, MutableMapping, Optional, Union
+from typing import Any, Awaitable, Callable, MutableMapping, Optional, Sequence
 
-from ferrosession.config import Provider, Sessions
-from ferrosession.current import _SET, SCOPE_KEY, CurrentSessions, _Header, _Op, _sent
+from ferrosession.config import Sessions
+from ferrosession.current import SCOPE_KEY, CurrentSessions
 from ferrosession.errors import ConfigurationError
+from ferrosession.state import Header
+from ferrosession.transport import Transport
 
 __all__ = ["SessionMiddleware"]
 
@@ -18,9 +20,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class _ASGISessions(CurrentSessions):
-    # what the one pass over the header list found (for chains that run partly in
-    # Python): (the Cookie header, other wanted headers), None until it is made
-    __slots__ = ("_next", "_scanned")
+    # the request's header list, and what the one pass over it found (for chains that
+    # run partly in Python): (the Cookie header, other wanted headers), None until made
+    __slots__ = ("_headers", "_next", "_scanned")
+    _asgi = True
 
     def __init__(self, config: Sessions, headers: Any, https: bool, send: Send) -> None:
         # Every request makes one of these: the fields are set here directly rather
@@ -29,7 +32,6 @@ class _ASGISessions(CurrentSessions):
         self._https = https
         self._states = {}
         self._started = False
-        self._dirty = False
         self._headers = headers
         self._scanned: Optional[tuple[Optional[str], Optional[dict[bytes, str]]]] = None
         self._next = send
@@ -39,79 +41,25 @@ class _ASGISessions(CurrentSessions):
         session headers added to the response start. A plain method that returns the
         awaitable of ``_next`` (no coroutine of its own per message): the app awaits
         what it returns, as it would await ``send``."""
-        if self._started:
-            return self._next(message)
-        mtype = message["type"]
-        if mtype == "http.response.start" or mtype == "websocket.accept":
-            dirty = self._dirty
-            if not dirty:
+        if not self._started:
+            mtype = message["type"]
+            if mtype == "http.response.start" or mtype == "websocket.accept":
                 self._started = True
-                return self._next(message)
-            kind = type(dirty)
-            if kind is tuple:
-                # all there is to send: the Vary header of the one session read (get
-                # marks it so), added here without the call of _start
-                self._started = True
-                headers = message.get("headers")
-                if not isinstance(headers, list):
-                    headers = message["headers"] = list(headers or ())
-                headers.append(dirty)
-                return self._next(message)
-            if kind is list:
-                # all there is to send: the headers of the one session set (set's fast
-                # path lists them), and no-store for a cookie, as _add_headers adds it
-                self._started = True
-                _add_headers(message, dirty, dirty[0][0] == b"set-cookie")
-                return self._next(message)
-            pending = self._start(message)
-            if pending is not None:  # storage work first, then the message
-                return _then(pending, self._next, message)
+                if self._states:  # a session was touched
+                    planned, ops = self._plan()
+                    if ops:  # storage work first, then the message
+                        return _then(self._run_async(ops), planned, self._next, message)
+                    _add_planned(message, planned)
         return self._next(message)
 
-    def _raw(self, provider: Provider) -> Optional[str]:
+    def _raw(self, transport: Transport) -> Optional[str]:
         scanned = self._scanned
         if scanned is None:
             scanned = self._scanned = self._scan()
         cookie, values = scanned
-        if provider.header:
-            return values.get(provider.header_key) if values else None
+        if transport.header:
+            return values.get(transport.header_key) if values else None
         return cookie
-
-    def _read_rust(self, p: Provider) -> Optional[tuple[Any, ...]]:
-        # Rust walks the ASGI header list itself (and reads the system clock itself
-        # when a client-side value carries clocks; a server-side cookie has none).
-        if p.cookie_clock:
-            return p.codec.read_asgi(self._headers, int(self._config._clock()))
-        return p.codec.read_asgi(self._headers)
-
-    def _start(self, message: Message) -> Optional[Awaitable[None]]:
-        """At the response start (or the WebSocket accept): adds this request's session
-        headers to ``message``. Returns ``None``, or, when storage work must run first,
-        the coroutine that runs it and then adds them."""
-        self._started = True
-        simple = self._simple()
-        if simple is not None:
-            # One session, only read, or client-side and only set: its headers follow
-            # from it directly, as _plan would give them.
-            p, st = simple
-            added = []
-            if st.action == _SET:
-                out = st.out
-                added.append((p.response_key, out if type(out) is bytes else _latin1(out)))
-            if st.loaded:
-                added.append(p.vary_asgi)
-            if added:
-                _add_headers(message, added, st.action == _SET and not p.header)
-            return None
-        planned, ops = self._plan()
-        if ops:
-            return self._start_async(message, planned, ops)
-        _add_planned(message, planned)
-        return None
-
-    async def _start_async(self, message: Message, planned: list[_Header], ops: list[_Op]) -> None:
-        await self._run_async(ops)
-        _add_planned(message, planned)
 
     def _scan(self) -> tuple[Optional[str], Optional[dict[bytes, str]]]:
         """One pass over the raw header list (no copy of it)."""
@@ -131,11 +79,30 @@ class _ASGISessions(CurrentSessions):
         return cookie, values
 
 
-def _add_planned(message: Message, planned: list[_Header]) -> None:
-    """Adds the planned headers whose storage work held to a response start."""
-    extra, cookie_sent = _sent(planned)
-    if extra:
-        _add_headers(message, [(k, _latin1(v)) for _, k, v in extra], cookie_sent)
+_NO_STORE = (b"cache-control", b"no-store")
+
+
+def _add_planned(message: Message, planned: Sequence[Header]) -> None:
+    """Adds the planned headers whose storage work held to a response start (its header
+    list is copied first when it is not a list); with a session cookie, ``Cache-Control:
+    no-store`` too (before them) unless the app set its own: a response that sets a
+    session cookie must not be cached."""
+    headers = message.get("headers")
+    if headers.__class__ is not list:
+        headers = message["headers"] = list(headers or ())
+    own = len(headers)  # the app's own headers
+    cookie_sent = False
+    for _, key, value, cookie, guard in planned:
+        if guard is None or guard.ok:
+            headers.append((key, value if value.__class__ is bytes else value.encode("latin-1")))
+            if cookie:
+                cookie_sent = True
+    if cookie_sent:
+        for i in range(own):
+            k = headers[i][0]
+            if len(k) == 13 and k.lower() == b"cache-control":
+                return
+        headers.insert(own, _NO_STORE)
 
 
 class SessionMiddleware:
@@ -153,7 +120,10 @@ class SessionMiddleware:
         self.app = app
         self.sessions = sessions
         sessions._freeze()
-        self._preload = any(p.async_storage for p in sessions.providers)
+        self._preload = any(
+            r.home.server and r.home.async_storage  # type: ignore[union-attr]
+            for r in sessions.registrations
+        )
         self._secure_auto = sessions._secure_auto
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -168,7 +138,6 @@ class SessionMiddleware:
         current._https = self._secure_auto and scope.get("scheme") in ("https", "wss")
         current._states = {}
         current._started = False
-        current._dirty = False
         current._headers = scope["headers"]
         current._scanned = None
         current._next = send
@@ -185,32 +154,15 @@ class SessionMiddleware:
             current._next = _after_the_app
 
 
-def _add_headers(message: Message, add: list[tuple[bytes, bytes]], cookie_sent: bool) -> None:
-    """Appends session headers to a start message (its header list is copied first when
-    it is not a list); with a session cookie, ``Cache-Control: no-store`` too unless the
-    app set its own: a response that sets a session cookie must not be cached."""
-    headers = message.get("headers")
-    if not isinstance(headers, list):
-        headers = message["headers"] = list(headers or ())
-    if cookie_sent:
-        for k, _ in headers:
-            if len(k) == 13 and k.lower() == b"cache-control":
-                break
-        else:
-            headers.append((b"cache-control", b"no-store"))
-    headers.extend(add)
-
-
-def _latin1(value: Union[str, bytes]) -> bytes:
-    """A header value as ASGI sends it (set's ASGI fast path renders bytes already)."""
-    return value if type(value) is bytes else value.encode("latin-1")  # type: ignore[union-attr]
-
-
 def _after_the_app(message: Message) -> Awaitable[None]:
     """The ``send`` a request's sessions hold once the app has returned."""
     raise RuntimeError(f"a {message.get('type')!r} message was sent after the app returned")
 
 
-async def _then(first: Awaitable[None], send: Send, message: Message) -> None:
-    await first
+async def _then(
+    work: Awaitable[None], planned: Sequence[Header], send: Send, message: Message
+) -> None:
+    """Runs the storage work, then sends the message with the headers whose work held."""
+    await work
+    _add_planned(message, planned)
     await send(message)

@@ -3,168 +3,32 @@
 import inspect
 import re
 import time
+import weakref
 from datetime import timedelta
 from typing import Any, Callable, Literal, Optional, Sequence, Union
 
 from ferrosession import _core
 from ferrosession._keys import seconds
 from ferrosession.adapters import serializer_for
+from ferrosession.chain import Chain
 from ferrosession.errors import ConfigurationError, SessionNotRegistered
-from ferrosession.serializers import JSONSerializer, is_typed_dict
-from ferrosession.transformers import BuiltinTransformer
+from ferrosession.homes import ClientHome, ServerHome, offers
+from ferrosession.lifetime import DEFAULT_MAX_AGE, Lifetime
+from ferrosession.registration import Registration
+from ferrosession.serializers import is_typed_dict
+from ferrosession.transport import Transport
 
-__all__ = ["Sessions"]
+__all__ = ["DEFAULT_MAX_AGE", "Sessions"]
 
-DEFAULT_MAX_AGE = 604_800
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _SAME_SITE = {"strict": "Strict", "lax": "Lax", "none": "None"}
 _ENCODINGS = ("uri", "base64", "raw", "dquotes")
 
 
-class Provider:
-    """One registration: everything the middleware needs, prepared once."""
-
-    __slots__ = (
-        "absolute",
-        "async_storage",
-        "can_create",
-        "can_touch",
-        "can_update",
-        "chain",
-        "clear_line",
-        "clear_line_secure",
-        "clocks",
-        "codec",
-        "codec_secure",
-        "cookie_clock",
-        "cookie_max_age",
-        "deadline_codec",
-        "deadline_prefix",
-        "fast_decode",
-        "fast_get",
-        "fast_set",
-        "hash_ids",
-        "header",
-        "header_key",
-        "identity",
-        "idle",
-        "name",
-        "principal",
-        "reads_ttl",
-        "record_codec",
-        "refresh",
-        "response_key",
-        "response_name",
-        "rust_chain",
-        "schema",
-        "secure_auto",
-        "send_only_if_modified",
-        "serializer",
-        "storage",
-        "storage_ttl",
-        "type",
-        "vary",
-        "vary_asgi",
-        "warned",
-        "wsgi_key",
-    )
-
-    def __init__(
-        self,
-        *,
-        tp: type,
-        name: str,
-        header: bool,
-        codec: _core.Codec,
-        chain: tuple[Any, ...],
-        serializer: Any,
-        storage: Any,
-        max_age: Optional[int],
-        identity: Callable[[], str],
-        send_only_if_modified: bool,
-        hash_ids: bool = True,
-        codec_secure: Optional[_core.Codec] = None,
-    ) -> None:
-        self.type = tp
-        self.hash_ids = hash_ids
-        # lifetimes (seconds); `clocks`: the value carries its created / last-seen times
-        self.idle: Optional[int] = None
-        self.absolute: Optional[int] = None
-        self.refresh: Optional[int] = None  # None: renew only on set ("on_change")
-        self.clocks = False
-        # the cookie carries clocks (client-side) and the Sessions clock is not the
-        # system's: reads pass it to the codec (else Rust reads the system clock)
-        self.cookie_clock = False
-        # server-side with clocks: the codec that frames and checks the stored record
-        self.record_codec: Optional[_core.Codec] = None
-        # without clocks: the codec that frames and checks a per-value deadline
-        # (set(value, max_age=...)) in front of the payload, and the prefix that tells
-        # such a value from a plain one; None where a deadline cannot be trusted (an
-        # unauthenticated client-side value)
-        self.deadline_codec: Optional[_core.Codec] = None
-        self.deadline_prefix = f"~1:{name}:"
-        # the causes of failure already logged at WARNING (see current._warn_once)
-        self.warned: set[tuple[str, str]] = set()
-        self.principal: Optional[Callable[[Any], Any]] = None
-        # what the storage offers beyond read / write / invalidate (see storage/__init__)
-        self.can_create = _offers(storage, "create")
-        self.can_update = _offers(storage, "update")
-        self.can_touch = _offers(storage, "touch")
-        # idle renewal by touch: the storage reports an entry's remaining lifetime
-        self.reads_ttl = False
-        # secure="auto": a second codec whose cookies carry Secure, for https requests
-        self.secure_auto = codec_secure is not None
-        self.codec_secure = codec_secure if codec_secure is not None else codec
-        self.clear_line_secure: Optional[str] = self.codec_secure.clear_line
-        self.name = name
-        self.header = header
-        self.codec = codec
-        # The clearing Set-Cookie line (None for headers), built once.
-        self.clear_line: Optional[str] = codec.clear_line
-        self.chain = chain
-        # True when every transformer is built in: the codec runs the chain in one call.
-        self.rust_chain = all(isinstance(t, BuiltinTransformer) for t in chain)
-        # get() in one go: a client-side value through built-in transformers
-        self.fast_get = storage is None and self.rust_chain
-        self.serializer = serializer
-        # the default serializer's typed reader in Rust (text -> value, or None: take
-        # the serializer's own path), for the per-request fast path of `get`
-        fast = getattr(serializer, "_fast", None) if type(serializer) is JSONSerializer else None
-        self.schema: Optional[_core.Schema] = fast
-        # set() in one go: decided by Sessions._freeze, once the registration is complete
-        self.fast_set = False
-        self.fast_decode: Optional[Callable[[str], Any]] = None if fast is None else fast.decode
-        self.storage = storage
-        self.async_storage = storage is not None and (
-            hasattr(storage, "aread") or inspect.iscoroutinefunction(storage.read)
-        )
-        self.cookie_max_age = max_age
-        self.storage_ttl = DEFAULT_MAX_AGE if max_age is None else max_age
-        self.identity = identity
-        self.send_only_if_modified = send_only_if_modified
-        self.header_key = name.lower().encode("latin-1")
-        # The response header that carries the value: WSGI (str) and ASGI (bytes) forms.
-        self.response_name = name if header else "Set-Cookie"
-        self.response_key = self.header_key if header else b"set-cookie"
-        self.wsgi_key = "HTTP_" + name.upper().replace("-", "_")
-        # what a response that read this session varies with
-        self.vary = name if header else "Cookie"
-        self.vary_asgi = (b"vary", self.vary.encode("latin-1"))
-
-    def key(self, session_id: str) -> str:
-        """What the storage sees for ``session_id``: its hash bound to this name, or the
-        id itself with ``hash_ids=False``."""
-        return self.codec.storage_key(session_id) if self.hash_ids else session_id
-
-
-def _offers(storage: Any, method: str) -> bool:
-    """Whether a storage offers an optional method (plain, or the async ``a`` form)."""
-    return storage is not None and (
-        callable(getattr(storage, method, None)) or callable(getattr(storage, "a" + method, None))
-    )
-
-
 _INDEX = ("index_add", "index_remove", "index_list")
+# every Sessions made, for integrations that look a session up by its type before any
+# request (ferrosession.fastapi names the OpenAPI security scheme after it)
+_ALL: "weakref.WeakSet[Sessions]" = weakref.WeakSet()
 
 
 def _check_name(name: object, what: str) -> str:
@@ -316,37 +180,29 @@ class Sessions:
         self._clock = clock
         # the system clock: Rust reads it itself (int(time.time()), the same seconds)
         self._system_clock = clock is time.time
-        self._by_name: dict[str, Provider] = {}
-        self._by_type: dict[type, Provider] = {}
+        self._by_name: dict[str, Registration] = {}
+        self._by_type: dict[type, Registration] = {}
         # types and names together: the one dict `get` looks in
-        self._lookup: dict[Union[type, str], Provider] = {}
-        self._providers: tuple[Provider, ...] = ()
+        self._lookup: dict[Union[type, str], Registration] = {}
+        self._registrations: tuple[Registration, ...] = ()
         self._header_keys: frozenset[bytes] = frozenset()
         self._wsgi_keys: tuple[str, ...] = ()
         self._frozen = False
         self._secure_auto = False
+        _ALL.add(self)
 
     def _freeze(self) -> None:
         """Called by the middleware: the registry no longer changes."""
         self._frozen = True
-        self._secure_auto = any(p.secure_auto for p in self._providers)
-        for p in self._providers:
-            # a client-side value through built-in transformers, written by the default
-            # serializer, with nothing to compare or carry on (see CurrentSessions.set)
-            p.fast_set = (
-                p.storage is None
-                and p.rust_chain
-                and p.schema is not None
-                and not p.clocks
-                and not p.send_only_if_modified
-            )
-        self._header_keys = frozenset(p.header_key for p in self._providers if p.header)
-        self._wsgi_keys = tuple(p.wsgi_key for p in self._providers if p.header)
+        transports = [r.transport for r in self._registrations]
+        self._secure_auto = any(t.secure_auto for t in transports)
+        self._header_keys = frozenset(t.header_key for t in transports if t.header)
+        self._wsgi_keys = tuple(t.wsgi_key for t in transports if t.header)
 
     @property
-    def providers(self) -> tuple[Provider, ...]:
+    def registrations(self) -> tuple[Registration, ...]:
         """The registrations, in order."""
-        return self._providers
+        return self._registrations
 
     def cookie(
         self,
@@ -603,7 +459,7 @@ class Sessions:
                 )
             if not callable(principal):
                 raise ConfigurationError("principal must be a callable: value -> owner")
-            missing = [m for m in _INDEX if not _offers(storage, m)]
+            missing = [m for m in _INDEX if not offers(storage, m)]
             if missing:
                 raise ConfigurationError(
                     f"principal needs a storage with an owner index: {storage!r} has no "
@@ -624,20 +480,17 @@ class Sessions:
             raise ConfigurationError(
                 "serializer needs serialize(value) -> str and deserialize(text) -> value"
             )
-        rust = [t._core for t in chain if isinstance(t, BuiltinTransformer)]
-        rust = rust if len(rust) == len(chain) else []
+        wire = Chain(name, chain)
         auto = cookie_options.pop("secure_auto", False)
+        # the value carries its created / last-seen times: timeouts, or the owner index
+        # of principal= (sessions_of lists when each session began and was last used)
         clocks = idle is not None or absolute is not None or principal is not None
-        record_codec = None
-        if clocks and storage is not None:
-            # server-side: the stored record carries the clocks; the cookie only the id
-            record_codec = _core.Codec(
-                name, header=True, clocks=True, idle=idle, absolute=absolute, refresh=refresh_every
-            )
-        elif clocks:
+        lifetime = Lifetime(age, idle, absolute, refresh_every, clocks=clocks)
+        if clocks and storage is None:
             # the codec frames and checks the clocks (within its one call per direction
             # for a built-in chain; around a chain that runs partly in Python)
             cookie_options.update(clocks=True, idle=idle, absolute=absolute, refresh=refresh_every)
+        rust = wire.rust_steps
         codec = _core.Codec(name, header=header, encoding=encoding, chain=rust, **cookie_options)
         codec_secure = None
         if auto:
@@ -645,44 +498,48 @@ class Sessions:
             codec_secure = _core.Codec(
                 name, header=header, encoding=encoding, chain=rust, **cookie_options
             )
-        provider = Provider(
-            tp=tp,
-            name=name,
-            header=header,
-            codec=codec,
-            chain=chain,
-            serializer=serializer,
-            storage=storage,
-            max_age=age,
-            identity=identity or _core.new_session_id,
+        transport = Transport(name, header=header, codec=codec, codec_secure=codec_secure)
+        home: Union[ClientHome, ServerHome]
+        if storage is None:
+            home = ClientHome(
+                name,
+                transport,
+                wire,
+                lifetime,
+                serializer,
+                signed=_signed(chain),
+                send_only_if_modified=bool(send_only_if_modified),
+                system_clock=self._system_clock,
+            )
+        else:
+            home = ServerHome(
+                name,
+                transport,
+                wire,
+                lifetime,
+                serializer,
+                storage,
+                hash_ids=bool(hash_ids),
+                identity=identity or _core.new_session_id,
+                principal=principal,
+                system_clock=self._system_clock,
+            )
+        reg = Registration(
+            tp,
+            name,
+            transport=transport,
+            home=home,
+            lifetime=lifetime,
+            adapter=serializer,
             send_only_if_modified=bool(send_only_if_modified),
-            hash_ids=bool(hash_ids),
-            codec_secure=codec_secure,
         )
-        provider.idle = idle
-        provider.absolute = absolute
-        provider.refresh = refresh_every
-        provider.clocks = clocks
-        provider.cookie_clock = clocks and storage is None and not self._system_clock
-        provider.record_codec = record_codec
-        if not clocks and (storage is not None or _signed(chain)):
-            provider.deadline_codec = _core.Codec(name, header=True, clocks=True)
-        provider.principal = principal
-        provider.reads_ttl = (
-            idle is not None
-            and refresh_every is not None
-            and provider.can_touch
-            and _offers(storage, "read_ttl")
-            # a storage whose read_ttl costs more than read renews by a rewrite instead
-            and getattr(storage, "renew_by_touch", True) is not False
-        )
-        self._by_name[name] = provider
-        self._by_type[tp] = provider
-        self._lookup[name] = provider
-        self._lookup[tp] = provider
-        self._providers = (*self._providers, provider)
+        self._by_name[name] = reg
+        self._by_type[tp] = reg
+        self._lookup[name] = reg
+        self._lookup[tp] = reg
+        self._registrations = (*self._registrations, reg)
 
-    def lookup(self, key: Union[type, str]) -> Provider:
+    def lookup(self, key: Union[type, str]) -> Registration:
         """The registration for a type or name; ``SessionNotRegistered`` otherwise."""
         try:
             if isinstance(key, str):
@@ -700,19 +557,22 @@ class Sessions:
         itself when the session was registered with ``hash_ids=False``. Use it to find a
         session in the store by the id its cookie carries.
         """
-        return self.lookup(key).key(session_id)
+        home = self.lookup(key).home
+        if isinstance(home, ServerHome):
+            return home.key(session_id)
+        return home.transport.codec.storage_key(session_id)
 
-    def lookup_value(self, value: object) -> Provider:
+    def lookup_value(self, value: object) -> Registration:
         """The registration for a value's type (or a registered base class)."""
-        provider = self._by_type.get(type(value))
-        if provider is not None:
-            return provider
-        for p in self._providers:
+        reg = self._by_type.get(type(value))
+        if reg is not None:
+            return reg
+        for p in self._registrations:
             # a TypedDict refuses isinstance: its values are plain dicts (below)
             if not is_typed_dict(p.type) and isinstance(value, p.type):
                 return p
         if isinstance(value, dict):
-            typed = [p for p in self._providers if is_typed_dict(p.type)]
+            typed = [p for p in self._registrations if is_typed_dict(p.type)]
             if len(typed) == 1:
                 return typed[0]
             if typed:

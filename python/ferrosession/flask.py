@@ -38,26 +38,21 @@ Differences, none of which changes which cookies are valid or what they carry:
   bytes than Flask's for the same session, read by Flask all the same.
 """
 
-from __future__ import annotations
-
 import hashlib
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import orjson
+from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 from flask.json.tag import TaggedJSONSerializer
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
-from flask.wrappers import Response as _FlaskResponse
+from flask.wrappers import Request, Response
 from werkzeug.http import dump_cookie, http_date
 from werkzeug.sansio.request import Request as _SansIORequest
 
 from ferrosession import _core
 from ferrosession.flask_ext import FlaskSessions, init_app
-
-if TYPE_CHECKING:
-    from flask import Flask
-    from flask.wrappers import Request, Response
 
 __all__ = ["FlaskSessions", "SessionInterface", "init_app"]
 
@@ -67,7 +62,7 @@ _DERIVATIONS = ("concat", "django-concat", "hmac", "none")
 # Werkzeug's own ``Request.cookies``: when a request class keeps it, the cookie is found
 # in ``HTTP_COOKIE`` by Rust with the same rules, without building ``request.cookies``.
 _WERKZEUG_COOKIES = _SansIORequest.__dict__["cookies"]
-_FLASK_MAX_COOKIE_SIZE = _FlaskResponse.__dict__["max_cookie_size"]
+_FLASK_MAX_COOKIE_SIZE = Response.__dict__["max_cookie_size"]
 _DATE_MARK = "\x00"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _EPOCH_NAIVE = datetime(1970, 1, 1)

@@ -1,4 +1,10 @@
-"""A conformance suite for storages: run it against your own before you ship it.
+"""Test helpers: start a test logged in (:func:`login`), read what a response set
+(:func:`session_of`), and a conformance suite for storages.
+
+    testing.login(client, sessions, Login("ann"))       # the client now carries it
+    assert testing.session_of(response, sessions, Login) == Login("ann")
+
+The conformance suite: run it against your own storage before you ship it.
 
     from ferrosession.testing import check_storage
 
@@ -51,13 +57,23 @@ one wait of about ``expiry_ttl`` + 1 s per set of methods.
 
 import asyncio
 import base64
+import importlib
 import inspect
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Optional
 
-__all__ = ["acheck_storage", "check_storage"]
+__all__ = [
+    "acheck_storage",
+    "alogin",
+    "asession_of",
+    "atoken",
+    "check_storage",
+    "login",
+    "session_of",
+    "token",
+]
 
 _VALUES = (
     '{"user":"ann","visits":0}',
@@ -485,3 +501,277 @@ async def _check_expiry(ops: _Ops, expiry_ttl: int) -> None:
     if ops.has("index_add"):
         for key in (short, long, renewed, shortened):
             await ops.index_remove(owner, key)
+
+
+# -- test helpers for app authors: start a test logged in, read what a response set ----------
+
+
+def token(sessions: Any, value: object, *, max_age: Any = None) -> str:
+    """What a response that set ``value`` would have sent for its session: the cookie's
+    value, or the header's. Server-side, the entry is written to the storage (the token
+    is then its id). For a client that takes no default headers (Quart's), send a header
+    session's token yourself: ``headers={"X-Session": token(sessions, value)}``.
+
+    Args:
+        sessions: the app's :class:`~ferrosession.Sessions`.
+        value: the session's value (its type picks the registration).
+        max_age: as :meth:`~ferrosession.CurrentSessions.set` takes it.
+
+    Raises:
+        RuntimeError: called inside a running event loop for a session whose storage is
+            async only: ``await atoken(...)`` there.
+    """
+    return _token_in(sessions.lookup_value(value), _minted(sessions, value, max_age, "token"))
+
+
+async def atoken(sessions: Any, value: object, *, max_age: Any = None) -> str:
+    """:func:`token` in the running event loop (through the ASGI middleware, so an
+    async storage is awaited there)."""
+    return _token_in(sessions.lookup_value(value), await _aminted(sessions, value, max_age))
+
+
+def login(client: Any, sessions: Any, value: object, *, max_age: Any = None) -> str:
+    """Puts ``value`` into a test client as if a response had set it (a login), and
+    returns its token (see :func:`token`)::
+
+        def test_me(client):
+            testing.login(client, sessions, Login("ann"))
+            assert client.get("/me").json() == "ann"
+
+    The clients: Starlette's / FastAPI's and Litestar's ``TestClient``, ``httpx.Client``
+    and ``httpx.AsyncClient`` (a cookie into ``client.cookies``, a header session into
+    ``client.headers``), Flask's / Werkzeug's test client (a cookie, or a header into its
+    ``environ_base``) and Quart's (cookie sessions).
+
+    Raises:
+        TypeError: a client this does not know, or a header session on Quart's client.
+    """
+    reg = sessions.lookup_value(value)
+    headers = _minted(sessions, value, max_age, "login")
+    _put(client, reg, headers)
+    return _token_in(reg, headers)
+
+
+async def alogin(client: Any, sessions: Any, value: object, *, max_age: Any = None) -> str:
+    """:func:`login` in the running event loop (an async test, an async storage)."""
+    reg = sessions.lookup_value(value)
+    headers = await _aminted(sessions, value, max_age)
+    _put(client, reg, headers)
+    return _token_in(reg, headers)
+
+
+def session_of(response: Any, sessions: Any, key: Any) -> Any:
+    """The value a response set for a session (a type or name): read back from its
+    ``Set-Cookie`` or header as the next request would read it (verified, server-side
+    from the storage); ``None`` when the response set none, or cleared it.
+
+    Takes httpx's responses (Starlette's, FastAPI's, Litestar's ``TestClient``), Flask's
+    / Werkzeug's and Quart's test responses.
+    """
+    reg = sessions.lookup(key)
+    sent = _sent_by(response, reg)
+    if sent is None:
+        return None
+    if _async_only(sessions):
+        _no_running_loop("session_of", "asession_of")
+        return asyncio.run(_aread(sessions, reg, sent))
+    from ferrosession.wsgi import open_request_sessions, prepare_sessions
+
+    prepare_sessions(sessions)
+    if reg.transport.header:
+        environ = {reg.transport.wsgi_key: sent}
+    else:
+        environ = {"HTTP_COOKIE": f"{reg.name}={sent}"}
+    return open_request_sessions(sessions, environ).get(reg.name)
+
+
+async def asession_of(response: Any, sessions: Any, key: Any) -> Any:
+    """:func:`session_of` in the running event loop."""
+    reg = sessions.lookup(key)
+    sent = _sent_by(response, reg)
+    return None if sent is None else await _aread(sessions, reg, sent)
+
+
+def _minted(sessions: Any, value: object, max_age: Any, name: str) -> list[tuple[str, str]]:
+    """The headers of a response that set ``value`` (its storage work done): through the
+    WSGI request path, or an ASGI one in an event loop of its own for an async storage."""
+    if _async_only(sessions):
+        _no_running_loop(name, "a" + name)
+        return asyncio.run(_aminted(sessions, value, max_age))
+    from ferrosession.wsgi import commit_request_sessions, open_request_sessions, prepare_sessions
+
+    prepare_sessions(sessions)
+    current = open_request_sessions(sessions, {})
+    current.set(value, max_age=max_age)
+    return commit_request_sessions(current, True)
+
+
+async def _aminted(sessions: Any, value: object, max_age: Any) -> list[tuple[str, str]]:
+    """:func:`_minted` through the ASGI middleware, in the running loop."""
+    from ferrosession.asgi import SessionMiddleware
+    from ferrosession.current import get_sessions
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        get_sessions(scope).set(value, max_age=max_age)
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    return await _asgi_headers(SessionMiddleware(app, sessions), [])
+
+
+def _async_only(sessions: Any) -> bool:
+    """A registration's storage has no plain methods (WSGI cannot serve it)."""
+    return any(
+        r.home.server and r.home.async_storage and not hasattr(r.home.storage, "aread")
+        for r in sessions.registrations
+    )
+
+
+def _no_running_loop(name: str, async_name: str) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(
+        f"{name}() runs an event loop of its own, for an async storage, and one is running "
+        f"already: await {async_name}(...) here"
+    )
+
+
+async def _asgi_headers(app: Any, headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """The response headers of one request to ``app``."""
+    started: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            started.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "server": ("testserver", 80),
+        "client": ("testclient", 50000),
+    }
+    await app(scope, receive, send)
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in started[0]["headers"]]
+
+
+async def _aread(sessions: Any, reg: Any, sent: str) -> Any:
+    from ferrosession.asgi import SessionMiddleware
+    from ferrosession.current import get_sessions
+
+    got: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        got.append(get_sessions(scope).get(reg.name))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    if reg.transport.header:
+        header = (reg.transport.header_key, sent.encode("latin-1"))
+    else:
+        header = (b"cookie", f"{reg.name}={sent}".encode("latin-1"))
+    await _asgi_headers(SessionMiddleware(app, sessions), [header])
+    return got[0]
+
+
+def _token_in(reg: Any, headers: list[tuple[str, str]]) -> str:
+    """The token a response's headers carry for ``reg``."""
+    for name, value in headers:
+        if name.lower() == reg.transport.response_name.lower():
+            if not reg.transport.header:
+                pair = value.split(";", 1)[0]
+                cookie, _, text = pair.partition("=")
+                if cookie.strip() != reg.name:
+                    continue
+                return text
+            return value
+    raise AssertionError(f"no {reg.name!r} session in the response headers {headers!r}")
+
+
+def _set_cookie_line(reg: Any, headers: list[tuple[str, str]]) -> str:
+    for name, value in headers:
+        if name.lower() == "set-cookie" and value.split("=", 1)[0].strip() == reg.name:
+            return value
+    raise AssertionError(f"no {reg.name!r} cookie in the response headers {headers!r}")
+
+
+def _put(client: Any, reg: Any, headers: list[tuple[str, str]]) -> None:
+    """Has ``client`` take the session from a response's headers, as it would from a
+    real response (its cookie jar: the cookie's path, domain and flags as sent), so the
+    app's later ``Set-Cookie`` replaces it."""
+    header = reg.transport.header
+    kind = type(client).__module__.split(".")[0]
+    if hasattr(getattr(client, "cookies", None), "jar"):  # httpx and the TestClients on it
+        if header:
+            client.headers[reg.name] = _token_in(reg, headers)
+            return
+        # httpx, or httpx2 (Starlette's TestClient): the client's own classes
+        httpx = importlib.import_module(type(client.cookies).__module__.split(".")[0])
+        request = httpx.Request("GET", client.base_url)
+        response = httpx.Response(
+            200, headers=[("set-cookie", _set_cookie_line(reg, headers))], request=request
+        )
+        client.cookies.extract_cookies(response)
+    elif kind in ("flask", "werkzeug"):
+        if header:
+            client.environ_base[reg.transport.wsgi_key] = _token_in(reg, headers)
+            return
+        from werkzeug.http import parse_cookie
+
+        line = _set_cookie_line(reg, headers)
+        (value,) = parse_cookie(line.split(";", 1)[0]).values()
+        # the server name and path the test client stores a response's cookie under
+        client.set_cookie(reg.name, value, path=_attribute(line, "path") or "/")
+    elif kind == "quart":
+        if header:
+            raise TypeError(
+                "Quart's test client takes no default headers: pass the header session "
+                f"per request, headers={{{reg.name!r}: testing.token(sessions, value)}}"
+            )
+        from werkzeug.http import parse_cookie
+
+        line = _set_cookie_line(reg, headers)
+        (value,) = parse_cookie(line.split(";", 1)[0]).values()
+        client.set_cookie("localhost", reg.name, value, path=_attribute(line, "path") or "/")
+    else:
+        raise TypeError(
+            f"login() does not know {type(client).__qualname__}: it takes Starlette's, "
+            "FastAPI's, Litestar's, httpx's, Flask's and Quart's test clients"
+        )
+
+
+def _attribute(line: str, name: str) -> Optional[str]:
+    """A ``Set-Cookie`` line's attribute (``None`` when absent)."""
+    for part in line.split(";")[1:]:
+        attr, _, value = part.strip().partition("=")
+        if attr.lower() == name:
+            return value
+    return None
+
+
+def _sent_by(response: Any, reg: Any) -> Any:
+    """The token a response sent for ``reg`` (``None``: none, or an expiring cookie)."""
+    headers = response.headers
+    lines = headers.get_list if hasattr(headers, "get_list") else headers.getlist
+    if reg.transport.header:
+        values = lines(reg.name)
+        return values[-1] if values else None
+    found = None
+    for line in lines("set-cookie"):
+        pair = line.split(";", 1)[0]
+        name, _, text = pair.partition("=")
+        if name.strip() == reg.name:
+            found = text or None  # an expiring cookie carries no value
+    return found

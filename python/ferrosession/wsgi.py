@@ -2,9 +2,10 @@
 
 from typing import Any, Callable, Iterable, Optional
 
-from ferrosession.config import Provider, Sessions
+from ferrosession.config import Sessions
 from ferrosession.current import SCOPE_KEY, CurrentSessions
 from ferrosession.errors import ConfigurationError
+from ferrosession.transport import Transport
 
 __all__ = [
     "WSGISessionMiddleware",
@@ -30,9 +31,9 @@ class _WSGISessions(CurrentSessions):
         self._cookie = environ.get("HTTP_COOKIE")
         self._values = _header_values(config, environ)
 
-    def _raw(self, provider: Provider) -> Optional[str]:
-        if provider.header:
-            return self._values.get(provider.wsgi_key) if self._values else None
+    def _raw(self, transport: Transport) -> Optional[str]:
+        if transport.header:
+            return self._values.get(transport.wsgi_key) if self._values else None
         return self._cookie
 
 
@@ -41,10 +42,11 @@ def prepare_sessions(sessions: Sessions) -> None:
     at start-up: by :class:`WSGISessionMiddleware` and the Flask extension)."""
     if not isinstance(sessions, Sessions):
         raise ConfigurationError("sessions must be a ferrosession.Sessions")
-    for p in sessions.providers:
-        if p.async_storage and not hasattr(p.storage, "aread"):
+    for reg in sessions.registrations:
+        home = reg.home
+        if home.server and home.async_storage and not hasattr(home.storage, "aread"):  # type: ignore[union-attr]
             raise ConfigurationError(
-                f"session {p.name!r} has an async storage, which WSGI cannot await: "
+                f"session {reg.name!r} has an async storage, which WSGI cannot await: "
                 f"use a storage with plain methods"
             )
     sessions._freeze()
@@ -68,7 +70,7 @@ def commit_request_sessions(
     Raises:
         StorageError: the storage failed; nothing is to be sent for the sessions.
     """
-    if current._dirty and not current._started:
+    if current._states and not current._started:
         return current._commit_sync(has_cache_control)
     current._started = True
     return []
@@ -101,8 +103,6 @@ class WSGISessionMiddleware:
         current._https = config._secure_auto and environ.get("wsgi.url_scheme") == "https"
         current._states = {}
         current._started = False
-        current._dirty = False
-        current._headers = None
         current._cookie = environ.get("HTTP_COOKIE")
         current._values = _header_values(config, environ) if config._wsgi_keys else None
         environ[SCOPE_KEY] = current
@@ -112,7 +112,7 @@ class WSGISessionMiddleware:
         def start_with_sessions(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Any:
-            if current._dirty and not current._started:
+            if current._states and not current._started:
                 has_cache_control = False
                 for k, _ in headers:
                     if k.lower() == "cache-control":

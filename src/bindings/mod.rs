@@ -13,13 +13,15 @@ use crate::codec::cookie::{CookieAttributes, CookieSpec};
 use crate::codec::digest::Digest;
 use crate::codec::encoding::Encoding;
 use crate::codec::mac::{MacAlgorithm, MessageAuthentication};
-use crate::codec::session::{Incoming, SessionCodec, Transport};
+use crate::codec::session::{SessionCodec, Transport};
 use crate::codec::{ids, unix_now, Context, Transformer};
 use crate::error::CoreError;
 
 mod compat;
 mod crypto;
 mod decode;
+mod django;
+mod found;
 mod inspect;
 mod json_write;
 mod schema;
@@ -164,19 +166,6 @@ fn line_to_bytes(py: Python<'_>, line: Vec<u8>) -> PyResult<Bound<'_, PyBytes>> 
         .map_err(PyErr::from)
 }
 
-fn incoming_to_py<'py>(py: Python<'py>, incoming: Incoming) -> PyResult<Option<Bound<'py, PyAny>>> {
-    Ok(match incoming {
-        Incoming::Absent => None,
-        Incoming::Invalid => Some((None::<String>, false).into_pyobject(py)?.into_any()),
-        Incoming::Valid(o) => Some((o.value, o.reissue).into_pyobject(py)?.into_any()),
-        Incoming::Clocked(o, a) => Some(
-            (o.value, o.reissue, a.created, a.deadline, a.renew)
-                .into_pyobject(py)?
-                .into_any(),
-        ),
-    })
-}
-
 #[pymethods]
 impl Codec {
     #[new]
@@ -231,37 +220,38 @@ impl Codec {
         })
     }
 
-    /// `None` when the cookie is not in the header; otherwise `(payload, reissue)`
-    /// with `payload = None` when it did not decode or verify.
-    #[pyo3(signature = (header, now = None))]
-    fn read_cookie<'py>(
+    /// Reads the incoming value into `st` (see `found::fill`) from `text`: the `Cookie`
+    /// header for a cookie session, the header's value for a header session.
+    #[pyo3(signature = (st, text, now = None, schema = None))]
+    fn read_text(
         &self,
-        py: Python<'py>,
-        header: &str,
+        py: Python<'_>,
+        st: &Bound<'_, PyAny>,
+        text: &str,
         now: Option<u64>,
-    ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        incoming_to_py(
-            py,
-            self.inner.read_cookie(header, now.unwrap_or_else(unix_now)),
-        )
+        schema: Option<&Bound<'_, Schema>>,
+    ) -> PyResult<()> {
+        let now = now.unwrap_or_else(unix_now);
+        let incoming = if self.header_key.is_some() {
+            self.inner.read_value(text, now)
+        } else {
+            self.inner.read_cookie(text, now)
+        };
+        found::fill(py, st, incoming, schema.map(Bound::get))
     }
 
-    /// Like `read_cookie` (cookie sessions) or `read_value` (header sessions), straight
-    /// from an ASGI `headers` list of `(name, value)` byte pairs: one call finds, decodes
-    /// and verifies, with no copy of the list.
-    ///
-    /// With `schema` (the session type's typed reader) a verified payload is also read
-    /// into its value: a value that needs nothing more comes back alone; else the tuple
-    /// gets the value appended (`None`: the serializer's Python path decides), and its
-    /// payload is `None` unless it is needed (that path, a re-issue or a renewal).
-    #[pyo3(signature = (headers, now = None, schema = None))]
-    fn read_asgi<'py>(
+    /// Like `read_text`, straight from an ASGI `headers` list of `(name, value)` byte
+    /// pairs: one call finds, decodes, verifies and (with `schema`) reads the value
+    /// into `st`, with no copy of the list.
+    #[pyo3(signature = (st, headers, now = None, schema = None))]
+    fn read_asgi(
         &self,
-        py: Python<'py>,
+        py: Python<'_>,
+        st: &Bound<'_, PyAny>,
         headers: &Bound<'_, PyAny>,
         now: Option<u64>,
         schema: Option<&Bound<'_, Schema>>,
-    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+    ) -> PyResult<()> {
         let now = now.unwrap_or_else(unix_now);
         let wanted = self.header_key.as_deref().unwrap_or(b"cookie");
         let header = self.header_key.is_some();
@@ -311,47 +301,11 @@ impl Codec {
             }
         };
         let incoming = match found {
-            None => return Ok(None),
+            None => return Ok(()),
             Some(raw) if self.header_key.is_some() => self.inner.read_value(&raw, now),
             Some(header) => self.inner.read_cookie(&header, now),
         };
-        let Some(schema) = schema else {
-            return incoming_to_py(py, incoming);
-        };
-        let schema = schema.get();
-        let none = || py.None().into_bound(py);
-        Ok(match incoming {
-            Incoming::Absent => None,
-            Incoming::Invalid => Some((none(), false, none()).into_pyobject(py)?.into_any()),
-            Incoming::Valid(o) => match schema.read(py, &o.value) {
-                // verified and read, nothing more to do: the value alone
-                Some(value) if !o.reissue => Some(value),
-                // the payload only when it is needed: to issue it again
-                Some(value) => Some((o.value, true, value).into_pyobject(py)?.into_any()),
-                None => Some((o.value, o.reissue, none()).into_pyobject(py)?.into_any()),
-            },
-            Incoming::Clocked(o, a) => {
-                let value = schema.read(py, &o.value);
-                let payload = (value.is_none() || o.reissue || a.renew).then_some(o.value);
-                let value = value.unwrap_or_else(none);
-                let items = (payload, o.reissue, a.created, a.deadline, a.renew, value);
-                Some(items.into_pyobject(py)?.into_any())
-            }
-        })
-    }
-
-    /// `(payload, reissue)` for one wire value, `payload = None` when it is rejected.
-    #[pyo3(signature = (raw, now = None))]
-    fn read_value<'py>(
-        &self,
-        py: Python<'py>,
-        raw: &str,
-        now: Option<u64>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        match incoming_to_py(py, self.inner.read_value(raw, now.unwrap_or_else(unix_now)))? {
-            Some(found) => Ok(found),
-            None => Ok((None::<String>, false).into_pyobject(py)?.into_any()),
-        }
+        found::fill(py, st, incoming, schema.map(Bound::get))
     }
 
     /// The raw value of this cookie in a `Cookie` header, if present.
@@ -437,11 +391,10 @@ impl Codec {
             .write_clocked(payload, created, deadline, max_age, now)?)
     }
 
-    /// For chains that run partly in Python, and for server-side records:
-    /// `(payload, created, last_seen, deadline, renew)` when the clocks in front of
-    /// `text` say it is alive, else `None`. `seen`: a later use the storage knows of;
-    /// `left`: the seconds of life the storage reports for the record (`read_ttl`),
-    /// which tell its last use (see `clocks::open_stored`).
+    /// For chains that run partly in Python, and for server-side records: the clocks
+    /// in front of `text` when they say it is alive, else `None`. `seen`: a later use
+    /// the storage knows of; `left`: the seconds of life the storage reports for the
+    /// record (`read_ttl`), which tell its last use (see `clocks::open_stored`).
     #[pyo3(signature = (text, now = None, seen = None, left = None))]
     fn open_clocks(
         &self,
@@ -449,35 +402,29 @@ impl Codec {
         now: Option<u64>,
         seen: Option<u64>,
         left: Option<f64>,
-    ) -> Option<(String, u64, u64, Option<u64>, bool)> {
+    ) -> Option<found::Clocks> {
         let now = now.unwrap_or_else(unix_now);
         let (payload, alive) = if left.is_some() {
             self.inner.open_stored(text, now, left)?
         } else {
             self.inner.open_clocks(text, now, seen)?
         };
-        Some((
-            payload.to_owned(),
-            alive.created,
-            alive.last_seen,
-            alive.deadline,
-            alive.renew,
-        ))
+        Some(found::Clocks::new(payload, alive))
     }
 
     /// A server-side record read by the middleware, in one call: `open_clocks` (with
-    /// `left` from `read_ttl`), then the payload read into the session type by
-    /// `schema`: `(payload, created, deadline, renew, value)`, `value` `None` when the
-    /// schema leaves it to the Python path; `None` when the record has ended.
-    #[pyo3(signature = (text, now = None, left = None, schema = None))]
-    fn open_record<'py>(
+    /// `left` from `read_ttl`), then its payload, clocks and (with `schema`) value
+    /// written into `st`. `False` when the record has ended.
+    #[pyo3(signature = (st, text, now = None, left = None, schema = None))]
+    fn open_record(
         &self,
-        py: Python<'py>,
+        py: Python<'_>,
+        st: &Bound<'_, PyAny>,
         text: &str,
         now: Option<u64>,
         left: Option<f64>,
-        schema: Option<&Bound<'py, Schema>>,
-    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        schema: Option<&Bound<'_, Schema>>,
+    ) -> PyResult<bool> {
         let now = now.unwrap_or_else(unix_now);
         let opened = if left.is_some() {
             self.inner.open_stored(text, now, left)
@@ -485,17 +432,10 @@ impl Codec {
             self.inner.open_clocks(text, now, None)
         };
         let Some((payload, alive)) = opened else {
-            return Ok(None);
+            return Ok(false);
         };
-        let value = schema.and_then(|s| s.get().read(py, payload));
-        let items = (
-            payload,
-            alive.created,
-            alive.deadline,
-            alive.renew,
-            value.unwrap_or_else(|| py.None().into_bound(py)),
-        );
-        Ok(Some(items.into_pyobject(py)?))
+        found::fill_record(py, st, payload, alive, schema.map(Bound::get))?;
+        Ok(true)
     }
 
     /// For chains that run partly in Python: `payload` framed with its clocks.
@@ -559,11 +499,13 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Transform>()?;
     m.add_class::<Codec>()?;
     m.add_class::<Schema>()?;
+    m.add_class::<found::Clocks>()?;
     m.add_function(wrap_pyfunction!(mac_transformer, m)?)?;
     m.add_function(wrap_pyfunction!(digest_transformer, m)?)?;
     m.add_function(wrap_pyfunction!(new_session_id, m)?)?;
     m.add_function(wrap_pyfunction!(random_bytes, m)?)?;
     crypto::register(m)?;
+    django::register(m)?;
     compat::register(m)?;
     inspect::register(m)?;
     storage::register(m)?;

@@ -6,6 +6,7 @@ pub mod chain;
 pub mod clocks;
 pub mod cookie;
 pub mod digest;
+pub mod django_signing;
 pub mod encoding;
 pub mod ids;
 pub mod itsdangerous;

@@ -549,7 +549,7 @@ def _open_clocks(v: Verdict, name: Optional[str], args: argparse.Namespace, now:
         return v
     opened = codec.open_clocks(v.payload, now)
     if opened is not None:
-        v.payload = opened[0]
+        v.payload = opened.payload
         if args.idle_timeout is None and args.absolute_timeout is None:
             v.details["note"] = "pass --idle-timeout / --absolute-timeout to check those"
         return v

@@ -84,7 +84,8 @@ class DirectoryStorage:
     read: Callable[[str], Optional[str]]
     """``read(session_id)``: the stored text, or ``None`` when the id is unknown, expired
     or invalid. Raises :class:`~ferrosession.StorageError` when the file exists but
-    cannot be read (permissions, I/O error)."""
+    cannot be read (permissions, I/O error) or the folder cannot be used (one of its
+    folders replaced by a file): only a missing or expired entry is ``None``."""
 
     read_ttl: Callable[[str], Optional[tuple[str, float]]]
     """``read_ttl(session_id)``: the stored text and its remaining lifetime in seconds
@@ -174,7 +175,9 @@ class DirectoryStorage:
             damaged one, and for an invalid id, which touches no file).
 
         Raises:
-            StorageError: the file exists but cannot be deleted.
+            StorageError: the file exists but cannot be deleted, or was deleted but
+                could not be read (whether it was live is unknown), or the folder
+                cannot be used: never a ``False`` that would read as a logout.
         """
         return self._core.invalidate(session_id)
 
@@ -211,11 +214,13 @@ class DirectoryStorage:
 
         Returns:
             Whether a live entry was replaced (when ``False``, nothing is stored and
-            nothing stays cached for ``session_id``).
+            nothing stays cached for ``session_id``). ``False`` only when the entry is
+            truly gone (missing or expired).
 
         Raises:
             ConfigurationError: ``session_id`` is not ``[A-Za-z0-9_-]{1,128}``.
-            StorageError: the file cannot be written.
+            StorageError: the file cannot be written, the old entry cannot be read (it
+                is left in place), or the folder cannot be used.
         """
         return self._core.update(session_id, value, _check_ttl(ttl))
 
@@ -224,6 +229,9 @@ class DirectoryStorage:
 
         Returns:
             Whether there was a live entry to extend.
+
+        Raises:
+            StorageError: the entry or its folder cannot be read or changed.
         """
         return self._core.touch(session_id, _check_ttl(ttl))
 

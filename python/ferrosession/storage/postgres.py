@@ -15,6 +15,7 @@ several processes starting at once do not trip over each other's ``CREATE``.
 """
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import select
@@ -23,7 +24,6 @@ import weakref
 from types import ModuleType
 from typing import (
     Any,
-    AsyncGenerator,
     Callable,
     Coroutine,
     Generic,
@@ -65,7 +65,7 @@ def _server_spoke(conn: Any) -> bool:
         poller = select.poll()
         poller.register(conn.fileno(), select.POLLIN)
         return bool(poller.poll(0))
-    except (OSError, ValueError, Exception):  # a closed connection has no fileno
+    except Exception:  # a closed connection has no fileno
         return True
 
 
@@ -520,12 +520,13 @@ class PostgresStorage:
             reconnect_timeout=self._timeout,
             name="ferrosession-async",
         )
-        keeper = _close_with_loop(weakref.ref(self), loop, pool)
-        # Loops closed without shutting down their generators: their pools cannot be
-        # used, nor closed cleanly any more. Forget them.
+        # Loops closed without cancelling their tasks: their pools cannot be used, nor
+        # closed cleanly any more. Forget them.
         for old in [other for other in self._loops if other.is_closed()]:
             del self._loops[old]
-        entry = _LoopPool(pool, keeper, loop.create_task(_open(pool, keeper)))
+        opened: asyncio.Future[None] = loop.create_future()
+        keeper = loop.create_task(_keep_open(weakref.ref(self), loop, pool, opened))
+        entry = _LoopPool(pool, keeper, opened)
         self._loops[loop] = entry
         return entry
 
@@ -609,40 +610,46 @@ class PostgresStorage:
         which close it when the loop shuts down. Explicit pools are left to their owner."""
         entry = self._loops.pop(asyncio.get_running_loop(), None)
         if entry is not None:
-            await entry.keeper.aclose()
+            entry.keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await entry.keeper
 
 
 class _LoopPool:
-    """A pool made for one event loop, the generator that closes it with the loop (kept
-    here: dropped, it would be finalized, closing the pool), and the task that opens it
-    (awaited by the requests that arrive while it runs)."""
+    """A pool made for one event loop, the task that keeps it open (see
+    :func:`_keep_open`), and the future the requests arriving while it opens wait on."""
 
     __slots__ = ("keeper", "opened", "pool")
 
     def __init__(
-        self, pool: Any, keeper: AsyncGenerator[None, None], opened: "asyncio.Task[None]"
+        self, pool: Any, keeper: "asyncio.Task[None]", opened: "asyncio.Future[None]"
     ) -> None:
         self.pool = pool
         self.keeper = keeper
         self.opened = opened
 
 
-async def _open(pool: Any, keeper: AsyncGenerator[None, None]) -> None:
-    await keeper.__anext__()
-    await pool.open(wait=False)
-
-
-async def _close_with_loop(
-    owner: "weakref.ref[PostgresStorage]", loop: asyncio.AbstractEventLoop, pool: Any
-) -> AsyncGenerator[None, None]:
-    """Closes ``pool`` when its loop shuts down its async generators (``asyncio.run``,
-    uvicorn and anyio do), or when the storage is dropped while the loop runs on. An
-    async generator started in the loop is one of those ``loop.shutdown_asyncgens()``
-    closes, inside the loop, before it is closed. The storage is held weakly: a strong
+async def _keep_open(
+    owner: "weakref.ref[PostgresStorage]",
+    loop: asyncio.AbstractEventLoop,
+    pool: Any,
+    opened: "asyncio.Future[None]",
+) -> None:
+    """Opens ``pool``, then waits until it is cancelled, and closes the pool. A loop that
+    shuts down (``asyncio.run``, ``asyncio.Runner``, uvicorn, anyio) cancels every task,
+    this one among them, and waits for them all. It must be a task, closing the pool
+    while the pool's own tasks are cancelled: psycopg_pool's workers swallow a
+    cancellation that lands in a connection attempt, and only the pool's close stops
+    them then (an async generator closed after the tasks would come too late: the loop
+    would wait for those workers forever). The storage is held weakly: a strong
     reference would make the storage and its pools a cycle."""
     try:
-        yield
+        await pool.open(wait=False)
+        opened.set_result(None)
+        await loop.create_future()  # until cancelled
     finally:
+        if not opened.done():
+            opened.cancel()
         storage = owner()
         if storage is not None:
             entry = storage._loops.get(loop)

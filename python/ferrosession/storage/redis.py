@@ -34,8 +34,6 @@ commands (it does not need ``EXPIRE … GT`` from Redis 7), and every command of
 touches one key, so it works on a Redis Cluster too.
 """
 
-from __future__ import annotations
-
 import asyncio
 import functools
 import hashlib
@@ -187,10 +185,10 @@ class _AsyncMethod(Generic[_F]):
         self.__doc__ = doc
 
     @overload
-    def __get__(self, obj: None, owner: Any) -> _AsyncMethod[_F]: ...
+    def __get__(self, obj: None, owner: Any) -> "_AsyncMethod[_F]": ...
     @overload
-    def __get__(self, obj: RedisStorage, owner: Any) -> _F: ...
-    def __get__(self, obj: Optional[RedisStorage], owner: Any) -> Any:
+    def __get__(self, obj: "RedisStorage", owner: Any) -> _F: ...
+    def __get__(self, obj: Optional["RedisStorage"], owner: Any) -> Any:
         if obj is None:
             return self
         obj._check_async()
