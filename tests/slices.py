@@ -12,20 +12,26 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 
-#: Import and round trip through ASGI and WSGI, the codec fast paths, and the
-#: many-threads stress test: what a fresh interpreter must pass with the wheel alone
-#: (plus pytest, Flask, and Starlette's test client).
+#: Import and round trip through ASGI and WSGI, the serializer's reader and writer in
+#: Rust, and the many-threads stress test: what a fresh interpreter must pass with the
+#: wheel alone (plus pytest, Hypothesis, Flask, and Starlette's test client).
 ROUNDTRIP = [
     "test_config.py",
     "test_asgi.py",
     "test_wsgi.py",
-    "test_fastpath_decode.py",
-    "test_fastpath_encode.py",
+    "test_serializers.py",
     "test_free_threading.py",
 ]
 
 #: What the round-trip slice needs from the package index besides the wheel.
-ROUNDTRIP_REQUIREMENTS = ["pytest>=8", "flask>=3", "starlette>=0.37", "httpx>=0.27", "httpx2"]
+ROUNDTRIP_REQUIREMENTS = [
+    "pytest>=8",
+    "hypothesis>=6",
+    "flask>=3",
+    "starlette>=0.37",
+    "httpx>=0.27",
+    "httpx2",
+]
 
 #: Tests that need more than the wheel and the ``test`` group: a redis-server, a
 #: PostgreSQL server, Chromium, gunicorn (fork: not on Windows), or the source tree and

@@ -713,3 +713,594 @@ def test_extra_instance_attributes_are_not_written() -> None:
     value = Plain(1)
     value.secret = "leak"  # type: ignore[attr-defined]
     assert JSONSerializer(Plain).serialize(value) == '{"n":1}'
+
+
+# --- one reader: every supported type is read in Rust, as orjson reads JSON ----------
+
+
+@dataclass(frozen=True)
+class Item:
+    sku: str
+    qty: int = 1
+
+
+@dataclass
+class Cart:
+    user: UserId
+    items: list[Item]
+    tags: list[str] = field(default_factory=list)
+    note: Optional[str] = None
+    score: float = 0.0
+    flags: dict[str, bool] = field(default_factory=dict)
+    extra: Any = None
+    raw: list = field(default_factory=list)  # type: ignore[type-arg]
+    obj: dict = field(default_factory=dict)  # type: ignore[type-arg]
+    nothing: None = None
+    maybe_item: Optional[Item] = None
+    nested: list[list[int]] = field(default_factory=list)
+
+
+class Keyed(typing.TypedDict):
+    a: int
+    b: typing.NotRequired[list[Optional[int]]]
+
+
+@dataclass
+class Fixed:
+    pair: tuple[int, int]
+
+
+@dataclass
+class Ordered:
+    first: int
+    second: str
+
+
+def test_every_supported_type_is_read_by_the_one_reader() -> None:
+    # `decode` is the reader the session layer calls: no other decoder takes over
+    cases: list[tuple[Any, str]] = [
+        (Everything, JSONSerializer(Everything).serialize(EVERYTHING)),
+        (Node, '{"name":"r","children":[{"name":"c"}]}'),
+        (Validated, '{"age":1}'),
+        (Mixed, '{"value":1}'),
+        (Keyed, '{"a":1,"b":[null,2]}'),
+        (dict, '{"a":[1]}'),
+    ]
+    for tp, text in cases:
+        value = JSONSerializer(tp)._fast.decode(text)
+        assert value is not None and value == JSONSerializer(tp).deserialize(text), tp
+    assert JSONSerializer(Validated)._fast.decode('{"age":-1}') is None
+    assert JSONSerializer(Validated)._fast.decode("{") is None
+
+
+FULL_CART = {
+    "user": "ada",
+    "items": [{"sku": "a", "qty": 2}, {"sku": "b"}],
+    "tags": ["x", "y"],
+    "note": "hi",
+    "score": 1.5,
+    "flags": {"on": True, "off": False},
+    "extra": {"deep": [1, 2.5, None, "s", {"k": []}]},
+    "raw": [1, "a", None],
+    "obj": {"a": {"b": 1}},
+    "nothing": None,
+    "maybe_item": {"sku": "z", "qty": 0},
+    "nested": [[1, 2], [], [-3]],
+}
+
+
+def test_a_full_value_is_read_with_its_defaults_in_declaration_order() -> None:
+    ser = JSONSerializer(Cart)
+    got = ser.deserialize(orjson.dumps(FULL_CART).decode())
+    assert got.items == [Item("a", 2), Item("b", 1)] and type(got.items[0]) is Item
+    assert got.extra == FULL_CART["extra"] and got.maybe_item == Item("z", 0)
+    assert (
+        ser.deserialize(" \n" + orjson.dumps(FULL_CART).decode().replace(",", " , ") + "\t") == got
+    )
+    fresh = ser.deserialize('{"user":"u","items":[]}')
+    assert fresh == Cart(UserId("u"), [])
+    assert fresh.tags is not ser.deserialize('{"user":"u","items":[]}').tags
+    assert list(vars(fresh)) == [f.name for f in dataclasses.fields(Cart)]
+    item = JSONSerializer(Item).deserialize('{"qty":3,"sku":"q"}')
+    assert item == Item("q", 3) and list(vars(item)) == ["sku", "qty"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "want"),
+    [
+        ('"user":"\\ud83d\\ude00"', {"user": "😀"}),
+        ('"user":"a\\u0000b\\n\\""', {"user": 'a\x00b\n"'}),
+        ('"user":5,"user":"x"', {"user": "x"}),  # a repeated key: the last one counts
+        ('"score":-0', {"score": 0.0}),
+        ('"score":9007199254740993', {"score": 9007199254740992.0}),
+        ('"score":-9223372036854775808', {"score": -9223372036854775808.0}),
+        ('"score":18446744073709551615', {"score": 18446744073709551615.0}),
+        # beyond 64 bits orjson reads a float, so Any holds one
+        ('"extra":99999999999999999999999', {"extra": 1e23}),
+        ('"extra":18446744073709551615', {"extra": 2**64 - 1}),
+        ('"extra":' + "[" * 200 + "]" * 200, {"extra": orjson.loads("[" * 200 + "]" * 200)}),
+        ('"unknown":{"a":[1,{"b":null}]}', {}),
+    ],
+)
+def test_json_is_read_as_orjson_reads_it(extra: str, want: dict[str, Any]) -> None:
+    got = JSONSerializer(Cart).deserialize('{"user":"u","items":[],' + extra + "}")
+    for name, value in want.items():
+        assert getattr(got, name) == value and type(getattr(got, name)) is type(value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"user":1,"items":[]}',
+        '{"user":"u","items":[1]}',
+        '{"user":"u"}',
+        '{"user":"u","items":[],"score":"1"}',
+        '{"user":"u","items":[],"score":true}',
+        '{"user":"u","items":[],"note":5}',
+        '{"user":"u","items":[],"tags":[true]}',
+        '{"user":"u","items":[{"sku":"a","qty":1.0}]}',
+        '{"user":"u","items":[{"sku":"a","qty":true}]}',
+        '{"user":"u","items":[],"flags":{"a":1}}',
+        '{"user":"u","items":[],"nested":[[1.5]]}',
+        '{"user":"u","items":[],"nothing":0}',
+        '{"user":"u","items":[],"raw":{}}',
+        '{"user":"u","items":[],"obj":[]}',
+        '{"user":"x","items":[],"user":5}',
+        '{"user":"u","items":[],"extra":1e999}',
+        '{"user":"\\ud800","items":[]}',
+        '{"user":"u","items":[],"qty":NaN}',
+        '{"user":"u","items":[]} x',
+        '{"user":"u","items":[],}',
+        '{"user":"u","items":[],"unknown":{"a":[1,}}',
+    ],
+)
+def test_misfits_and_malformed_json_are_rejected(text: str) -> None:
+    with pytest.raises(DeserializationError):
+        JSONSerializer(Cart).deserialize(text)
+    assert JSONSerializer(Cart)._fast.decode(text) is None
+
+
+def test_floats_are_read_exactly_as_orjson_reads_them() -> None:
+    import math
+    import random
+    import struct
+
+    ser = JSONSerializer(Cart)
+    rng = random.Random(5)
+    samples = ["0.1", "1e-320", "2.2250738585072011e-308", "1.7976931348623157e308", "5e-324"]
+    samples += ["123456789012345678901234567890.5", "0.30000000000000004", "-1.5E+3", "1e22"]
+    for _ in range(2000):
+        f = struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0]
+        if math.isfinite(f):
+            samples.append(repr(f))
+        samples.append(
+            f"{rng.randint(0, 10**20)}.{rng.randint(0, 10**20)}e{rng.randint(-330, 310)}"
+        )
+    for s in samples:
+        text = f'{{"user":"u","items":[],"score":{s},"extra":[{s}]}}'
+        try:
+            want = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            with pytest.raises(DeserializationError, match="not valid JSON"):
+                ser.deserialize(text)
+            continue
+        got = ser.deserialize(text)
+        assert struct.pack("<d", got.score) == struct.pack("<d", want["score"]), s
+        assert got.extra == want["extra"], s
+
+
+def test_dict_session_types_keep_the_last_of_a_repeated_key() -> None:
+    assert JSONSerializer(dict).deserialize('{"a":[1,{"b":2.5}],"a":3}') == {"a": 3}
+    assert JSONSerializer(dict[str, int]).deserialize('{"a":1,"b":2}') == {"a": 1, "b": 2}
+
+
+def test_a_raising_default_factory_raises() -> None:
+    ser = JSONSerializer(RaisingFactory)
+    with pytest.raises(RuntimeError, match="factory"):
+        ser.deserialize('{"a":"x"}')
+    with pytest.raises(RuntimeError, match="factory"):
+        ser._fast.decode('{"a":"x"}')
+    assert ser.deserialize('{"a":"x","b":[]}') == RaisingFactory("x", [])
+
+
+def _boom() -> list[str]:
+    raise RuntimeError("factory")
+
+
+@dataclass
+class RaisingFactory:
+    a: str
+    b: list[str] = field(default_factory=_boom)
+
+
+@pytest.mark.parametrize(
+    ("tp", "text", "message", "path"),
+    [
+        (Fixed, '{"pair":[1,"x",3]}', "expected an array of 2 items, got 3", (".pair",)),
+        (Fixed, '{"pair":[1,"x"]}', "expected integer, got string", (".pair", "[1]")),
+        (Mixed, '{"value":"3"}', "string fits none of float | int", (".value",)),
+        (Holder, {"mode": 3}, "integer is not one of 1 | 2", (".mode",)),
+        (Holder, {"color": "blue"}, "string is not a value of Color", (".color",)),
+        (Holder, {"when": "yesterday"}, "not an ISO 8601 datetime", (".when",)),
+        (Holder, {"when": 1}, "expected ISO 8601 datetime string, got integer", (".when",)),
+        (Holder, {"ident": "x"}, "not a UUID", (".ident",)),
+        (Holder, {"opt": "1"}, "expected integer or null, got string", (".opt",)),
+        (Holder, {"address": {"zip_code": "1"}}, "missing required field", (".address", ".city")),
+        (Keyed, '{"a":1,"b":[1,"2"]}', "expected integer or null, got string", ("['b']", "[1]")),
+        (Keyed, '{"b":[]}', "missing required field", ("['a']",)),
+        (
+            dict[str, int],
+            '{"' + "k" * 40 + '":"1"}',
+            "expected integer, got string",
+            (f"[{'k' * 32!r}...]",),
+        ),
+        (
+            Primitives,
+            '{"i":18446744073709551616,"f":1,"s":"","b":true}',
+            "expected integer, got number",
+            (".i",),
+        ),
+        (
+            Node,
+            '{"name":"n","children":[{"name":1}]}',
+            "expected string, got integer",
+            (".children", "[0]", ".name"),
+        ),
+    ],
+)
+def test_errors_say_what_and_where(tp: Any, text: Any, message: str, path: tuple[str, ...]) -> None:
+    if isinstance(text, dict):
+        text = orjson.dumps({**HOLDER_JSON, **text}).decode()
+    with pytest.raises(DeserializationError) as info:
+        JSONSerializer(tp).deserialize(text)
+    assert (info.value.reason, info.value.path) == (message, path)
+
+
+def test_the_error_is_the_first_field_in_declaration_order() -> None:
+    ser = JSONSerializer(Ordered)
+    for text in ('{"first":"1","second":2}', '{"second":2,"first":"1"}'):
+        with pytest.raises(DeserializationError) as info:
+            ser.deserialize(text)
+        assert info.value.path == (".first",)
+
+
+def test_a_misfit_before_malformed_json_is_malformed_json() -> None:
+    with pytest.raises(DeserializationError, match="not valid JSON"):
+        JSONSerializer(Ordered).deserialize('{"first":"1","second":[1,}')
+
+
+def test_a_class_rejecting_its_fields_keeps_the_cause() -> None:
+    with pytest.raises(DeserializationError, match=r"Validated\(\) rejected the value") as info:
+        JSONSerializer(Validated).deserialize('{"age":-1}')
+    assert isinstance(info.value.__cause__, ValueError)
+    # a misfit is reported as itself, not as a rejection by the class
+    with pytest.raises(DeserializationError) as misfit:
+        JSONSerializer(Validated).deserialize('{"age":"1"}')
+    assert misfit.value.reason == "expected integer, got string"
+
+
+def test_bytes_are_read_as_utf8_text() -> None:
+    assert JSONSerializer(Original).deserialize(b'{"user":"\xc3\xa9"}') == Original("é")  # type: ignore[arg-type]
+    with pytest.raises(DeserializationError, match="not valid JSON"):
+        JSONSerializer(Original).deserialize(b'{"user":"\xff"}')  # type: ignore[arg-type]
+
+
+# --- one writer: orjson's bytes, whoever writes them --------------------------------
+
+
+@dataclass
+class PlainFields:
+    name: str
+    n: int
+    ok: bool
+    tags: list[str]
+    extra: Any = None
+    note: Optional[str] = None
+
+
+@dataclass
+class Inner:
+    a: int
+
+
+@dataclass
+class Outer:
+    inner: Optional[Inner] = None
+    score: float = 0.0
+
+
+@dataclass
+class Box:
+    v: Any
+
+
+class StrSub(str):
+    pass
+
+
+class IntSub(int):
+    pass
+
+
+_ALPHABET = [chr(c) for c in range(0x80)] + [
+    "é",
+    "ß",
+    "\u2028",
+    "\ufeff",
+    "\uffff",
+    "😀",
+    "\U0010ffff",
+]
+
+
+def _random_text(rng: Any) -> str:
+    return "".join(rng.choice(_ALPHABET) for _ in range(rng.randrange(0, 12)))
+
+
+def _random_plain(rng: Any, depth: int = 0) -> Any:
+    kind = rng.choice(["str", "int", "bool", "none"] + (["list", "dict"] if depth < 4 else []))
+    if kind == "str":
+        return _random_text(rng)
+    if kind == "int":
+        edges = [0, -1, 2**31, -(2**31), 2**63 - 1, -(2**63), 2**63, 2**64 - 1]
+        return rng.choice([*edges, rng.randrange(-(2**63), 2**64)])
+    if kind == "bool":
+        return rng.random() < 0.5
+    if kind == "none":
+        return None
+    if kind == "list":
+        return [_random_plain(rng, depth + 1) for _ in range(rng.randrange(0, 4))]
+    return {_random_text(rng): _random_plain(rng, depth + 1) for _ in range(rng.randrange(0, 4))}
+
+
+def test_random_plain_values_are_written_as_orjson_writes_them() -> None:
+    import random
+
+    rng = random.Random(20261125)
+    as_dict, as_fields = JSONSerializer(dict[str, Any]), JSONSerializer(PlainFields)
+    for _ in range(3000):
+        d = {_random_text(rng): _random_plain(rng) for _ in range(rng.randrange(0, 5))}
+        assert as_dict._fast.dumps(d) == orjson.dumps(d), d
+        v = PlainFields(
+            _random_text(rng),
+            rng.randrange(-(2**63), 2**63),
+            rng.random() < 0.5,
+            [_random_text(rng) for _ in range(rng.randrange(0, 4))],
+            _random_plain(rng),
+            rng.choice([None, _random_text(rng)]),
+        )
+        assert as_fields._fast.dumps(v) == orjson.dumps(dataclasses.asdict(v)), v
+
+
+def test_every_code_point_class_is_escaped_as_orjson_escapes_it() -> None:
+    text = "".join(chr(c) for c in range(0, 0x800) if not 0xD800 <= c < 0xE000)
+    text += "\U0001f600\U0010ffff\ufffe"
+    assert JSONSerializer(dict).serialize({"k": text}) == orjson.dumps({"k": text}).decode()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"f": 1.5},  # floats: orjson's formatting
+        {"t": (1, 2)},
+        {"s": StrSub("x")},
+        {"i": IntSub(3)},
+        {StrSub("k"): 1},
+        {"dc": Inner(1)},
+        {"e": Color.RED, "l": Level.HIGH, "p": Perm.READ | Perm.WRITE},
+        {"u": uuid.UUID(int=7)},
+        {"d": datetime(2024, 1, 2, 3, 4, 5, 6)},
+        {"deep": functools.reduce(lambda inner, _: [inner], range(100), [])},
+        {1: "non-str key"},  # orjson raises
+        {"big": 2**64},
+        {"small": -(2**63) - 1},
+        {"surrogate": "\ud800"},
+        {"b": b"bytes"},
+        {"set": {1}},
+    ],
+    ids=repr,
+)
+def test_everything_is_written_as_orjson_writes_it_or_refused(value: dict[Any, Any]) -> None:
+    ser = JSONSerializer(dict[str, Any])
+    try:
+        want = orjson.dumps(value, default=lambda o: {"a": o.a})
+    except TypeError:
+        with pytest.raises(TypeError):
+            ser.serialize(value)
+    else:
+        assert ser.serialize(value) == want.decode()
+
+
+def test_dataclasses_are_written_from_their_fields_in_order() -> None:
+    v = PlainFields("n", 1, True, [])
+    v.cached = "not a field"  # type: ignore[attr-defined]
+    assert (
+        JSONSerializer(PlainFields).serialize(v)
+        == '{"name":"n","n":1,"ok":true,"tags":[],"extra":null,"note":null}'
+    )
+    p = PlainFields("n", 1, True, [])
+    del p.__dict__["name"]
+    p.__dict__["name"] = "n"  # __dict__ out of declaration order: the fields' order counts
+    assert JSONSerializer(PlainFields).serialize(p).startswith('{"name":"n","n":1,')
+    ser = JSONSerializer(Outer)
+    assert ser.serialize(Outer(Inner(1), 0.5)) == '{"inner":{"a":1},"score":0.5}'
+    assert ser.serialize(Outer(Inner(1))) == '{"inner":{"a":1},"score":0.0}'
+    assert ser._fast.dumps(Outer(Inner(1), 0.5)) is None  # a float: orjson writes it
+    assert JSONSerializer(Keyed).serialize({"a": 1, "zz": 2, 3: 4}) == '{"a":1}'  # type: ignore[typeddict-unknown-key,dict-item]
+
+
+def test_write_value_writes_what_orjson_writes() -> None:
+    import ferrosession as fs
+
+    sessions = fs.Sessions()
+    sessions.cookie(Address, "S", transformers=[fs.MessageAuthentication(b"k" * 32)])
+    sessions._freeze()
+    reg = sessions.registrations[0]
+    codec, schema = reg.transport.codec, reg.home.schema
+    assert schema is not None
+    v = Address('ada "lovelace" é', "ß")
+    data = orjson.dumps(dataclasses.asdict(v))
+    for max_age in (None, 0, 60):
+        line = codec.write_value(schema, v, max_age, True, 1_700_000_000)
+        assert line == codec.write_asgi(data, max_age, 1_700_000_000)
+        text = codec.write_value(schema, v, max_age, False, 1_700_000_000)
+        assert text == codec.write(data, max_age, 1_700_000_000)
+    assert codec.write_value(schema, Box(2**70), None) is None
+
+
+def test_write_takes_bytes_and_write_asgi_gives_bytes() -> None:
+    import ferrosession as fs
+
+    sessions = fs.Sessions()
+    sessions.cookie(Item, "s", transformers=[fs.MessageAuthentication(bytes(range(32)))])
+    sessions.header(Cart, "X-S", transformers=[fs.MessageAuthentication(bytes(range(32)))])
+    for reg in sessions.registrations:
+        codec = reg.transport.codec
+        text = '{"sku":"e u","qty":1}'
+        line = codec.write(text, 60, 1000)
+        assert codec.write(text.encode(), 60, 1000) == line
+        assert codec.write_asgi(text, 60, 1000) == line.encode("latin-1")
+        assert codec.write_asgi(text.encode(), None, 1000) == codec.write(text).encode()
+    with pytest.raises(ValueError):
+        sessions.registrations[0].transport.codec.write(b"\xff", 60)
+
+
+# --- the session layer uses the serializer's reader and writer --------------------
+
+
+def test_the_schema_is_wired_to_the_home() -> None:
+    import ferrosession as fs
+    from ferrosession import _core
+
+    sessions = fs.Sessions()
+    sessions.cookie(Cart, "c", transformers=[fs.MessageAuthentication(bytes(32))])
+    assert isinstance(sessions.registrations[0].home.schema, _core.Schema)
+
+    class Custom:
+        def serialize(self, value: Any) -> str:
+            return "{}"
+
+        def deserialize(self, text: str) -> Any:
+            return Item("c")
+
+    sessions.cookie(Item, "i", serializer=Custom(), unsigned=True)
+    assert sessions.registrations[1].home.schema is None
+
+
+def test_read_asgi_fills_the_state() -> None:
+    """What the fused read writes into the request's state for the session: the value,
+    and the payload only when it is needed (to issue it again, or for the serializer
+    to say why it does not fit)."""
+    import ferrosession as fs
+    from ferrosession.state import State
+
+    old, new = bytes(range(32)), bytes(range(1, 33))
+    item = Item("a", 2)
+    text = JSONSerializer(Item).serialize(item)
+
+    def registration(key: bytes, *old_keys: bytes) -> Any:
+        sessions = fs.Sessions()
+        sessions.cookie(Item, "s", transformers=[fs.MessageAuthentication(key, old_keys=old_keys)])
+        return sessions.registrations[0]
+
+    def read(reg: Any, headers: list[tuple[bytes, bytes]], schema: bool = True) -> Any:
+        st = State(reg)
+        reg.transport.codec.read_asgi(st, headers, None, reg.home.schema if schema else None)
+        return (st.present, st.payload, st.reissue, st.value)
+
+    rotated, current = registration(new, old), registration(old)
+    cookie = current.transport.codec.write(text, None).split(";", 1)[0].encode()
+    headers = [(b"host", b"x"), (b"cookie", cookie)]
+    # verified by a retired key: issued again, so the payload comes too
+    assert read(rotated, headers) == (True, text, True, item)
+    assert read(current, headers) == (True, None, False, item)
+    assert read(current, [(b"host", b"x")]) == (False, None, False, None)
+    assert read(current, [(b"cookie", cookie[:-3] + b"000")]) == (True, None, False, None)
+    # verified, but not of the type: the serializer says why, from the payload
+    odd = current.transport.codec.write('{"sku":1}', None).split(";", 1)[0].encode()
+    assert read(current, [(b"cookie", odd)]) == (True, '{"sku":1}', False, None)
+    assert read(current, headers, schema=False) == (True, text, False, None)
+
+
+def _asgi_run(sessions: Any, run: Any, cookie: Optional[str] = None) -> tuple[Any, list[str]]:
+    import ferrosession as fs
+    from _driver import call
+
+    seen: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(run(fs.get_sessions(scope)))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    headers = [("cookie", f"S={cookie}")] if cookie else []
+    resp = call(fs.SessionMiddleware(app, sessions), headers=headers)
+    return seen[0], resp.set_cookies
+
+
+def _wsgi_run(sessions: Any, run: Any, cookie: Optional[str] = None) -> tuple[Any, list[str]]:
+    import ferrosession as fs
+
+    seen: list[Any] = []
+    started: list[Any] = []
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        seen.append(run(fs.get_sessions(environ)))
+        start_response("200 OK", [])
+        return [b""]
+
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.url_scheme": "http"}
+    if cookie:
+        environ["HTTP_COOKIE"] = f"S={cookie}"
+    fs.WSGISessionMiddleware(app, sessions)(environ, lambda *a: started.append(a))
+    return seen[0], [v for k, v in started[0][1] if k.lower() == "set-cookie"]
+
+
+@pytest.mark.parametrize("driver", [_asgi_run, _wsgi_run], ids=["asgi", "wsgi"])
+def test_set_sends_orjsons_json_and_get_reads_it_back(driver: Any) -> None:
+    import ferrosession as fs
+    from ferrosession.state import State
+
+    sessions = fs.Sessions()
+    sessions.cookie(Box, "S", transformers=[fs.MessageAuthentication(b"k" * 32)])
+    for value in ({"a": [1, "x", None, True], "é": "\u2028"}, {"a": 1.5}, {"a": (1, 2)}):
+        _, lines = driver(sessions, lambda s, v=value: s.set(Box(v)))
+        assert len(lines) == 1
+        cookie = lines[0].split(";", 1)[0].split("=", 1)[1]
+        st = State(sessions.registrations[0])
+        sessions.registrations[0].transport.codec.read_text(st, f"S={cookie}")
+        assert st.payload == orjson.dumps({"v": value}).decode()
+        back, _ = driver(sessions, lambda s: s.get(Box), cookie)
+        assert back == Box(orjson.loads(orjson.dumps(value)))
+
+
+@dataclass
+class NoFloats:
+    color: Color
+    level: Level
+    perm: Perm
+    ident: uuid.UUID
+    pair: tuple[int, str]
+    address: Address
+    previous: list[Address]
+    either: Union[Address, int]
+    mode: Literal["a", "b"]
+
+
+def test_the_rust_writer_writes_enums_uuids_tuples_and_nested_dataclasses_as_orjson() -> None:
+    v = NoFloats(
+        Color.GREEN,
+        Level.LOW,
+        Perm.READ | Perm.WRITE,
+        uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        (1, "é"),
+        Address("Paris"),
+        [Address("Lyon", "69000")],
+        Address("Nice"),
+        "b",
+    )
+    ser = JSONSerializer(NoFloats)
+    data = ser._fast.dumps(v)
+    assert data is not None  # written in Rust
+    assert data == orjson.dumps(dataclasses.asdict(v))
+    assert ser.deserialize(data.decode()) == v

@@ -2,7 +2,7 @@
 
 import os
 import pathlib
-from typing import Any, Literal, Optional, Union, final
+from typing import Any, Callable, Literal, Optional, Union, final
 
 __all__ = [
     "CLOCK_SKEW",
@@ -141,10 +141,17 @@ class Clocks:
 
 @final
 class Schema:
-    """The typed fast path of JSONSerializer: JSON text straight to a session value."""
+    """The reader and writer of JSONSerializer, executing a session type's description."""
 
-    def __new__(cls, spec: Any) -> Schema: ...
+    def __new__(
+        cls,
+        nodes: tuple[Any, ...],
+        root: int,
+        error: type[Exception],
+        not_json: Callable[[Any], Exception],
+    ) -> Schema: ...
     def decode(self, text: str) -> Optional[Any]: ...
+    def load(self, text: Union[str, bytes]) -> Any: ...
     def dumps(self, value: Any) -> Optional[bytes]: ...
 
 def mac_transformer(

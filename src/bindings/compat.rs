@@ -26,7 +26,7 @@ use crate::codec::itsdangerous::{exotic_numbers, json_hints, werkzeug_cookie, Ke
 use crate::codec::itsdangerous::{FlaskCodec as CoreFlask, StarletteCodec as CoreStarlette};
 use crate::codec::unix_now;
 
-use super::json_out::{JsonWriter, Style};
+use super::json_write::{JsonWriter, Style};
 
 mod testing;
 

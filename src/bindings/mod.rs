@@ -5,14 +5,13 @@ use std::sync::Arc;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use crate::codec::chain::Chain;
 use crate::codec::clocks::Lifetimes;
 use crate::codec::cookie::{CookieAttributes, CookieSpec};
 use crate::codec::digest::Digest;
 use crate::codec::encoding::Encoding;
-use crate::codec::json::{Kind, Number, Reader, MAX_DEPTH};
 use crate::codec::mac::{MacAlgorithm, MessageAuthentication};
 use crate::codec::session::{SessionCodec, Transport};
 use crate::codec::{ids, unix_now, Context, Transformer};
@@ -20,12 +19,15 @@ use crate::error::CoreError;
 
 mod compat;
 mod crypto;
+mod decode;
 mod django;
-mod dumps;
 mod found;
 mod inspect;
-mod json_out;
+mod json_write;
+mod schema;
 mod storage;
+
+use schema::Schema;
 
 pyo3::import_exception!(ferrosession.errors, ConfigurationError);
 pyo3::import_exception!(ferrosession.errors, SessionTooLarge);
@@ -358,7 +360,7 @@ impl Codec {
         asgi: bool,
         now: Option<u64>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let Some(json) = dumps::dump_root(&schema.get().root, value) else {
+        let Some(json) = json_write::dump_root(schema.get(), value) else {
             return Ok(None);
         };
         // the writer puts whole UTF-8 strings between ASCII punctuation
@@ -471,330 +473,6 @@ impl Codec {
     #[getter]
     fn clear_line(&self) -> Option<&str> {
         self.inner.clear_line()
-    }
-}
-
-/// One node of a compiled [`Schema`] (the spec `JSONSerializer` builds from a session
-/// type; see `serializers._fast_spec`).
-enum Spec {
-    Any,
-    Str,
-    Int,
-    Bool,
-    Float,
-    Null,
-    Object,
-    Array,
-    List(Box<Spec>),
-    Dict(Box<Spec>),
-    Optional(Box<Spec>),
-    Dataclass(Box<DataSpec>),
-}
-
-/// What a missing key of a dataclass field takes.
-enum Missing {
-    Required,
-    Value(Py<PyAny>),
-    Factory(Py<PyAny>),
-}
-
-struct Field {
-    name: String,
-    key: Py<PyString>,
-    spec: Spec,
-    missing: Missing,
-}
-
-struct DataSpec {
-    /// `(cls,)`: the arguments of `object.__new__`, made once
-    new_args: Py<PyTuple>,
-    fields: Vec<Field>,
-}
-
-/// Why the typed reader gave up: the Python path decides (`Bail`), or a Python call
-/// (a `default_factory`) raised.
-enum Miss {
-    Bail,
-    Err(PyErr),
-}
-
-impl From<PyErr> for Miss {
-    fn from(e: PyErr) -> Self {
-        Miss::Err(e)
-    }
-}
-
-impl From<std::convert::Infallible> for Miss {
-    fn from(e: std::convert::Infallible) -> Self {
-        match e {}
-    }
-}
-
-fn ok<T>(found: Option<T>) -> Result<T, Miss> {
-    found.ok_or(Miss::Bail)
-}
-
-fn compile_spec(spec: &Bound<'_, PyAny>) -> PyResult<Spec> {
-    if let Ok(tag) = spec.cast::<PyString>() {
-        return Ok(match &*tag.to_cow()? {
-            "any" => Spec::Any,
-            "str" => Spec::Str,
-            "int" => Spec::Int,
-            "bool" => Spec::Bool,
-            "float" => Spec::Float,
-            "none" => Spec::Null,
-            "object" => Spec::Object,
-            "array" => Spec::Array,
-            other => return Err(PyValueError::new_err(format!("unknown spec {other:?}"))),
-        });
-    }
-    let node = spec.cast::<PyTuple>()?;
-    let tag = node.get_item(0)?;
-    let tag = tag.cast::<PyString>()?.to_cow()?.into_owned();
-    let inner = || -> PyResult<Box<Spec>> { Ok(Box::new(compile_spec(&node.get_item(1)?)?)) };
-    Ok(match tag.as_str() {
-        "list" => Spec::List(inner()?),
-        "dict" => Spec::Dict(inner()?),
-        "optional" => Spec::Optional(inner()?),
-        "dataclass" => {
-            let new_args = PyTuple::new(spec.py(), [node.get_item(1)?])?.unbind();
-            let mut fields = Vec::new();
-            for item in node.get_item(2)?.try_iter()? {
-                let item = item?;
-                let item = item.cast::<PyTuple>()?;
-                let key = item.get_item(0)?.cast_into::<PyString>()?;
-                let kind: u8 = item.get_item(2)?.extract()?;
-                let default = item.get_item(3)?.unbind();
-                fields.push(Field {
-                    name: key.to_cow()?.into_owned(),
-                    key: key.unbind(),
-                    spec: compile_spec(&item.get_item(1)?)?,
-                    missing: match kind {
-                        0 => Missing::Required,
-                        1 => Missing::Value(default),
-                        _ => Missing::Factory(default),
-                    },
-                });
-            }
-            Spec::Dataclass(Box::new(DataSpec { new_args, fields }))
-        }
-        other => return Err(PyValueError::new_err(format!("unknown spec {other:?}"))),
-    })
-}
-
-/// The typed fast path of `JSONSerializer`: JSON text straight to a value of the
-/// session type, for the types whose every check it can make exactly as the Python
-/// decoder does. `decode` returns `None` whenever it cannot be sure (malformed or
-/// mismatching input, or JSON it leaves to orjson); the caller then takes the Python
-/// path, which gives the same value or the precise error.
-#[pyclass(name = "Schema", module = "ferrosession._core", frozen)]
-pub(crate) struct Schema {
-    root: Spec,
-    new: Py<PyAny>,
-}
-
-impl Schema {
-    fn value<'py>(
-        &self,
-        py: Python<'py>,
-        r: &mut Reader<'_>,
-        spec: &Spec,
-        depth: usize,
-    ) -> Result<Bound<'py, PyAny>, Miss> {
-        if depth > MAX_DEPTH {
-            return Err(Miss::Bail);
-        }
-        let kind = ok(r.peek())?;
-        Ok(match (spec, kind) {
-            (Spec::Any, _) => self.any(py, r, kind, depth)?,
-            (Spec::Optional(_), Kind::Null) => {
-                ok(r.null())?;
-                py.None().into_bound(py)
-            }
-            (Spec::Optional(inner), _) => self.value(py, r, inner, depth)?,
-            (Spec::Str, Kind::String) => PyString::new(py, &ok(r.string())?).into_any(),
-            (Spec::Int, Kind::Number) => match ok(r.number())? {
-                Number::Int(i) => i.into_pyobject(py)?.into_any(),
-                Number::Float(_) => return Err(Miss::Bail),
-            },
-            (Spec::Float, Kind::Number) => match ok(r.number())? {
-                Number::Int(i) => PyFloat::new(py, i as f64).into_any(),
-                Number::Float(f) => PyFloat::new(py, f).into_any(),
-            },
-            (Spec::Bool, Kind::Bool) => ok(r.boolean())?.into_pyobject(py)?.to_owned().into_any(),
-            (Spec::Null, Kind::Null) => {
-                ok(r.null())?;
-                py.None().into_bound(py)
-            }
-            (Spec::Object, Kind::Object) | (Spec::Array, Kind::Array) => {
-                self.any(py, r, kind, depth)?
-            }
-            (Spec::List(inner), Kind::Array) => {
-                ok(r.begin_array())?;
-                let list = PyList::empty(py);
-                let mut first = true;
-                while ok(r.more(first))? {
-                    list.append(self.value(py, r, inner, depth + 1)?)?;
-                    first = false;
-                }
-                list.into_any()
-            }
-            (Spec::Dict(inner), Kind::Object) => {
-                ok(r.begin_object())?;
-                let dict = PyDict::new(py);
-                let mut first = true;
-                while let Some(key) = ok(r.key(first))? {
-                    let item = self.value(py, r, inner, depth + 1)?;
-                    dict.set_item(PyString::new(py, &key), item)?;
-                    first = false;
-                }
-                dict.into_any()
-            }
-            (Spec::Dataclass(data), Kind::Object) => self.dataclass(py, r, data, depth)?,
-            _ => return Err(Miss::Bail),
-        })
-    }
-
-    /// Any JSON value, as orjson builds it.
-    fn any<'py>(
-        &self,
-        py: Python<'py>,
-        r: &mut Reader<'_>,
-        kind: Kind,
-        depth: usize,
-    ) -> Result<Bound<'py, PyAny>, Miss> {
-        if depth > MAX_DEPTH {
-            return Err(Miss::Bail);
-        }
-        Ok(match kind {
-            Kind::Object => {
-                ok(r.begin_object())?;
-                let dict = PyDict::new(py);
-                let mut first = true;
-                while let Some(key) = ok(r.key(first))? {
-                    let next = ok(r.peek())?;
-                    let item = self.any(py, r, next, depth + 1)?;
-                    dict.set_item(PyString::new(py, &key), item)?;
-                    first = false;
-                }
-                dict.into_any()
-            }
-            Kind::Array => {
-                ok(r.begin_array())?;
-                let list = PyList::empty(py);
-                let mut first = true;
-                while ok(r.more(first))? {
-                    let next = ok(r.peek())?;
-                    list.append(self.any(py, r, next, depth + 1)?)?;
-                    first = false;
-                }
-                list.into_any()
-            }
-            Kind::String => PyString::new(py, &ok(r.string())?).into_any(),
-            Kind::Number => match ok(r.number())? {
-                Number::Int(i) => i.into_pyobject(py)?.into_any(),
-                Number::Float(f) => PyFloat::new(py, f).into_any(),
-            },
-            Kind::Bool => ok(r.boolean())?.into_pyobject(py)?.to_owned().into_any(),
-            Kind::Null => {
-                ok(r.null())?;
-                py.None().into_bound(py)
-            }
-        })
-    }
-
-    /// A dataclass built as its generated `__init__` would: every field, defaults filled
-    /// in, in declaration order, stored straight into the new instance's `__dict__`.
-    fn dataclass<'py>(
-        &self,
-        py: Python<'py>,
-        r: &mut Reader<'_>,
-        data: &DataSpec,
-        depth: usize,
-    ) -> Result<Bound<'py, PyAny>, Miss> {
-        ok(r.begin_object())?;
-        let mut slots: Vec<Option<Bound<'py, PyAny>>> = data.fields.iter().map(|_| None).collect();
-        let mut first = true;
-        while let Some(key) = ok(r.key(first))? {
-            first = false;
-            match data.fields.iter().position(|f| f.name == *key) {
-                Some(i) => slots[i] = Some(self.value(py, r, &data.fields[i].spec, depth + 1)?),
-                None => ok(r.skip(depth + 1))?,
-            }
-        }
-        let complete = data
-            .fields
-            .iter()
-            .zip(&slots)
-            .all(|(f, slot)| slot.is_some() || !matches!(f.missing, Missing::Required));
-        if !complete {
-            return Err(Miss::Bail);
-        }
-        let obj = self.new.bind(py).call1(data.new_args.bind(py))?;
-        let dict = obj.getattr(pyo3::intern!(py, "__dict__"))?;
-        let dict = dict.cast::<PyDict>().map_err(PyErr::from)?;
-        for (f, slot) in data.fields.iter().zip(slots) {
-            let item = match (slot, &f.missing) {
-                (Some(item), _) => item,
-                (None, Missing::Value(v)) => v.bind(py).clone(),
-                (None, Missing::Factory(make)) => make.bind(py).call0()?,
-                (None, Missing::Required) => return Err(Miss::Bail),
-            };
-            dict.set_item(f.key.bind(py), item)?;
-        }
-        Ok(obj)
-    }
-}
-
-impl Schema {
-    /// `decode` for the fused read of `Codec.read_asgi`: an error (a raising
-    /// `default_factory`) is left to the Python path too, which raises it again there.
-    pub(crate) fn read<'py>(&self, py: Python<'py>, text: &str) -> Option<Bound<'py, PyAny>> {
-        let mut r = Reader::new(text);
-        match self.value(py, &mut r, &self.root, 0) {
-            Ok(value) if r.at_end() => Some(value),
-            _ => None,
-        }
-    }
-}
-
-#[pymethods]
-impl Schema {
-    #[new]
-    fn py_new(py: Python<'_>, spec: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let new = py
-            .import("builtins")?
-            .getattr("object")?
-            .getattr("__new__")?;
-        Ok(Self {
-            root: compile_spec(spec)?,
-            new: new.unbind(),
-        })
-    }
-
-    /// The JSON `JSONSerializer._dumps` writes for `value` (orjson's, byte for byte),
-    /// or `None`: orjson decides (see `bindings/dumps.rs` for what is written here).
-    fn dumps<'py>(
-        &self,
-        py: Python<'py>,
-        value: &Bound<'py, PyAny>,
-    ) -> Option<Bound<'py, PyBytes>> {
-        let json = dumps::dump_root(&self.root, value)?;
-        Some(PyBytes::new(py, &json))
-    }
-
-    /// The value `text` describes, or `None`: the Python path decides (also for text
-    /// that is no UTF-8, a lone surrogate).
-    fn decode(&self, py: Python<'_>, text: &Bound<'_, PyString>) -> PyResult<Option<Py<PyAny>>> {
-        let Ok(text) = text.to_cow() else {
-            return Ok(None);
-        };
-        let mut r = Reader::new(&text);
-        match self.value(py, &mut r, &self.root, 0) {
-            Ok(value) if r.at_end() => Ok(Some(value.unbind())),
-            Ok(_) | Err(Miss::Bail) => Ok(None),
-            Err(Miss::Err(e)) => Err(e),
-        }
     }
 }
 

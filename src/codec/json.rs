@@ -1,23 +1,24 @@
-//! A strict, allocation-light JSON pull reader for the typed fast path of the default
-//! serializer (the bindings drive it with a schema compiled once from the session type
-//! and build the Python value as they go).
+//! A strict, allocation-light JSON pull reader, the one reader of the default
+//! serializer (the bindings drive it with the description of the session type and
+//! build the Python value as they go), and the string escaping of the one writer.
 //!
-//! It is deliberately conservative: every method returns `None` ("cannot tell here")
-//! both for malformed JSON and for anything it does not handle exactly as orjson does
-//! (integers beyond 64 bits, escaped surrogates, deep nesting). The caller then falls
-//! back to the Python path (orjson and the compiled Python decoder), which decides and
-//! reports. So a `Some` from here is always what orjson would have read.
+//! It reads JSON as orjson reads it: integers within 64 bits (signed or unsigned) are
+//! integers, longer ones are floats; a float that overflows, a lone surrogate escape,
+//! nesting deeper than orjson's 1024 levels are malformed. Every method returns `None`
+//! for malformed JSON.
 
 use std::borrow::Cow;
 
-/// Deepest nesting the reader follows; deeper values are left to the Python path.
-pub const MAX_DEPTH: usize = 64;
+/// Levels of nesting the reader follows (orjson's limit); deeper is malformed.
+pub const MAX_DEPTH: usize = 1024;
 
 /// A JSON number as the reader hands it out.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Number {
     /// An integer (no fraction, no exponent) within `i64`.
     Int(i64),
+    /// An integer beyond `i64::MAX` within `u64`.
+    UInt(u64),
     /// A number with a fraction or an exponent, correctly rounded, finite.
     Float(f64),
 }
@@ -39,8 +40,8 @@ pub enum Kind {
     Null,
 }
 
-/// A cursor over JSON text.
-#[derive(Debug)]
+/// A cursor over JSON text (a clone is a saved position).
+#[derive(Debug, Clone)]
 pub struct Reader<'a> {
     text: &'a str,
     bytes: &'a [u8],
@@ -168,7 +169,23 @@ impl<'a> Reader<'a> {
                                 code = code << 4 | (h as char).to_digit(16)?;
                             }
                             self.pos += 4;
-                            // surrogates (paired or lone): left to the Python path
+                            if (0xd800..0xdc00).contains(&code) {
+                                // a high surrogate: only with its low one
+                                let next = self.bytes.get(self.pos..self.pos + 6)?;
+                                if &next[..2] != b"\\u" {
+                                    return None;
+                                }
+                                let mut low = 0u32;
+                                for &h in &next[2..] {
+                                    low = low << 4 | (h as char).to_digit(16)?;
+                                }
+                                if !(0xdc00..0xe000).contains(&low) {
+                                    return None;
+                                }
+                                self.pos += 6;
+                                code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00);
+                            }
+                            // a lone low surrogate is no char
                             char::from_u32(code)?
                         }
                         _ => return None,
@@ -190,8 +207,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A number (RFC 8259 grammar); `None` for an integer beyond `i64` or a float that
-    /// does not stay finite.
+    /// A number (RFC 8259 grammar); `None` for one that does not stay finite.
     pub fn number(&mut self) -> Option<Number> {
         self.ws();
         let start = self.pos;
@@ -233,12 +249,17 @@ impl<'a> Reader<'a> {
             float = true;
         }
         let slice = &self.text[start..self.pos];
-        if float {
-            let f: f64 = slice.parse().ok()?;
-            f.is_finite().then_some(Number::Float(f))
-        } else {
-            slice.parse().ok().map(Number::Int)
+        if !float {
+            if let Ok(i) = slice.parse() {
+                return Some(Number::Int(i));
+            }
+            if let Ok(u) = slice.parse() {
+                return Some(Number::UInt(u));
+            }
+            // beyond 64 bits: a float, as orjson reads it
         }
+        let f: f64 = slice.parse().ok()?;
+        f.is_finite().then_some(Number::Float(f))
     }
 
     /// Opens an object: `{`.
@@ -278,12 +299,19 @@ impl<'a> Reader<'a> {
         Some(true)
     }
 
+    /// Whether `text` is one JSON value and nothing more.
+    pub fn valid(text: &str) -> bool {
+        let mut r = Reader::new(text);
+        r.skip(0).is_some() && r.at_end()
+    }
+
     /// Reads over any one value, checking its syntax.
     pub fn skip(&mut self, depth: usize) -> Option<()> {
-        if depth > MAX_DEPTH {
+        let kind = self.peek()?;
+        if matches!(kind, Kind::Object | Kind::Array) && depth >= MAX_DEPTH {
             return None;
         }
-        match self.peek()? {
+        match kind {
             Kind::Object => {
                 self.begin_object()?;
                 let mut first = true;
@@ -404,16 +432,18 @@ mod tests {
             "\"\t\"",
             r#""\x""#,
             r#""\ud800""#,
+            r#""\udc00""#,
+            r#""\ud800\u0041""#,
             "1e400",
-            "99999999999999999999",
             "{} x",
             r#"{"a" 1}"#,
             r#"{1:2}"#,
         ] {
             assert!(!skips(bad), "{bad}");
         }
-        let deep = "[".repeat(100) + &"]".repeat(100);
-        assert!(!skips(&deep));
+        let deep = |n: usize| "[".repeat(n) + &"]".repeat(n);
+        assert!(skips(&deep(MAX_DEPTH)));
+        assert!(!skips(&deep(MAX_DEPTH + 1)));
     }
 
     fn json_string(text: &str) -> String {
@@ -455,5 +485,22 @@ mod tests {
         assert_eq!(r.number(), Some(Number::Float(100.0)));
         assert!(!r.more(false).unwrap());
         assert!(r.at_end());
+    }
+
+    #[test]
+    fn integers_beyond_64_bits_are_floats_and_surrogate_pairs_are_chars() {
+        let number = |t: &str| Reader::new(t).number();
+        assert_eq!(number("9223372036854775807"), Some(Number::Int(i64::MAX)));
+        assert_eq!(number("18446744073709551615"), Some(Number::UInt(u64::MAX)));
+        assert_eq!(
+            number("18446744073709551616"),
+            Some(Number::Float(18446744073709551616.0))
+        );
+        assert_eq!(
+            number("-9223372036854775809"),
+            Some(Number::Float(-9223372036854775808.0))
+        );
+        let mut r = Reader::new(r#""\ud83d\ude00x""#);
+        assert_eq!(r.string().as_deref(), Some("😀x"));
     }
 }

@@ -10,7 +10,7 @@ use pyo3::types::{PyBytes, PyDict};
 
 use crate::codec::itsdangerous::{starlette_cookie, werkzeug_cookie};
 
-use super::super::json_out::{JsonWriter, Style};
+use super::super::json_write::{JsonWriter, Style};
 
 /// The value of cookie `name` in a `Cookie` header as Starlette (`style="starlette"`,
 /// last wins) or Werkzeug (`style="werkzeug"`, first wins) finds it (tests).
