@@ -566,3 +566,34 @@ def test_readme_typed_block_serves_its_views() -> None:
             assert client.get("/whoami").json() == {"user": "ada"}
     finally:
         del sys.modules[module.__name__]
+
+
+def test_store_engine_on_a_real_redis(tmp_path: Path) -> None:
+    import redis
+
+    import ferrosession as fs
+    from ferrosession.django.store import storage_key
+    from redis_servers import RedisServer
+
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        url = f"redis://127.0.0.1:{server.port}/0"
+        storage = fs.RedisStorage(url)
+        with override_settings(SESSION_ENGINE=STORE_ENGINE, FERROSESSION_STORAGE=storage):
+            client = Client()
+            client.get("/login?user=ada")
+            key = client.cookies["sessionid"].value
+            assert client.get("/whoami").json() == {"user": "ada"}
+            raw = redis.Redis(port=server.port, decode_responses=True)
+            keys = raw.keys("*")
+            assert keys and not any(key in k for k in keys)
+            assert any(storage_key(key) in k for k in keys)
+            ttl = raw.ttl(keys[0])
+            assert 0 < ttl <= settings.SESSION_COOKIE_AGE
+            raw.close()
+            client.get("/expire?seconds=5")  # set_expiry is the entry's TTL
+            raw = redis.Redis(port=server.port, decode_responses=True)
+            assert all(0 < raw.ttl(k) <= 5 for k in raw.keys("*"))
+            raw.close()
+    finally:
+        server.stop()
