@@ -14,7 +14,9 @@ import pytest
 
 import ferrosession as fs
 import ferrosession.errors
+import ferrosession.fastapi
 import ferrosession.flask
+import ferrosession.quart
 import ferrosession.serializers
 import ferrosession.starlette
 import ferrosession.storage
@@ -26,7 +28,9 @@ Function = Callable[..., Any]
 PUBLIC_MODULES = [
     fs,
     ferrosession.errors,
+    ferrosession.fastapi,
     ferrosession.flask,
+    ferrosession.quart,
     ferrosession.serializers,
     ferrosession.starlette,
     ferrosession.storage,
