@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 
@@ -41,20 +42,8 @@ def call(
     """Runs one HTTP request through ``app``."""
 
     async def run() -> Response:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": method,
-            "scheme": scheme,
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(k.lower().encode(), v.encode("latin-1")) for k, v in (headers or [])],
-            "client": ("127.0.0.1", 1234),
-            "server": ("127.0.0.1", 80),
-        }
+        raw = [(k.lower().encode(), v.encode("latin-1")) for k, v in (headers or [])]
+        scope = http_scope(path, raw, method=method, scheme=scheme)
         sent: list[dict[str, Any]] = []
         received = False
 
@@ -75,3 +64,88 @@ def call(
         return Response(start["status"], list(start.get("headers", [])), body)
 
     return asyncio.run(run())
+
+
+def http_scope(
+    path: str = "/",
+    headers: Optional[list[tuple[bytes, bytes]]] = None,
+    *,
+    query_string: bytes = b"",
+    method: str = "GET",
+    scheme: str = "http",
+) -> dict[str, Any]:
+    """The ASGI scope of one plain HTTP/1.1 request from 127.0.0.1."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": scheme,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query_string,
+        "root_path": "",
+        "headers": headers or [],
+        "client": ("127.0.0.1", 1234),
+        "server": ("127.0.0.1", 80),
+    }
+
+
+# -- a session driven by its SID cookie, the same way through every server ----------------
+
+
+@dataclass
+class Resp:
+    status: int
+    body: str
+    set_cookies: list[str]
+
+    @property
+    def cookie(self) -> Optional[str]:
+        """The SID value sent back (``""`` for an expiring cookie), or ``None``."""
+        for line in self.set_cookies:
+            name, _, value = line.split(";", 1)[0].partition("=")
+            if name == "SID":
+                return value
+        return None
+
+
+Request = Callable[..., Resp]
+# (sessions of the request, path, ?user=) -> the body
+Handler = Callable[[Any, str, Optional[str]], str]
+
+
+def starlette_request(http: Any) -> Request:
+    """``request(path, cookie=, user=)`` through a Starlette ``TestClient``, no cookie jar."""
+
+    def request(path: str, *, cookie: Optional[str] = None, user: str = "") -> Resp:
+        http.cookies.clear()
+        headers = {"cookie": f"SID={cookie}"} if cookie is not None else {}
+        r = http.get(path, params={"user": user} if user else None, headers=headers)
+        return Resp(r.status_code, r.text, r.headers.get_list("set-cookie"))
+
+    return request
+
+
+def flask_request(sessions: Any, handle: Handler) -> Request:
+    """``request(path, cookie=, user=)`` through a Flask app behind the WSGI middleware
+    that answers every ``/<name>`` with ``handle``."""
+    import flask
+
+    import ferrosession as fs
+
+    app = flask.Flask(__name__)
+    app.wsgi_app = fs.WSGISessionMiddleware(app.wsgi_app, sessions)  # type: ignore[method-assign]
+
+    @app.get("/<name>")
+    def route(name: str) -> str:
+        return handle(fs.get_sessions(flask.request), "/" + name, flask.request.args.get("user"))
+
+    http = app.test_client(use_cookies=False)
+
+    def request(path: str, *, cookie: Optional[str] = None, user: str = "") -> Resp:
+        headers = {"Cookie": f"SID={cookie}"} if cookie is not None else {}
+        r = http.get(path, query_string={"user": user} if user else None, headers=headers)
+        return Resp(r.status_code, r.get_data(as_text=True), r.headers.getlist("Set-Cookie"))
+
+    return request

@@ -14,9 +14,9 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
 
-import flask
-
 import ferrosession as fs
+from _driver import Request, flask_request
+from _driver import starlette_request as starlette_request  # the SQL tests import it here
 
 MAX_AGE = 600
 HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -67,25 +67,6 @@ def handle(s: fs.CurrentSessions, path: str, user: Optional[str]) -> str:
     return "nothing"
 
 
-@dataclass
-class Resp:
-    status: int
-    body: str
-    set_cookies: list[str]
-
-    @property
-    def cookie(self) -> Optional[str]:
-        """The SID value sent back (``""`` for an expiring cookie), or ``None``."""
-        for line in self.set_cookies:
-            name, _, value = line.split(";", 1)[0].partition("=")
-            if name == "SID":
-                return value
-        return None
-
-
-Request = Callable[..., Resp]
-
-
 def starlette_app(storage: Any) -> Any:
     from starlette.applications import Starlette
     from starlette.requests import Request as HTTPRequest
@@ -105,32 +86,8 @@ def starlette_app(storage: Any) -> Any:
     return app
 
 
-def starlette_request(http: Any) -> Request:
-    def request(path: str, *, cookie: Optional[str] = None, user: str = "") -> Resp:
-        http.cookies.clear()
-        headers = {"cookie": f"SID={cookie}"} if cookie is not None else {}
-        r = http.get(path, params={"user": user} if user else None, headers=headers)
-        return Resp(r.status_code, r.text, r.headers.get_list("set-cookie"))
-
-    return request
-
-
 def wsgi_request(storage: Any) -> Request:
-    app = flask.Flask(__name__)
-    app.wsgi_app = fs.WSGISessionMiddleware(app.wsgi_app, make_sessions(storage))  # type: ignore[method-assign]
-
-    @app.get("/<name>")
-    def route(name: str) -> str:
-        return handle(fs.get_sessions(flask.request), "/" + name, flask.request.args.get("user"))
-
-    http = app.test_client(use_cookies=False)
-
-    def request(path: str, *, cookie: Optional[str] = None, user: str = "") -> Resp:
-        headers = {"Cookie": f"SID={cookie}"} if cookie is not None else {}
-        r = http.get(path, query_string={"user": user} if user else None, headers=headers)
-        return Resp(r.status_code, r.get_data(as_text=True), r.headers.getlist("Set-Cookie"))
-
-    return request
+    return flask_request(make_sessions(storage), handle)
 
 
 def run_scenarios(request: Request, stored: Callable[[str], Optional[str]]) -> None:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, TypeVar
 
-import flask
 import pytest
 import redis
 import redis.asyncio
@@ -25,6 +24,7 @@ from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 import ferrosession as fs
+from _driver import Request, Resp, flask_request, http_scope, starlette_request
 from ferrosession.errors import ConfigurationError, StorageError
 from ferrosession.storage.redis import RedisStorage
 from redis_servers import RedisClusterNodes, RedisServer, free_port, require
@@ -201,25 +201,6 @@ def handle(s: fs.CurrentSessions, path: str, user: Optional[str]) -> str:
     return "nothing"
 
 
-@dataclass
-class Resp:
-    status: int
-    body: str
-    set_cookies: list[str]
-
-    @property
-    def cookie(self) -> Optional[str]:
-        """The SID value sent back (``""`` for an expiring cookie), or ``None``."""
-        for line in self.set_cookies:
-            name, _, value = line.split(";", 1)[0].partition("=")
-            if name == "SID":
-                return value
-        return None
-
-
-Request = Callable[..., Resp]
-
-
 def asgi_app(storage: Any) -> fs.SessionMiddleware:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         query = dict(p.split("=", 1) for p in scope["query_string"].decode().split("&") if p)
@@ -241,20 +222,7 @@ class ASGIClient:
 
     def __call__(self, path: str, *, cookie: Optional[str] = None, user: str = "") -> Resp:
         headers = [(b"cookie", f"SID={cookie}".encode())] if cookie is not None else []
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": f"user={user}".encode() if user else b"",
-            "root_path": "",
-            "headers": headers,
-            "client": ("127.0.0.1", 1234),
-            "server": ("127.0.0.1", 80),
-        }
+        scope = http_scope(path, headers, query_string=f"user={user}".encode() if user else b"")
         sent: list[dict[str, Any]] = []
         self.sent = sent
 
@@ -293,32 +261,8 @@ def starlette_app(storage: Any) -> Any:
     return app
 
 
-def starlette_request(http: Any) -> Request:
-    def request(path: str, *, cookie: Optional[str] = None, user: str = "") -> Resp:
-        http.cookies.clear()
-        headers = {"cookie": f"SID={cookie}"} if cookie is not None else {}
-        r = http.get(path, params={"user": user} if user else None, headers=headers)
-        return Resp(r.status_code, r.text, r.headers.get_list("set-cookie"))
-
-    return request
-
-
 def wsgi_request(storage: Any) -> Request:
-    app = flask.Flask(__name__)
-    app.wsgi_app = fs.WSGISessionMiddleware(app.wsgi_app, make_sessions(storage))  # type: ignore[method-assign]
-
-    @app.get("/<name>")
-    def route(name: str) -> str:
-        return handle(fs.get_sessions(flask.request), "/" + name, flask.request.args.get("user"))
-
-    http = app.test_client(use_cookies=False)
-
-    def request(path: str, *, cookie: Optional[str] = None, user: str = "") -> Resp:
-        headers = {"Cookie": f"SID={cookie}"} if cookie is not None else {}
-        r = http.get(path, query_string={"user": user} if user else None, headers=headers)
-        return Resp(r.status_code, r.get_data(as_text=True), r.headers.getlist("Set-Cookie"))
-
-    return request
+    return flask_request(make_sessions(storage), handle)
 
 
 # -- the session scenarios, for any driver and any Redis -----------------------------------
