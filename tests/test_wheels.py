@@ -151,6 +151,43 @@ def test_wheel_passes_the_roundtrip_slice(
     )  # fmt: skip
 
 
+#: The newest CPython here that Django 6 runs on (it needs 3.12 or later); the rest of
+#: the suite runs Django 5.2 LTS on this venv's Python.
+DJANGO_6_PYTHON = max(
+    (v for v in PYTHONS if not v.endswith("t") and tuple(map(int, v.split("."))) >= (3, 12)),
+    key=lambda v: tuple(map(int, v.split("."))),
+    default=None,
+)
+
+
+@pytest.mark.skipif(DJANGO_6_PYTHON is None, reason="no CPython >= 3.12 on this machine")
+def test_django_6_on_a_python_that_runs_it(release_dist: ReleaseDist, tmp_path: Path) -> None:
+    """The Django integration's tests (tests/test_django.py) pass with Django 6 too, on
+    the newest CPython here that runs it, with the wheel installed in a fresh venv."""
+    assert DJANGO_6_PYTHON is not None
+    venv = tmp_path / "venv"
+    run([PYTHONS[DJANGO_6_PYTHON], "-m", "venv", "--without-pip", venv], timeout=120)
+    python = venv / "bin" / "python"
+    run(
+        [
+            sys.executable, "-m", "pip", "--python", python, "install", "--quiet",
+            "--disable-pip-version-check", "--no-input", "--only-binary", ":all:",
+            release_dist.wheel, "django>=6,<7", "pytest>=8", "pytest-timeout>=2.3",
+            "redis>=5",
+        ],
+        timeout=300,
+    )  # fmt: skip
+    version = run([python, "-I", "-c", "import django; print(django.__version__)"], timeout=60)
+    assert version.stdout.strip().startswith("6."), version.stdout
+    run(
+        [
+            python, "-I", "-B", "-m", "pytest", "-q", "-p", "no:cacheprovider",
+            "tests/test_django.py",
+        ],
+        cwd=REPO, env=clean_env(), timeout=600,
+    )  # fmt: skip
+
+
 def test_sdist_alone_builds_a_wheel_in_a_clean_folder(
     release_dist: ReleaseDist, tmp_path: Path
 ) -> None:
