@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import pytest
 
+from processes import free_port as free_port  # the tests import it from here
+from processes import terminate, wait_listening
+
 TESTS_DIR = Path(__file__).resolve().parent
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class UvicornServer:
@@ -46,31 +40,14 @@ class UvicornServer:
         ]  # fmt: skip
         with open(self._stdout_path, "wb") as out, open(self._stderr_path, "wb") as err:
             self._proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=TESTS_DIR)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"uvicorn exited with {self._proc.returncode}:\n{self.stderr()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(
-            f"uvicorn did not listen on {self.port} within {timeout} s:\n{self.stderr()}"
-        )
+        failure = wait_listening(self._proc, self.port, timeout)
+        if failure:
+            self.stop()
+            raise RuntimeError(f"uvicorn {failure}:\n{self.stderr()}")
 
     def stop(self) -> None:
         """Terminates the server (idempotent); afterwards its logs are complete."""
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        terminate(self._proc)
 
     def stderr(self) -> str:
         return self._stderr_path.read_text(errors="replace") if self._stderr_path.exists() else ""

@@ -19,6 +19,9 @@ from typing import Optional
 
 import pytest
 
+from processes import free_port as free_port  # the tests import it from here
+from processes import terminate
+
 START_TIMEOUT = 10.0
 
 
@@ -32,13 +35,6 @@ def require(program: str) -> str:
             pytrace=False,
         )
     return path
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def command(port: int, *args: str, timeout: float = 1.0) -> bytes:
@@ -177,12 +173,7 @@ class RedisServer:
             return
         if self.paused:
             self.resume()
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        terminate(proc, grace=10)
 
 
 class RedisClusterNodes:

@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import pytest
 
 import ferrosession as fs
-from conftest import free_port
+from processes import free_port, terminate, wait_listening
 
 OUTPUT = Path(__file__).resolve().parent / "output"
 CHROMIUM = os.environ.get("FERROSESSION_CHROMIUM") or "/usr/bin/chromium"
@@ -53,30 +51,13 @@ class DemoServer:
             self._proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.folder.parent
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(
-                    f"the demo exited with {self._proc.returncode}:\n{self.output()}"
-                )
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"the demo did not listen within {timeout} s:\n{self.output()}")
+        failure = wait_listening(self._proc, self.port, timeout)
+        if failure:
+            self.stop()
+            raise RuntimeError(f"the demo {failure}:\n{self.output()}")
 
     def stop(self) -> None:
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        terminate(self._proc)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -27,6 +27,7 @@ from werkzeug.exceptions import InternalServerError
 import ferrosession as fs
 import ferrosession.flask
 from conftest import free_port
+from processes import terminate
 from readme_examples import BLOCKS, module_name
 
 KEY = bytes(range(32))
@@ -514,8 +515,7 @@ def gunicorn(tmp_path: Path) -> Iterator[Gunicorn]:
             time.sleep(0.1)
         yield server
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        terminate(proc, grace=30)
 
 
 def test_quickstart_under_two_gunicorn_workers_keeps_the_login(gunicorn: Gunicorn) -> None:

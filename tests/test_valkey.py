@@ -15,6 +15,7 @@ import redis
 
 import ferrosession as fs
 from ferrosession.testing import check_storage
+from processes import terminate
 from redis_servers import command, free_port
 from sql_storage_apps import run_scenarios, starlette_app, starlette_request
 from sql_storage_apps import wsgi_request as wsgi_client
@@ -41,8 +42,7 @@ def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
             time.sleep(0.02)
         yield port
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        terminate(proc, grace=10)
 
 
 def test_it_is_valkey(valkey: int) -> None:
