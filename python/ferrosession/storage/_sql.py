@@ -50,3 +50,24 @@ def check_key(key: str, what: str = "a session key") -> str:
     if not isinstance(key, str):
         raise TypeError(f"{what} must be a str, not {type(key).__name__}")
     return key
+
+
+class Statements:
+    """The SQL of one table, built once by each storage's subclass in its dialect (the
+    names are checked identifiers)."""
+
+    __slots__ = (
+        "create",
+        "create_entry",
+        "gc_entries",
+        "gc_owners",
+        "index_add",
+        "index_list",
+        "index_remove",
+        "invalidate",
+        "read",
+        "read_ttl",
+        "touch",
+        "update",
+        "write",
+    )

@@ -33,7 +33,14 @@ from typing import (
 )
 
 from ferrosession.errors import ConfigurationError, StorageError
-from ferrosession.storage._sql import GC_BATCH, check_key, check_table, check_ttl, check_value
+from ferrosession.storage._sql import (
+    GC_BATCH,
+    Statements,
+    check_key,
+    check_table,
+    check_ttl,
+    check_value,
+)
 
 __all__ = ["PostgresStorage"]
 
@@ -665,24 +672,8 @@ def _entry(session_id: str, value: str, ttl: int) -> tuple[str, str, int]:
     return check_key(session_id), check_value(value), check_ttl(ttl)
 
 
-class _Statements:
-    """The SQL of one table, built once (the names are checked identifiers)."""
-
-    __slots__ = (
-        "create",
-        "create_entry",
-        "gc_entries",
-        "gc_owners",
-        "index_add",
-        "index_list",
-        "index_remove",
-        "invalidate",
-        "read",
-        "read_ttl",
-        "touch",
-        "update",
-        "write",
-    )
+class _Statements(Statements):
+    __slots__ = ()
 
     def __init__(self, t: str) -> None:
         o = f"{t}_owners"

@@ -20,7 +20,14 @@ import time
 from typing import Any, Optional, Union
 
 from ferrosession.errors import ConfigurationError, StorageError
-from ferrosession.storage._sql import GC_BATCH, check_key, check_table, check_ttl, check_value
+from ferrosession.storage._sql import (
+    GC_BATCH,
+    Statements,
+    check_key,
+    check_table,
+    check_ttl,
+    check_value,
+)
 
 __all__ = ["SQLiteStorage"]
 
@@ -348,24 +355,8 @@ class SQLiteStorage:
         return await asyncio.get_running_loop().run_in_executor(None, self.gc)
 
 
-class _Statements:
-    """The SQL of one table, built once (the names are checked identifiers)."""
-
-    __slots__ = (
-        "create",
-        "create_entry",
-        "gc_entries",
-        "gc_owners",
-        "index_add",
-        "index_list",
-        "index_remove",
-        "invalidate",
-        "read",
-        "read_ttl",
-        "touch",
-        "update",
-        "write",
-    )
+class _Statements(Statements):
+    __slots__ = ()
 
     def __init__(self, t: str) -> None:
         o = f"{t}_owners"
