@@ -225,3 +225,60 @@ def readme_block(marker: str) -> dict[str, Any]:
     finally:
         del sys.modules[module.__name__]
     return module.__dict__
+
+
+def run_under_asgi_and_wsgi(storage: Any, stored: Callable[[str], Optional[str]]) -> str:
+    """:func:`run_scenarios` through Starlette, then Flask; then a login under WSGI read
+    under ASGI. Returns the session id of that login."""
+    from starlette.testclient import TestClient
+
+    with TestClient(starlette_app(storage)) as http:
+        run_scenarios(starlette_request(http), stored)
+    request = wsgi_request(storage)
+    run_scenarios(request, stored)
+
+    sid = request("/login", user="dora").cookie
+    assert sid
+    with TestClient(starlette_app(storage)) as http:  # a WSGI login read under ASGI
+        asgi = starlette_request(http)
+        assert asgi("/whoami", cookie=sid).body == "dora:0"
+        assert asgi("/devices", user="dora").body == "1"
+    return sid
+
+
+# Ids that would break a statement built by string formatting (quotes, placeholders of
+# both drivers, LIKE wildcards, non-ASCII, a backslash and a newline).
+HOSTILE = [
+    "'; DROP TABLE ferrosession_sessions; --",
+    'a"b',
+    "x' OR '1'='1",
+    "semi;colon",
+    "%s",
+    "%(key)s",
+    "%",
+    "_",
+    "ünïcödé ✓ 鍵",
+    "back\\slash\nnewline",
+]
+HUGE = "k" * 10_000
+
+
+def check_hostile_ids(storage: Any, absent: list[str], created: list[str]) -> None:
+    """Every method on an ``absent`` id finds nothing, each ``created`` id is stored as
+    itself and removed, and the one other row ("victim", with its owner row) is intact."""
+    storage.write("victim", "intact", 60)
+    storage.index_add("owner", "victim", 60)
+    for hostile in absent:
+        assert storage.read(hostile) is None
+        assert storage.read_ttl(hostile) is None
+        assert storage.invalidate(hostile) is False
+        assert storage.update(hostile, "x", 60) is False
+        assert storage.touch(hostile, 60) is False
+        assert storage.index_list(hostile) == []
+        storage.index_remove("owner", hostile)
+    for hostile in created:
+        assert storage.create(hostile, hostile, 60) is True
+        assert storage.read(hostile) == hostile
+        assert storage.invalidate(hostile) is True
+    assert storage.read("victim") == "intact"
+    assert storage.index_list("owner") == ["victim"]

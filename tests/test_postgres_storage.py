@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 
 import psycopg
 import pytest
@@ -24,10 +24,13 @@ from ferrosession.cli import main
 from ferrosession.testing import acheck_storage, check_storage
 from postgres_server import BIN, PostgresServer
 from sql_storage_apps import (
+    HOSTILE,
+    HUGE,
+    check_hostile_ids,
     key,
     readme_block,
     run_processes,
-    run_scenarios,
+    run_under_asgi_and_wsgi,
     starlette_app,
     starlette_request,
 )
@@ -261,62 +264,16 @@ def test_expiry_gc_and_the_owner_index(server: PostgresServer, table: str) -> No
     storage.close()
 
 
-HOSTILE = [
-    "'; DROP TABLE ferrosession_sessions; --",
-    'a"b',
-    "x' OR '1'='1",
-    "semi;colon",
-    "%s",
-    "%(key)s",
-    "%",
-    "_",
-    "ünïcödé ✓ 鍵",
-    "back\\slash\nnewline",
-]
-HUGE = "k" * 10_000
-
-
 def test_hostile_ids_touch_no_other_row(server: PostgresServer, table: str) -> None:
     storage = fs.PostgresStorage(server.dsn, table=table)
-    storage.write("victim", "intact", 60)
-    storage.index_add("owner", "victim", 60)
-    for hostile in [*HOSTILE, HUGE]:
-        assert storage.read(hostile) is None
-        assert storage.read_ttl(hostile) is None
-        assert storage.invalidate(hostile) is False
-        assert storage.update(hostile, "x", 60) is False
-        assert storage.touch(hostile, 60) is False
-        assert storage.index_list(hostile) == []
-        storage.index_remove("owner", hostile)
-    for hostile in HOSTILE:
-        assert storage.create(hostile, hostile, 60) is True
-        assert storage.read(hostile) == hostile
-        assert storage.invalidate(hostile) is True
-    assert storage.read("victim") == "intact"
-    assert storage.index_list("owner") == ["victim"]
+    check_hostile_ids(storage, [*HOSTILE, HUGE], HOSTILE)
     assert sql(server, f"SELECT key, value FROM {table}") == [("victim", "intact")]
     storage.close()
 
 
 def test_asgi_and_wsgi_and_no_raw_id_in_a_dump(server: PostgresServer, table: str) -> None:
-    from starlette.testclient import TestClient
-
     storage = fs.PostgresStorage(server.dsn, table=table)
-
-    def stored(k: str) -> Optional[str]:
-        return storage.read(k)
-
-    with TestClient(starlette_app(storage)) as http:
-        run_scenarios(starlette_request(http), stored)
-    request = wsgi_client(storage)
-    run_scenarios(request, stored)
-
-    sid = request("/login", user="dora").cookie
-    assert sid
-    with TestClient(starlette_app(storage)) as http:  # a WSGI login read under ASGI
-        asgi = starlette_request(http)
-        assert asgi("/whoami", cookie=sid).body == "dora:0"
-        assert asgi("/devices", user="dora").body == "1"
+    sid = run_under_asgi_and_wsgi(storage, storage.read)
     dump = subprocess.run(
         [str(BIN / "pg_dump"), "--data-only", "-t", f"{table}*", server.dsn],
         capture_output=True,

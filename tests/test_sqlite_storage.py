@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Optional
 
 import pytest
 
@@ -20,14 +19,14 @@ import ferrosession as fs
 from ferrosession.cli import main
 from ferrosession.testing import acheck_storage, check_storage
 from sql_storage_apps import (
+    HOSTILE,
+    HUGE,
+    check_hostile_ids,
     key,
     readme_block,
     run_processes,
-    run_scenarios,
-    starlette_app,
-    starlette_request,
+    run_under_asgi_and_wsgi,
 )
-from sql_storage_apps import wsgi_request as wsgi_client
 
 TABLE = "ferrosession_sessions"
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
@@ -137,57 +136,17 @@ def test_expiry_gc_and_the_owner_index(tmp_path: Path) -> None:
     assert asyncio.run(storage.agc()) == 0
 
 
-HOSTILE = [
-    "'; DROP TABLE ferrosession_sessions; --",
-    'a"b',
-    "x' OR '1'='1",
-    "semi;colon",
-    "%",
-    "_",
-    "ünïcödé ✓ 鍵",
-    "back\\slash\nnewline",
-    "k" * 10_000,
-]
-
-
 def test_hostile_ids_touch_no_other_row(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     storage = fs.SQLiteStorage(path)
-    storage.write("victim", "intact", 60)
-    storage.index_add("owner", "victim", 60)
-    for hostile in HOSTILE:
-        assert storage.read(hostile) is None
-        assert storage.invalidate(hostile) is False
-        assert storage.update(hostile, "x", 60) is False
-        assert storage.touch(hostile, 60) is False
-        assert storage.index_list(hostile) == []
-        storage.index_remove("owner", hostile)
-        assert storage.create(hostile, hostile, 60) is True
-        assert storage.read(hostile) == hostile
-        assert storage.invalidate(hostile) is True
-    assert storage.read("victim") == "intact"
-    assert storage.index_list("owner") == ["victim"]
+    check_hostile_ids(storage, [*HOSTILE, HUGE], [*HOSTILE, HUGE])
     assert rows(path, f"SELECT key, value FROM {TABLE}") == [("victim", "intact")]
 
 
 def test_asgi_and_wsgi_and_no_raw_id_in_the_file(tmp_path: Path) -> None:
-    from starlette.testclient import TestClient
-
     path = tmp_path / "s.db"
     storage = fs.SQLiteStorage(path)
-
-    def stored(k: str) -> Optional[str]:
-        return storage.read(k)
-
-    with TestClient(starlette_app(storage)) as http:
-        run_scenarios(starlette_request(http), stored)
-    request = wsgi_client(storage)
-    run_scenarios(request, stored)
-
-    sid = request("/login", user="dora").cookie
-    assert sid
-    with TestClient(starlette_app(storage)) as http:  # a WSGI login read under ASGI
-        assert starlette_request(http)("/whoami", cookie=sid).body == "dora:0"
+    sid = run_under_asgi_and_wsgi(storage, storage.read)
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA wal_checkpoint(FULL)")
         dump = "\n".join(conn.iterdump())

@@ -17,8 +17,7 @@ import ferrosession as fs
 from ferrosession.testing import check_storage
 from processes import terminate
 from redis_servers import command, free_port
-from sql_storage_apps import run_scenarios, starlette_app, starlette_request
-from sql_storage_apps import wsgi_request as wsgi_client
+from sql_storage_apps import run_under_asgi_and_wsgi
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +57,6 @@ def test_conformance(valkey: int) -> None:
 
 
 def test_sessions_through_asgi_and_wsgi(valkey: int) -> None:
-    from starlette.testclient import TestClient
-
     storage = fs.RedisStorage(f"redis://127.0.0.1:{valkey}/0")
     with redis.Redis(port=valkey, decode_responses=True) as raw:
 
@@ -67,7 +64,5 @@ def test_sessions_through_asgi_and_wsgi(valkey: int) -> None:
             got = raw.get("ferrosession:" + k)
             return None if got is None else str(got)
 
-        with TestClient(starlette_app(storage)) as http:
-            run_scenarios(starlette_request(http), stored)
-        run_scenarios(wsgi_client(storage), stored)
+        run_under_asgi_and_wsgi(storage, stored)
     storage.close()
