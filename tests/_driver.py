@@ -3,8 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
+from urllib.parse import quote_plus
+
+# The 32-byte key the cookie tests sign with.
+KEY = bytes(range(32))
+
+
+def signed(payload: str, key: bytes = KEY) -> str:
+    """A MessageAuthentication cookie value by hand: the payload, "/", its HMAC-SHA256."""
+    return payload + "/" + hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
+
+
+def uri(value: str) -> str:
+    """The contract's URI encoding: keep A-Za-z0-9-._~, space -> '+', the rest %XX."""
+    return quote_plus(value, safe="")
 
 
 class Response:

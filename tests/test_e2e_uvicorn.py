@@ -6,12 +6,9 @@ The apps are built by the factories below; the server imports this module by nam
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
-from urllib.parse import quote_plus
 
 import httpx
 import pytest
@@ -22,8 +19,8 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 import ferrosession as fs
+from _driver import KEY, signed, uri
 
-KEY = bytes(range(32))
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
 TIMEOUT = httpx.Timeout(5.0)
@@ -43,14 +40,6 @@ class Login:
 @dataclass(frozen=True)
 class ApiToken:
     user: str
-
-
-def signed(payload: str, key: bytes = KEY) -> str:
-    return payload + "/" + hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
-
-
-def uri(value: str) -> str:
-    return quote_plus(value, safe="")
 
 
 def make_sessions() -> fs.Sessions:

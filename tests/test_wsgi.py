@@ -3,22 +3,19 @@ and bare WSGI callables that use the environ form of ``get_sessions``."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any, Optional
-from urllib.parse import quote_plus
 
 import flask
 import pytest
 from werkzeug.test import Client, EnvironBuilder
 
 import ferrosession as fs
+from _driver import KEY, signed, uri
 
-KEY = bytes(range(32))
 WEEK = 604_800
 EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -51,15 +48,6 @@ class ApiKey:
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-def signed(payload: str, key: bytes = KEY) -> str:
-    return payload + "/" + hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
-
-
-def uri(value: str) -> str:
-    """The contract's URI encoding: keep A-Za-z0-9-._~, space -> '+', the rest %XX."""
-    return quote_plus(value, safe="")
 
 
 def set_cookies(resp: Any) -> list[str]:
