@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 from urllib.parse import quote_plus
 
 # The 32-byte key the cookie tests sign with.
@@ -165,3 +165,33 @@ def flask_request(sessions: Any, handle: Handler) -> Request:
         return Resp(r.status_code, r.get_data(as_text=True), r.headers.getlist("Set-Cookie"))
 
     return request
+
+
+def http_environ(
+    headers: Iterable[tuple[str, str]] = (),
+    *,
+    wsgi_input: Any = None,
+    errors: Any = None,
+    multithread: bool = False,
+) -> dict[str, Any]:
+    """The WSGI environ of one plain ``GET /`` over HTTP/1.1; a header named twice keeps
+    its last value."""
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": "GET",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": "/",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": wsgi_input,
+        "wsgi.errors": errors,
+        "wsgi.multithread": multithread,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+    for name, value in headers:
+        environ["HTTP_" + name.upper().replace("-", "_")] = value
+    return environ

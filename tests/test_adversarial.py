@@ -25,7 +25,7 @@ from urllib.parse import unquote_to_bytes
 import pytest
 
 import ferrosession as fs
-from _driver import call
+from _driver import call, http_environ, http_scope
 from test_transformers import predicted_ktor_iv_edit
 
 REQUESTS = 10_000
@@ -90,20 +90,7 @@ def make_sessions() -> fs.Sessions:
 def asgi_request(app: Any, headers: list[tuple[bytes, bytes]]) -> tuple[int, list[Any]]:
     """One HTTP request through an ASGI app that never really awaits (sync storages):
     the coroutine is stepped by hand, which is ~10x faster than an event loop."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/",
-        "raw_path": b"/",
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 1234),
-        "server": ("127.0.0.1", 80),
-    }
+    scope = http_scope("/", headers)
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -125,27 +112,8 @@ def asgi_request(app: Any, headers: list[tuple[bytes, bytes]]) -> tuple[int, lis
 
 
 def wsgi_environ(cookie: Optional[str], headers: dict[str, str]) -> dict[str, Any]:
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": "GET",
-        "SCRIPT_NAME": "",
-        "PATH_INFO": "/",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http",
-        "wsgi.input": None,
-        "wsgi.errors": None,
-        "wsgi.multithread": False,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-    }
-    if cookie is not None:
-        environ["HTTP_COOKIE"] = cookie
-    for name, value in headers.items():
-        environ["HTTP_" + name.upper().replace("-", "_")] = value
-    return environ
+    cookies = [("cookie", cookie)] if cookie is not None else []
+    return http_environ([*cookies, *headers.items()])
 
 
 class Apps:

@@ -30,6 +30,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import pytest
 
 import ferrosession as fs
+from _driver import http_environ
 
 KEY = bytes(range(32))
 OLD_KEY = bytes(range(100, 132))
@@ -164,24 +165,9 @@ def seeded_with_the_old_key(folder: Path) -> Client:
 def call_directly(
     app: Callable[..., Iterable[bytes]], client: Client
 ) -> tuple[int, list[tuple[str, str]], str]:
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": "GET",
-        "SCRIPT_NAME": "",
-        "PATH_INFO": "/",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(),
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-    }
-    for name, value in client.request_headers():
-        environ["HTTP_" + name.upper().replace("-", "_")] = value
+    environ = http_environ(
+        client.request_headers(), wsgi_input=io.BytesIO(), errors=sys.stderr, multithread=True
+    )
     started: list[Any] = []
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
