@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import re
+import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
 
@@ -282,3 +283,34 @@ def check_hostile_ids(storage: Any, absent: list[str], created: list[str]) -> No
         assert storage.invalidate(hostile) is True
     assert storage.read("victim") == "intact"
     assert storage.index_list("owner") == ["victim"]
+
+
+def check_expiry_gc_and_the_owner_index(
+    storage: Any,
+    table: str,
+    add_expired: Callable[[int], None],
+    rows: Callable[[str], list[Any]],
+) -> None:
+    """Expired sessions read as absent and ``gc()`` deletes them, in batches, with their
+    owner rows. ``add_expired(n)`` inserts ``n`` rows expired 10 s ago into ``table``;
+    ``rows(sql)`` runs a query on the database."""
+    for i in range(5):
+        storage.write(f"short{i}", "v", 1)
+        storage.index_add("ann", f"short{i}", 60)
+    for i in range(3):
+        storage.write(f"long{i}", "v", 60)
+        storage.index_add("ann", f"long{i}", 60)
+    storage.index_add("bob", "nobody", 1)
+    add_expired(2500)  # many more expired rows than one gc batch
+    time.sleep(1.1)
+    assert storage.read("short0") is None and storage.read_ttl("short0") is None
+    assert storage.update("short1", "back?", 60) is False
+    assert storage.gc() == 2505
+    assert storage.gc() == 0
+    assert rows(f"SELECT count(*) FROM {table}") == [(3,)]
+    # the owner rows of the deleted sessions went with them; bob's expired one by gc
+    assert sorted(storage.index_list("ann")) == ["long0", "long1", "long2"]
+    assert rows(f"SELECT owner, count(*) FROM {table}_owners GROUP BY owner") == [("ann", 3)]
+    assert storage.invalidate("long0") is True
+    assert sorted(storage.index_list("ann")) == ["long1", "long2"]
+    assert asyncio.run(storage.agc()) == 0

@@ -16,17 +16,10 @@ from pathlib import Path
 import pytest
 
 import ferrosession as fs
+import sql_storage_apps as apps
 from ferrosession.cli import main
 from ferrosession.testing import acheck_storage, check_storage
-from sql_storage_apps import (
-    HOSTILE,
-    HUGE,
-    check_hostile_ids,
-    key,
-    readme_block,
-    run_processes,
-    run_under_asgi_and_wsgi,
-)
+from sql_storage_apps import key, readme_block, run_processes
 
 TABLE = "ferrosession_sessions"
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
@@ -110,43 +103,29 @@ def test_an_unreadable_database_is_a_storage_error(tmp_path: Path) -> None:
 def test_expiry_gc_and_the_owner_index(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     storage = fs.SQLiteStorage(path)
-    for i in range(5):
-        storage.write(f"short{i}", "v", 1)
-        storage.index_add("ann", f"short{i}", 60)
-    for i in range(3):
-        storage.write(f"long{i}", "v", 60)
-        storage.index_add("ann", f"long{i}", 60)
-    storage.index_add("bob", "nobody", 1)
-    # many more expired rows than one gc batch
-    with sqlite3.connect(path) as conn:
-        conn.executemany(
-            f"INSERT INTO {TABLE} VALUES (?, 'v', ?)",
-            [(f"old{i}", time.time() - 10) for i in range(2500)],
-        )
-    time.sleep(1.1)
-    assert storage.read("short0") is None and storage.read_ttl("short0") is None
-    assert storage.gc() == 2505
-    assert storage.gc() == 0
-    assert rows(path, f"SELECT count(*) FROM {TABLE}") == [(3,)]
-    # the owner rows of the deleted sessions went with them; bob's expired one by gc
-    assert sorted(storage.index_list("ann")) == ["long0", "long1", "long2"]
-    assert rows(path, f"SELECT owner, count(*) FROM {TABLE}_owners GROUP BY owner") == [("ann", 3)]
-    assert storage.invalidate("long0") is True
-    assert sorted(storage.index_list("ann")) == ["long1", "long2"]
-    assert asyncio.run(storage.agc()) == 0
+
+    def add_expired(n: int) -> None:
+        with sqlite3.connect(path) as conn:
+            conn.executemany(
+                f"INSERT INTO {TABLE} VALUES (?, 'v', ?)",
+                [(f"old{i}", time.time() - 10) for i in range(n)],
+            )
+
+    apps.check_expiry_gc_and_the_owner_index(storage, TABLE, add_expired, lambda q: rows(path, q))
 
 
 def test_hostile_ids_touch_no_other_row(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     storage = fs.SQLiteStorage(path)
-    check_hostile_ids(storage, [*HOSTILE, HUGE], [*HOSTILE, HUGE])
+    every_id = [*apps.HOSTILE, apps.HUGE]
+    apps.check_hostile_ids(storage, every_id, every_id)
     assert rows(path, f"SELECT key, value FROM {TABLE}") == [("victim", "intact")]
 
 
 def test_asgi_and_wsgi_and_no_raw_id_in_the_file(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     storage = fs.SQLiteStorage(path)
-    sid = run_under_asgi_and_wsgi(storage, storage.read)
+    sid = apps.run_under_asgi_and_wsgi(storage, storage.read)
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA wal_checkpoint(FULL)")
         dump = "\n".join(conn.iterdump())
