@@ -4,13 +4,11 @@ server that goes away mid-run."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import gc
 import inspect
 import re
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, TypeVar
 
@@ -28,16 +26,11 @@ from _driver import Request, Resp, flask_request, http_scope, starlette_request
 from ferrosession.errors import ConfigurationError, StorageError
 from ferrosession.storage.redis import RedisStorage
 from redis_servers import RedisClusterNodes, RedisServer, free_port, require
+from sql_storage_apps import Login, handle
 
 MAX_AGE = 3600
 TIMEOUT = 0.5  # socket timeouts of the test clients: a stopped server fails fast
 URL_TIMEOUT = 1.0  # the socket timeouts RedisStorage gives the clients it builds from a url
-
-
-@dataclass(frozen=True)
-class Login:
-    user: str
-    visits: int = 0
 
 
 # -- servers and raw clients -----------------------------------------------------------
@@ -175,30 +168,10 @@ def command_calls(raw: redis.Redis) -> dict[str, int]:
 
 
 def make_sessions(storage: Any) -> fs.Sessions:
+    """The SQL tests' session (``handle`` serves it), without an owner index."""
     sessions = fs.Sessions()
     sessions.cookie(Login, "SID", storage=storage, max_age=MAX_AGE)
     return sessions
-
-
-def handle(s: fs.CurrentSessions, path: str, user: Optional[str]) -> str:
-    if path == "/login":
-        s.set(Login(user=user or "ann"))
-        return s.session_id(Login) or ""
-    if path == "/whoami":
-        login = s.get(Login)
-        return "anonymous" if login is None else f"{login.user}:{login.visits}"
-    if path == "/visit":
-        login = s.get(Login)
-        assert login is not None
-        s.set(dataclasses.replace(login, visits=login.visits + 1))
-        return "ok"
-    if path == "/regenerate":
-        s.regenerate(Login)
-        return s.session_id(Login) or ""
-    if path == "/logout":
-        s.clear(Login)
-        return "bye"
-    return "nothing"
 
 
 def asgi_app(storage: Any) -> fs.SessionMiddleware:
