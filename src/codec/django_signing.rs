@@ -31,7 +31,7 @@ use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest as _, Sha256};
 
-use crate::codec::mac::CLOCK_SKEW;
+use crate::codec::mac::{first_matching_key, CLOCK_SKEW};
 use crate::error::{CoreError, Result};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -217,18 +217,8 @@ impl DjangoSigner {
         })
     }
 
-    /// Index of the first key whose signature over `value` is `sig`. Every key is
-    /// tried, so the time taken does not tell which one matched.
     fn find_key(&self, value: &[u8], sig: &[u8]) -> Option<usize> {
-        let mut found = None;
-        for (i, mac) in self.macs.iter().enumerate() {
-            let mut mac = mac.clone();
-            mac.update(value);
-            if mac.verify_slice(sig).is_ok() && found.is_none() {
-                found = Some(i);
-            }
-        }
-        found
+        first_matching_key(&self.macs, value, sig)
     }
 }
 

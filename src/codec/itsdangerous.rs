@@ -37,6 +37,7 @@ use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use sha1::{Digest as _, Sha1};
 
+use crate::codec::mac::first_matching_key;
 use crate::error::{CoreError, Result};
 
 type HmacSha1 = Hmac<Sha1>;
@@ -248,18 +249,8 @@ impl TimestampSigner {
         })
     }
 
-    /// Index of the first key whose signature over `value` is `sig`. Every key is
-    /// tried, so the time taken does not tell which one matched.
     fn find_key(&self, value: &[u8], sig: &[u8]) -> Option<usize> {
-        let mut found = None;
-        for (i, mac) in self.macs.iter().enumerate() {
-            let mut mac = mac.clone();
-            mac.update(value);
-            if mac.verify_slice(sig).is_ok() && found.is_none() {
-                found = Some(i);
-            }
-        }
-        found
+        first_matching_key(&self.macs, value, sig)
     }
 }
 

@@ -167,6 +167,25 @@ impl MessageAuthentication {
     }
 }
 
+/// Index of the first of `macs` (one per key) whose signature over
+/// `value` is `sig`. Every key is tried, so the time taken does not tell which one
+/// matched.
+pub(crate) fn first_matching_key<M: Mac + Clone>(
+    macs: &[M],
+    value: &[u8],
+    sig: &[u8],
+) -> Option<usize> {
+    let mut found = None;
+    for (i, mac) in macs.iter().enumerate() {
+        let mut mac = mac.clone();
+        mac.update(value);
+        if mac.verify_slice(sig).is_ok() && found.is_none() {
+            found = Some(i);
+        }
+    }
+    found
+}
+
 /// Decodes lowercase hex of exactly `len` bytes; anything else is `None`.
 pub(crate) fn decode_lower_hex(text: &str, len: usize) -> Option<Vec<u8>> {
     let mut out = vec![0u8; len];
