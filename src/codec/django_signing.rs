@@ -47,15 +47,9 @@ pub const MAX_INFLATED: usize = 16 << 20;
 const SIG_LEN: usize = 32;
 const SIG_TEXT_LEN: usize = 43;
 
-/// Payload base64: Python's `urlsafe_b64decode` after Django pads, lenient about
-/// padding and trailing bits (what it decodes was signed by a key holder).
-const B64URL: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::URL_SAFE,
-    GeneralPurposeConfig::new()
-        .with_encode_padding(false)
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
-        .with_decode_allow_trailing_bits(true),
-);
+// Payload base64: Python's `urlsafe_b64decode` after Django pads, lenient about
+// padding and trailing bits (what it decodes was signed by a key holder).
+use crate::codec::encoding::B64URL_LENIENT as B64URL;
 
 /// Signature base64: canonical only, so the bytes decoded stand for one text.
 const B64URL_STRICT: GeneralPurpose = GeneralPurpose::new(

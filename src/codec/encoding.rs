@@ -7,7 +7,9 @@
 //! - `raw`: the value as it is (it must not contain `;`, `,`, whitespace, controls or `"`).
 //! - `dquotes`: the value inside double quotes (it must not contain `"`).
 
-use base64::engine::general_purpose::STANDARD;
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 
 use crate::error::{CoreError, Result};
@@ -125,6 +127,16 @@ impl Encoding {
 fn is_raw_safe(b: u8) -> bool {
     matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
 }
+
+/// Unpadded URL-safe base64 that decodes with or without `=` and ignores trailing
+/// bits: how Python's signers (itsdangerous, Django) read what a key holder signed.
+pub(crate) const B64URL_LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
 

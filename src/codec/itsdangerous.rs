@@ -50,15 +50,9 @@ const SIG_LEN: usize = 20;
 /// anything a 4 KB cookie legitimately carries.
 pub const MAX_INFLATED: usize = 16 << 20;
 
-/// Unpadded URL-safe base64 that decodes with or without `=` and ignores trailing
-/// bits, like `itsdangerous.encoding.base64_decode`.
-const B64URL: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::URL_SAFE,
-    GeneralPurposeConfig::new()
-        .with_encode_padding(false)
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
-        .with_decode_allow_trailing_bits(true),
-);
+// Unpadded URL-safe base64 that decodes with or without `=` and ignores trailing
+// bits, like `itsdangerous.encoding.base64_decode`.
+use crate::codec::encoding::B64URL_LENIENT as B64URL;
 
 /// Standard padded base64 (Starlette's payload), lenient about trailing bits.
 const B64STD: GeneralPurpose = GeneralPurpose::new(
