@@ -201,3 +201,15 @@ pub(super) fn running_as_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
+
+/// Writes `contents` to `path` with the mtime of an entry that expires at
+/// `expires_at`: a damaged or foreign file that looks live.
+pub(super) fn write_live(path: &Path, contents: &[u8], expires_at: UnixNanos) {
+    fs::write(path, contents).unwrap();
+    File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_times(FileTimes::new().set_modified(from_unix_nanos(expires_at)))
+        .unwrap();
+}

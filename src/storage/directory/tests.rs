@@ -337,14 +337,7 @@ fn touch_extends_without_rewriting(s: &Setup) {
     assert!(!a.touch("abc", 100).unwrap());
     assert_eq!(a.read("abc").unwrap(), None);
     // a foreign file is not an entry, even with a live mtime
-    fs::write(&path, b"not a record").unwrap();
-    let live = FileTimes::new().set_modified(from_unix_nanos(s.clock.now() + 3600 * S));
-    File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_times(live)
-        .unwrap();
+    write_live(&path, b"not a record", s.clock.now() + 3600 * S);
     assert!(!a.touch("abc", 100).unwrap());
 }
 
@@ -354,7 +347,7 @@ fn corrupt_and_foreign_files_read_as_absent() {
     let st = s.open(false, false);
     st.write("abc", "hello", 3600).unwrap();
     let path = st.entry_path("abc").unwrap();
-    let times = FileTimes::new().set_modified(from_unix_nanos(s.clock.now() + 3600 * S));
+    let live = s.clock.now() + 3600 * S;
     for bad in [
         &b""[..],
         b"hello",
@@ -362,22 +355,10 @@ fn corrupt_and_foreign_files_read_as_absent() {
         b"ferrosession 1 6 2cf24dba5fb0a30e\nhello",
         b"ferrosession 9 5 2cf24dba5fb0a30e\nhello",
     ] {
-        fs::write(&path, bad).unwrap();
-        File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_times(times)
-            .unwrap();
+        write_live(&path, bad, live);
         assert_eq!(st.read("abc").unwrap(), None, "{bad:?}");
     }
-    fs::write(&path, record::encode("hello")).unwrap();
-    File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_times(times)
-        .unwrap();
+    write_live(&path, &record::encode("hello"), live);
     assert_eq!(st.read("abc").unwrap().as_deref(), Some("hello"));
     // a folder where the file should be
     fs::remove_file(&path).unwrap();
@@ -502,14 +483,7 @@ fn invalidate_tells_whether_a_live_entry_was_deleted(s: &Setup) {
     // damaged: not live either
     st.write("abc", "v", 100).unwrap();
     let path = st.entry_path("abc").unwrap();
-    let live = FileTimes::new().set_modified(from_unix_nanos(s.clock.now() + 100 * S));
-    fs::write(&path, b"garbage").unwrap();
-    File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_times(live)
-        .unwrap();
+    write_live(&path, b"garbage", s.clock.now() + 100 * S);
     assert!(!st.invalidate("abc").unwrap());
     assert!(!path.exists());
     assert!(temp_files(&s.root()).is_empty());
@@ -538,14 +512,7 @@ fn create_stores_only_when_no_live_entry(s: &Setup) {
     assert_eq!(b.read("abc").unwrap().as_deref(), Some("third"));
     assert_eq!(b.io_counts().opens, opens, "the creator's cache has it");
     // so does a damaged one
-    fs::write(&path, b"garbage").unwrap();
-    let live = FileTimes::new().set_modified(from_unix_nanos(s.clock.now() + 100 * S));
-    File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_times(live)
-        .unwrap();
+    write_live(&path, b"garbage", s.clock.now() + 100 * S);
     assert!(a.create("abc", "fourth", 100).unwrap());
     assert_eq!(b.read("abc").unwrap().as_deref(), Some("fourth"));
     // after an invalidate
@@ -624,14 +591,7 @@ fn update_replaces_only_a_live_entry(s: &Setup) {
     assert_eq!(b.read("abc").unwrap(), None);
     // damaged: not live
     a.write("abc", "v7", 100).unwrap();
-    fs::write(&path, b"garbage").unwrap();
-    let live = FileTimes::new().set_modified(from_unix_nanos(s.clock.now() + 100 * S));
-    File::options()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_times(live)
-        .unwrap();
+    write_live(&path, b"garbage", s.clock.now() + 100 * S);
     assert!(!b.update("abc", "v8", 100).unwrap());
     assert!(!path.exists());
     // ttl 0 deletes a live entry
