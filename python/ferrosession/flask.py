@@ -40,7 +40,7 @@ Differences, none of which changes which cookies are valid or what they carry:
 
 import hashlib
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional
 
 import orjson
 from flask import Flask
@@ -52,13 +52,13 @@ from werkzeug.http import dump_cookie, http_date
 from werkzeug.sansio.request import Request as _SansIORequest
 
 from ferrosession import _core
+from ferrosession._signer_keys import CodecCache
 from ferrosession.flask_ext import FlaskSessions, init_app
 
 __all__ = ["FlaskSessions", "SessionInterface", "init_app"]
 
 _DEFAULT_TAGS = tuple(type(tag) for tag in TaggedJSONSerializer().order)
 _SHA1: tuple[Any, ...] = (SecureCookieSessionInterface.digest_method, hashlib.sha1)
-_DERIVATIONS = ("concat", "django-concat", "hmac", "none")
 # Werkzeug's own ``Request.cookies``: when a request class keeps it, the cookie is found
 # in ``HTTP_COOKIE`` by Rust with the same rules, without building ``request.cookies``.
 _WERKZEUG_COOKIES = _SansIORequest.__dict__["cookies"]
@@ -67,11 +67,6 @@ _DATE_MARK = "\x00"
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _EPOCH_NAIVE = datetime(1970, 1, 1)
 _SECOND = timedelta(seconds=1)
-
-
-def _key_bytes(key: Union[str, bytes]) -> bytes:
-    """itsdangerous' ``want_bytes``: text as UTF-8."""
-    return key.encode("utf-8") if isinstance(key, str) else bytes(key)
 
 
 class SessionInterface(SecureCookieSessionInterface):
@@ -90,7 +85,7 @@ class SessionInterface(SecureCookieSessionInterface):
 
     def __init__(self, *, clock: Optional[Callable[[], float]] = None) -> None:
         self._clock = clock
-        self._cached: Optional[tuple[tuple[Any, ...], Optional[_core.FlaskCodec]]] = None
+        self._codecs = CodecCache()
         self._order_seen: list[Any] = []
         self._order_default = False
         self._templates: dict[tuple[Any, ...], tuple[str, str, tuple[str, str]]] = {}
@@ -99,24 +94,7 @@ class SessionInterface(SecureCookieSessionInterface):
     def _codec(self, app: Flask) -> Optional[_core.FlaskCodec]:
         """The codec of ``app``'s current keys; ``None`` when Flask's own code must run
         (a digest other than SHA-1, an unknown key derivation)."""
-        fallbacks = app.config.get("SECRET_KEY_FALLBACKS") or ()
-        ident = (
-            app.secret_key,
-            tuple(fallbacks),
-            self.salt,
-            self.key_derivation,
-            self.digest_method,
-        )
-        cached = self._cached
-        if cached is not None and cached[0] == ident:
-            return cached[1]
-        codec: Optional[_core.FlaskCodec] = None
-        if self.digest_method in _SHA1 and self.key_derivation in _DERIVATIONS:
-            secrets = [_key_bytes(app.secret_key)]  # type: ignore[arg-type]
-            secrets += [_key_bytes(k) for k in reversed(tuple(fallbacks))]
-            codec = _core.FlaskCodec(secrets, _key_bytes(self.salt), self.key_derivation)
-        self._cached = (ident, codec)
-        return codec
+        return self._codecs.codec(self, app, _SHA1)
 
     def _plain_json(self, app: Flask) -> bool:
         """Whether the session's JSON is exactly what Rust writes and orjson reads for

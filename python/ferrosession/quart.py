@@ -32,16 +32,11 @@ from quart.wrappers import BaseRequestWebsocket, Response
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from ferrosession import _core
+from ferrosession._signer_keys import CodecCache
 
 __all__ = ["SessionInterface"]
 
 _SHA1: tuple[Any, ...] = (SecureCookieSessionInterface.digest_method, hashlib.sha1)
-_DERIVATIONS = ("concat", "django-concat", "hmac", "none")
-
-
-def _key_bytes(key: Union[str, bytes]) -> bytes:
-    """itsdangerous' ``want_bytes``: text as UTF-8."""
-    return key.encode("utf-8") if isinstance(key, str) else bytes(key)
 
 
 class SessionInterface(SecureCookieSessionInterface):
@@ -59,29 +54,11 @@ class SessionInterface(SecureCookieSessionInterface):
 
     def __init__(self, *, clock: Optional[Callable[[], float]] = None) -> None:
         self._clock = clock
-        self._cached: Optional[tuple[tuple[Any, ...], Optional[_core.FlaskCodec]]] = None
+        self._codecs = CodecCache()
 
     def _codec(self, app: Quart) -> Optional[_core.FlaskCodec]:
         """The codec of ``app``'s current keys; ``None`` when Quart's own code must run."""
-        fallbacks = app.config.get("SECRET_KEY_FALLBACKS") or ()
-        ident = (
-            app.secret_key,
-            tuple(fallbacks),
-            self.salt,
-            self.key_derivation,
-            self.digest_method,
-        )
-        cached = self._cached
-        if cached is not None and cached[0] == ident:
-            return cached[1]
-        codec: Optional[_core.FlaskCodec] = None
-        if self.digest_method in _SHA1 and self.key_derivation in _DERIVATIONS:
-            # the current key first, then the fallbacks newest first (as itsdangerous tries)
-            secrets = [_key_bytes(app.secret_key)]  # type: ignore[arg-type]
-            secrets += [_key_bytes(k) for k in reversed(tuple(fallbacks))]
-            codec = _core.FlaskCodec(secrets, _key_bytes(self.salt), self.key_derivation)
-        self._cached = (ident, codec)
-        return codec
+        return self._codecs.codec(self, app, _SHA1)
 
     def _now(self) -> Optional[int]:
         clock = self._clock
