@@ -1156,11 +1156,14 @@ def parse_args(
     min_rounds: int = 50,
     quick_min_rounds: int = 10,
     cases: Sequence[str] = (),
+    sides: Sequence[str] = (),
+    sides_help: str = "",
     options: Optional[Callable[[argparse.ArgumentParser], None]] = None,
 ) -> argparse.Namespace:
     """The shared flags (``--quick``, ``--budget``, ``--batch-ms``, ``--min-rounds``,
-    ``--cases`` when ``cases``, ``--out``, ``--check``, ``--allow-debug``), the bench's own
-    ``options``, the timing defaults, and the release-build check."""
+    ``--cases`` when ``cases``, ``--sides`` (all by default) when ``sides``, ``--out``,
+    ``--check``, ``--allow-debug``), the bench's own ``options``, the timing defaults,
+    and the release-build check."""
     parser = argparse.ArgumentParser(description=(doc or name).split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument(
@@ -1179,11 +1182,17 @@ def parse_args(
     parser.add_argument(
         "--allow-debug", action="store_true", help="run on a debug build (figures meaningless)"
     )
+    if sides:
+        parser.add_argument("--sides", default=",".join(sides), help=sides_help)
     if options is not None:
         options(parser)
     args = parser.parse_args(argv)
     if cases:
         args.cases = comma_list(parser, args.cases, cases, "case")
+    if sides:
+        args.sides = args.sides.split(",")
+        if not args.sides or set(args.sides) - set(sides):
+            sys.exit(f"--sides: a comma-separated subset of {','.join(sides)}")
     if args.budget is None:
         args.budget = quick_budget if args.quick else budget
     if args.batch_ms is None:
@@ -1192,6 +1201,11 @@ def parse_args(
         args.min_rounds = quick_min_rounds if args.quick else min_rounds
     require_release(args, name)
     return args
+
+
+def cases_met(result: dict[str, Any]) -> bool:
+    """Whether no case of ``result`` missed its goal (a case without one counts as met)."""
+    return all(e["met"] is not False for e in result["cases"].values())
 
 
 def run_and_report(

@@ -144,9 +144,6 @@ def table(result: dict[str, Any]) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    def sides(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--sides", default="asgi,wsgi", help="asgi (Starlette), wsgi (Flask)")
-
     args = h.parse_args(
         "compat_overhead",
         __doc__,
@@ -155,11 +152,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         quick_budget=6,
         batch_ms=5,
         cases=h.CASES,
-        options=sides,
+        sides=tuple(PAIRS),
+        sides_help="asgi (Starlette), wsgi (Flask)",
     )
-    args.sides = args.sides.split(",")
-    if not args.sides or set(args.sides) - set(PAIRS):
-        sys.exit(f"--sides: a comma-separated subset of {','.join(PAIRS)}")
     return h.run_and_report(
         "compat_overhead", args, run, table, lambda r: all(e["met"] for e in r["cases"].values())
     )

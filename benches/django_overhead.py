@@ -308,9 +308,6 @@ def table(result: dict[str, Any]) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    def sides(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--sides", default="cookie,store", help="cookie, store")
-
     args = h.parse_args(
         "django_overhead",
         __doc__,
@@ -319,18 +316,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         quick_budget=6,
         batch_ms=5,
         cases=h.CASES,
-        options=sides,
+        sides=SIDES,
+        sides_help="cookie, store",
     )
-    args.sides = args.sides.split(",")
-    if not args.sides or set(args.sides) - set(SIDES):
-        sys.exit(f"--sides: a comma-separated subset of {','.join(SIDES)}")
-    return h.run_and_report(
-        "django_overhead",
-        args,
-        run,
-        table,
-        lambda r: all(e["met"] is not False for e in r["cases"].values()),
-    )
+    return h.run_and_report("django_overhead", args, run, table, h.cases_met)
 
 
 if __name__ == "__main__":

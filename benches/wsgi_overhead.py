@@ -160,13 +160,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = h.parse_args(
         "wsgi_overhead", __doc__, argv, budget=60, quick_budget=4, batch_ms=5, cases=h.CASES
     )
-    return h.run_and_report(
-        "wsgi_overhead",
-        args,
-        run,
-        table,
-        lambda r: all(e["met"] is not False for e in r["cases"].values()),
-    )
+    return h.run_and_report("wsgi_overhead", args, run, table, h.cases_met)
 
 
 if __name__ == "__main__":
