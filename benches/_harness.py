@@ -1158,12 +1158,14 @@ def parse_args(
     cases: Sequence[str] = (),
     sides: Sequence[str] = (),
     sides_help: str = "",
+    pinned_with: str = "",
     options: Optional[Callable[[argparse.ArgumentParser], None]] = None,
 ) -> argparse.Namespace:
     """The shared flags (``--quick``, ``--budget``, ``--batch-ms``, ``--min-rounds``,
     ``--cases`` when ``cases``, ``--sides`` (all by default) when ``sides``, ``--out``,
-    ``--check``, ``--allow-debug``), the bench's own ``options``, the timing defaults,
-    and the release-build check."""
+    ``--check``, ``--allow-debug``, and ``--no-pin`` (``args.pin``) when the bench pins
+    itself and the server ``pinned_with`` to one CPU), the bench's own ``options``, the
+    timing defaults, and the release-build check."""
     parser = argparse.ArgumentParser(description=(doc or name).split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument(
@@ -1184,6 +1186,13 @@ def parse_args(
     )
     if sides:
         parser.add_argument("--sides", default=",".join(sides), help=sides_help)
+    if pinned_with:
+        parser.add_argument(
+            "--no-pin",
+            dest="pin",
+            action="store_false",
+            help=f"leave this process and {pinned_with} unpinned (default: both on one CPU)",
+        )
     if options is not None:
         options(parser)
     args = parser.parse_args(argv)

@@ -27,7 +27,6 @@ SQLite's). Results: ``benches/results/sql_overhead.json``.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -351,16 +350,14 @@ def table(result: dict[str, Any]) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    def pin(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "--no-pin",
-            dest="pin",
-            action="store_false",
-            help="leave this process and PostgreSQL unpinned (default: both on one CPU)",
-        )
-
     args = h.parse_args(
-        "sql_overhead", __doc__, argv, budget=60, quick_budget=5, batch_ms=5, options=pin
+        "sql_overhead",
+        __doc__,
+        argv,
+        budget=60,
+        quick_budget=5,
+        batch_ms=5,
+        pinned_with="PostgreSQL",
     )
     met: Callable[[dict[str, Any]], bool] = lambda r: all(  # noqa: E731
         g["met"] for g in r["goals"] if not g["goal"].startswith("(diagnostic)")

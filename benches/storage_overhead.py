@@ -877,14 +877,6 @@ def table(result: dict[str, Any]) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    def pin(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "--no-pin",
-            dest="pin",
-            action="store_false",
-            help="leave this process and redis-server unpinned (default: both on one CPU)",
-        )
-
     args = h.parse_args(
         "storage_overhead",
         __doc__,
@@ -893,7 +885,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         quick_budget=4,
         min_rounds=30,
         quick_min_rounds=5,
-        options=pin,
+        pinned_with="redis-server",
     )
     return h.run_and_report(
         "storage_overhead",
