@@ -170,17 +170,19 @@ def flask_request(sessions: Any, handle: Handler) -> Request:
 def http_environ(
     headers: Iterable[tuple[str, str]] = (),
     *,
+    path: str = "/",
+    query: str = "",
     wsgi_input: Any = None,
     errors: Any = None,
     multithread: bool = False,
 ) -> dict[str, Any]:
-    """The WSGI environ of one plain ``GET /`` over HTTP/1.1; a header named twice keeps
-    its last value."""
+    """The WSGI environ of one plain ``GET path?query`` over HTTP/1.1; a header named
+    twice keeps its last value."""
     environ: dict[str, Any] = {
         "REQUEST_METHOD": "GET",
         "SCRIPT_NAME": "",
-        "PATH_INFO": "/",
-        "QUERY_STRING": "",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
         "SERVER_NAME": "127.0.0.1",
         "SERVER_PORT": "80",
         "SERVER_PROTOCOL": "HTTP/1.1",

@@ -19,6 +19,7 @@ from typing import Any, Optional
 import pytest
 
 import ferrosession as fs
+from _driver import http_environ
 from ferrosession.cli import main
 
 LAYOUT = ".ferrosession-layout"
@@ -70,15 +71,7 @@ def make_app(storage: fs.DirectoryStorage, clock: StorageClock) -> Any:
 
 
 def request(app: Any, path: str, query: str) -> tuple[Optional[str], Any]:
-    environ = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": path,
-        "QUERY_STRING": query,
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "80",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": None,
-    }
+    environ = http_environ(path=path, query=query)
     headers: list[tuple[str, str]] = []
     body = b"".join(app(environ, lambda status, h, exc=None: headers.extend(h)))
     cookie = next((v for k, v in headers if k.lower() == "set-cookie"), None)

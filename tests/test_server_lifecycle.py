@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Optional
 import pytest
 
 import ferrosession as fs
-from _driver import call
+from _driver import call, http_environ
 from redis_servers import RedisServer
 
 
@@ -136,17 +136,8 @@ class Reply:
 
 
 def get(app: Any, path: str, cookie: Optional[str] = None, query: str = "") -> Reply:
-    environ = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": path,
-        "QUERY_STRING": query,
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "80",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": None,
-    }
-    if cookie is not None:
-        environ["HTTP_COOKIE"] = f"S={cookie}"
+    cookies = [("cookie", f"S={cookie}")] if cookie is not None else []
+    environ = http_environ(cookies, path=path, query=query)
     seen: list[tuple[str, str]] = []
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
