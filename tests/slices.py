@@ -26,6 +26,7 @@ ROUNDTRIP = [
 #: What the round-trip slice needs from the package index besides the wheel.
 ROUNDTRIP_REQUIREMENTS = [
     "pytest>=8",
+    "pytest-timeout>=2.3",  # the suite's configuration names its timeout
     "hypothesis>=6",
     "flask>=3",
     "starlette>=0.37",
@@ -38,6 +39,7 @@ ROUNDTRIP_REQUIREMENTS = [
 #: a Rust toolchain (they build the wheel themselves).
 NEEDS_SERVICES = [
     "test_redis_storage.py",
+    "test_django.py",
     "test_valkey.py",
     "test_postgres_storage.py",
     "test_lifecycle_races.py",

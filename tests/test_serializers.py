@@ -740,9 +740,19 @@ class Cart:
     nested: list[list[int]] = field(default_factory=list)
 
 
-class Keyed(typing.TypedDict):
-    a: int
-    b: typing.NotRequired[list[Optional[int]]]
+if sys.version_info >= (3, 11):
+
+    class Keyed(typing.TypedDict):
+        a: int
+        b: typing.NotRequired[list[Optional[int]]]
+
+else:  # NotRequired is 3.11's: the same keys, "b" optional through total=False
+
+    class _KeyedA(typing.TypedDict):
+        a: int
+
+    class Keyed(_KeyedA, total=False):  # type: ignore[no-redef]
+        b: list[Optional[int]]
 
 
 @dataclass
